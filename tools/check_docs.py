@@ -1,0 +1,389 @@
+#!/usr/bin/env python
+"""Check everything about the docs site that can be checked without Quarto (run by .ci/run).
+
+    python tools/check_docs.py               # all checks; exit 1 listing every problem
+    python tools/check_docs.py --fix-readme  # first regenerate README.md from nbs/index.ipynb, then check
+
+Checks:
+ 1. nbs/_quarto.yml: every sidebar entry exists; every notebook in nbs/ (except `_*`) is in the sidebar; the numbered
+    notebooks appear in reading (number) order; the filters it names exist; nbs/nbdev.yml is what nbdev 3 generates
+    from pyproject.toml (otherwise `nbdev-docs` silently rewrites it).
+ 2. Every notebook is clean: `nbdev-clean` would leave it unchanged.
+ 3. Every notebook is at most 1.5 MB, opens with a '# Title' markdown cell holding a '> description' line, has stored
+    outputs when it has code, and (if it imports melanoma_nb) has the Colab/Kaggle install cell before that import.
+ 4. Every internal link and image in the notebooks' markdown and in README.md resolves: relative paths to files,
+    `*.html` pages to notebooks, links to the hosted docs to notebooks, links to this repository on GitHub (including
+    Colab/Kaggle launch links) to files in the checkout.
+ 5. README.md is exactly what tools/make_readme.py generates from nbs/index.ipynb.
+ 6. The Colab/Kaggle link filter (nbs/colab_links.lua) points at this repository, branch and notebook folder; where
+    `pandoc` is installed it is also run on a stand-in for every notebook and its links are checked.
+"""
+from __future__ import annotations
+
+import argparse, contextlib, io, json, re, shutil, subprocess, sys, tempfile, warnings
+from pathlib import Path
+from urllib.parse import urlsplit, parse_qs, unquote
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import make_readme  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+MAX_NB_BYTES = 1_500_000
+INSTALL_MARK = "find_spec('melanoma_nb')"
+_re_num = re.compile(r'^(\d+)[a-zA-Z0-9]*_')
+_re_md_link = re.compile(r'(!?)\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)')
+_re_img_tag = re.compile(r'<img\s[^>]*?src\s*=\s*["\']([^"\']+)["\']', re.I)
+_re_href_tag = re.compile(r'<a\s[^>]*?href\s*=\s*["\']([^"\']+)["\']', re.I)
+_re_autolink = re.compile(r'<(https?://[^>\s]+)>')
+
+
+class Report:
+    def __init__(self): self.problems, self.notes = [], []
+    def fail(self, where, msg): self.problems.append(f'{where}: {msg}')
+    def note(self, msg): self.notes.append(msg)
+
+
+def load_cfg(root: Path = ROOT) -> dict:
+    cfg = make_readme.project_config(root)
+    d = make_readme.tomllib.loads((root/'pyproject.toml').read_text(encoding='utf-8'))
+    nbdev = d.get('tool', {}).get('nbdev', {})
+    git_url = (d.get('project', {}).get('urls', {}).get('Repository') or '').rstrip('/')
+    m = re.match(r'https://github\.com/([^/]+/[^/]+)$', git_url)
+    cfg.update(repo=m.group(1) if m else '', branch=nbdev.get('branch', 'main'),
+               custom_sidebar=str(nbdev.get('custom_sidebar', False)).lower() in ('true', '1', 'yes'))
+    return cfg
+
+
+def notebooks(nbs: Path) -> list[Path]:
+    "The notebooks nbdev renders: nbs/*.ipynb except names starting with '_' or '.'."
+    return sorted(p for p in nbs.glob('*.ipynb') if not p.name.startswith(('_', '.')))
+
+
+def read_nb(p: Path, rep: Report):
+    try: return json.loads(p.read_text(encoding='utf-8'))
+    except Exception as e:
+        rep.fail(rel(p), f'not a readable notebook ({e})')
+        return None
+
+
+def rel(p: Path) -> str:
+    try: return str(Path(p).resolve().relative_to(ROOT))
+    except ValueError: return str(p)
+
+
+def src(cell) -> str:
+    s = cell.get('source', '')
+    return ''.join(s) if isinstance(s, list) else s
+
+
+# 1. Quarto configuration ---------------------------------------------------------------------------------------
+def sidebar_entries(contents) -> list[str]:
+    "Files named in a Quarto sidebar `contents` list, in order."
+    out = []
+    for item in contents or []:
+        if isinstance(item, str): out.append(item)
+        elif isinstance(item, dict):
+            for k in ('href', 'file'):
+                if isinstance(item.get(k), str): out.append(item[k])
+            out += sidebar_entries(item.get('contents'))
+    return out
+
+
+def check_quarto(root: Path, cfg: dict, rep: Report) -> dict:
+    nbs = root/cfg['nbs_path']
+    qy = nbs/'_quarto.yml'
+    if not qy.exists():
+        rep.fail(rel(qy), 'missing: the docs site has no configuration')
+        return {}
+    try: q = yaml.safe_load(qy.read_text(encoding='utf-8')) or {}
+    except yaml.YAMLError as e:
+        rep.fail(rel(qy), f'not valid YAML: {e}')
+        return {}
+    sb = (q.get('website') or {}).get('sidebar')
+    if isinstance(sb, list): sb = sb[0] if sb else {}
+    entries = sidebar_entries((sb or {}).get('contents'))
+    if not entries: rep.fail(rel(qy), 'website.sidebar.contents lists no pages')
+    for e in entries:
+        if re.match(r'^[a-z]+://', e) or e in ('auto',): continue
+        if not (nbs/e).exists(): rep.fail(rel(qy), f"sidebar entry '{e}' does not exist in {cfg['nbs_path']}/")
+    listed = {Path(e).name for e in entries}
+    for p in notebooks(nbs):
+        if p.name not in listed: rep.fail(rel(qy), f"notebook '{p.name}' is not in the sidebar: add it (reading order)")
+    nums = [(int(_re_num.match(Path(e).name).group(1)), e) for e in entries if _re_num.match(Path(e).name)]
+    if nums != sorted(nums): rep.fail(rel(qy), f'numbered notebooks are not in reading order: {[e for _, e in nums]}')
+    if len({e for e in entries}) != len(entries): rep.fail(rel(qy), 'a sidebar entry is listed twice')
+    mf = q.get('metadata-files') or []
+    if 'nbdev.yml' not in mf: rep.fail(rel(qy), "metadata-files must include nbdev.yml (site URL, repo, title)")
+    if 'sidebar.yml' in mf:
+        rep.fail(rel(qy), "metadata-files includes sidebar.yml: nbdev regenerates that file in name order and it "
+                          "would be merged with the hand-written sidebar; remove it")
+    if not cfg['custom_sidebar']:
+        rep.note("pyproject.toml [tool.nbdev] has no `custom_sidebar = true`: nbdev-docs will write an unused "
+                 "nbs/sidebar.yml (harmless, but set it to keep the tree clean)")
+    for f in q.get('filters') or []:
+        name = f if isinstance(f, str) else (f.get('path') if isinstance(f, dict) else None)
+        if name and not name.startswith('quarto') and not (nbs/name).exists():
+            rep.fail(rel(qy), f"filter '{name}' does not exist in {cfg['nbs_path']}/")
+        if name and name.startswith('_'):
+            rep.fail(rel(qy), f"filter '{name}' starts with '_': nbdev does not copy such files to the render folder")
+    css = ((q.get('format') or {}).get('html') or {}).get('css')
+    for c in ([css] if isinstance(css, str) else css or []):
+        if not (nbs/c).exists(): rep.fail(rel(qy), f"css file '{c}' does not exist in {cfg['nbs_path']}/")
+    check_nbdev_yml(root, cfg, rep)
+    return q
+
+
+def check_nbdev_yml(root: Path, cfg: dict, rep: Report):
+    ny = root/cfg['nbs_path']/'nbdev.yml'
+    try:
+        from nbdev.config import get_config
+        from nbdev.quarto import _nbdev_yml  # the template nbdev-docs writes nbdev.yml from
+    except ImportError as e:
+        rep.note(f'nbdev.yml not compared with nbdev\'s template (cannot import it: {e})')
+        return
+    c = get_config(root)
+    vals = {k: c[k] for k in ['title', 'description', 'branch', 'git_url', 'doc_host', 'doc_baseurl']}
+    vals['doc_path'] = c.doc_path.name
+    want = _nbdev_yml.format(**vals)
+    if not ny.exists(): rep.fail(rel(ny), 'missing')
+    elif ny.read_text(encoding='utf-8') != want:
+        rep.fail(rel(ny), "differs from what nbdev generates from pyproject.toml (nbdev-docs would overwrite it); "
+                          "regenerate: python -c 'from nbdev.quarto import refresh_quarto_yml; refresh_quarto_yml()'")
+
+
+# 2. clean ------------------------------------------------------------------------------------------------------
+def check_clean(paths: list[Path], rep: Report):
+    "Run nbdev-clean's own code on each notebook, printing instead of writing, and compare with the file."
+    from nbdev.clean import nbdev_clean
+    for p in paths:
+        out = io.StringIO()
+        with warnings.catch_warnings(record=True) as w, contextlib.redirect_stdout(out):
+            warnings.simplefilter('always')
+            nbdev_clean.__wrapped__(fname=str(p), disp=True)
+        w = [x for x in w if not issubclass(x.category, ResourceWarning)]  # nbdev leaves the file open: not ours
+        if w: rep.fail(rel(p), f'nbdev-clean could not process it: {"; ".join(str(x.message) for x in w)}')
+        elif out.getvalue() != p.read_text(encoding='utf-8'):
+            rep.fail(rel(p), f'not clean: run `nbdev-clean --fname {rel(p)}` and commit the result')
+
+
+# 3. structure --------------------------------------------------------------------------------------------------
+_re_dir = re.compile(r'^\s*#\|\s*([\w-]+)')
+
+
+def check_structure(p: Path, nb: dict, rep: Report):
+    size = p.stat().st_size
+    if size > MAX_NB_BYTES:
+        rep.fail(rel(p), f'{size/1e6:.2f} MB, over the {MAX_NB_BYTES/1e6:.1f} MB limit: shrink figures '
+                         '(smaller figsize/dpi, JPEG/PNG instead of huge SVG, fewer images per grid)')
+    cells = nb.get('cells', [])
+    first = cells[0] if cells else None
+    if first is None or first.get('cell_type') != 'markdown':
+        rep.fail(rel(p), "must open with a markdown cell '# Title' followed by '> one-line description'")
+    else:
+        lines = [l.strip() for l in src(first).splitlines() if l.strip()]
+        if not lines or not re.match(r'^# \S', lines[0]):
+            rep.fail(rel(p), "first cell must start with a '# Title' line (one '#')")
+        if not any(re.match(r'^> \S', l) for l in lines[1:]):
+            rep.fail(rel(p), "first cell must hold a '> one-line description' line after the title")
+    code = [c for c in cells if c.get('cell_type') == 'code' and src(c).strip()]
+    real = [c for c in code if any(l.strip() and not _re_dir.match(l) for l in src(c).splitlines())]
+    if real and not any(c.get('outputs') for c in code):
+        rep.fail(rel(p), 'has code but no stored outputs: execute it (jupyter nbconvert --to notebook --execute '
+                         f'--inplace {rel(p)}), then nbdev-clean')
+    imp = next((i for i, c in enumerate(code)
+                if re.search(r'^\s*(from\s+melanoma_nb[\s.]|import\s+melanoma_nb)', src(c), re.M)), None)
+    if imp is not None:
+        inst = next((i for i, c in enumerate(code) if INSTALL_MARK in src(c)), None)
+        if inst is None or inst > imp:
+            rep.fail(rel(p), 'imports melanoma_nb without the hidden Colab/Kaggle install cell before it '
+                             '(copy it from CONTRIBUTING.md)')
+        elif not any(d == 'hide' for d in (m.group(1) for m in map(_re_dir.match, src(code[inst]).splitlines()) if m)):
+            rep.fail(rel(p), 'the Colab/Kaggle install cell must be hidden in the docs (#| hide)')
+    for i, c in enumerate(cells):
+        for o in c.get('outputs', []) or []:
+            if o.get('output_type') == 'error':
+                rep.fail(rel(p), f"cell {i} has a stored error output ({o.get('ename')}): fix it and re-execute")
+
+
+# 4. links ------------------------------------------------------------------------------------------------------
+def md_targets(text: str) -> list[tuple[str, bool]]:
+    "(target, is_image) for markdown links/images and HTML <a>/<img> in `text`, skipping fenced and inline code."
+    kept, in_code = [], False
+    for line in text.splitlines():
+        if re.match(r'^\s*(```|~~~)', line): in_code = not in_code; continue
+        if not in_code: kept.append(re.sub(r'`[^`]*`', '', line))
+    t = '\n'.join(kept)
+    res = [(m.group(2), m.group(1) == '!') for m in _re_md_link.finditer(t)]
+    res += [(u, True) for u in _re_img_tag.findall(t)] + [(u, False) for u in _re_href_tag.findall(t)]
+    res += [(u, False) for u in _re_autolink.findall(t)]
+    return res
+
+
+class LinkChecker:
+    def __init__(self, root: Path, cfg: dict, rep: Report):
+        self.root, self.cfg, self.rep = root, cfg, rep
+        self.nbs = root/cfg['nbs_path']
+        self.pages = {make_readme.nb_html_name(p.name): p for p in notebooks(self.nbs)}
+        self.doc_url = cfg['doc_url']
+        r = re.escape(cfg['repo'])
+        self.re_gh = re.compile(rf'^https://github\.com/{r}/(?:blob|tree|raw)/{re.escape(cfg["branch"])}/(.+)$')
+        self.re_colab = re.compile(rf'^https://colab\.research\.google\.com/github/{r}/blob/{re.escape(cfg["branch"])}/(.+)$')
+        self.re_raw = re.compile(rf'^https://raw\.githubusercontent\.com/{r}/{re.escape(cfg["branch"])}/(.+)$')
+        self.external = 0
+
+    def repo_file(self, path: str, where: str, target: str):
+        if not (self.root/unquote(path)).exists():
+            self.rep.fail(where, f"link '{target}' points at '{path}', which is not in the repository")
+
+    def page(self, name: str, where: str, target: str):
+        if name in ('', 'index.html') and 'index.html' in self.pages: return
+        if name not in self.pages and not (self.nbs/name).exists():
+            self.rep.fail(where, f"link '{target}': no notebook renders to '{name}' (pages: {sorted(self.pages)})")
+
+    def check(self, target: str, is_image: bool, base: Path, where: str, site: bool):
+        "`base`: folder relative links start from; `site`: the link is on the docs site (must stay inside nbs/)."
+        t = target.strip()
+        if not t or t.startswith('#') or t.startswith('data:'): return
+        u = urlsplit(t)
+        if u.scheme in ('http', 'https'):
+            url = t.split('#')[0].split('?')[0] if u.netloc != 'kaggle.com' else t
+            base_url = self.doc_url.rstrip('/')
+            if base_url and (url == base_url or url.startswith(base_url + '/')):
+                return self.page(url[len(base_url) + 1:], where, t)
+            for rx in (self.re_gh, self.re_colab, self.re_raw):
+                m = rx.match(url)
+                if m: return self.repo_file(m.group(1), where, t)
+            if u.netloc in ('kaggle.com', 'www.kaggle.com') and u.path.startswith('/kernels/welcome'):
+                srcs = parse_qs(u.query).get('src', [])
+                if not srcs: return self.rep.fail(where, f"Kaggle launch link '{t}' has no src=")
+                return self.check(srcs[0], False, base, where, site)
+            if re.match(rf'^https://github\.com/{re.escape(self.cfg["repo"])}/(blob|tree|raw)/', url):
+                return self.rep.fail(where, f"link '{t}' points at a branch other than '{self.cfg['branch']}'")
+            self.external += 1
+            return
+        if u.scheme or u.netloc: self.external += 1; return  # mailto:, ftp:, ...
+        path = unquote(u.path)
+        if path.startswith('/'):
+            return self.rep.fail(where, f"link '{t}' is absolute; use a path relative to the page")
+        f = (base/path).resolve()
+        if site:
+            try: f.relative_to(self.nbs.resolve())
+            except ValueError:
+                return self.rep.fail(where, f"link '{t}' leaves {self.cfg['nbs_path']}/, which is all the docs site "
+                                            f"has; link to https://github.com/{self.cfg['repo']}/blob/"
+                                            f"{self.cfg['branch']}/... instead")
+        if f.suffix == '.html' and not f.exists():
+            name = str(f.relative_to(self.nbs.resolve())) if site else f.name
+            return self.page(name, where, t)
+        if not f.exists(): self.rep.fail(where, f"{'image' if is_image else 'link'} '{t}' does not resolve to a file")
+
+
+def check_links(root: Path, cfg: dict, nbs_json: dict, rep: Report) -> LinkChecker:
+    lc = LinkChecker(root, cfg, rep)
+    for p, nb in nbs_json.items():
+        for i, c in enumerate(nb.get('cells', [])):
+            if c.get('cell_type') != 'markdown': continue
+            for target, is_img in md_targets(src(c)):
+                lc.check(target, is_img, p.parent, f'{rel(p)} cell {i}', site=True)
+    readme = root/'README.md'
+    if readme.exists():
+        for target, is_img in md_targets(readme.read_text(encoding='utf-8')):
+            lc.check(target, is_img, root, 'README.md', site=False)
+    return lc
+
+
+# 5. README drift -----------------------------------------------------------------------------------------------
+def check_readme(root: Path, rep: Report):
+    readme = root/'README.md'
+    try: want = make_readme.render(root)
+    except make_readme.ReadmeError as e:
+        return rep.fail('nbs/index.ipynb', f'README cannot be generated: {e}')
+    have = readme.read_text(encoding='utf-8') if readme.exists() else None
+    if have is None: return rep.fail('README.md', 'missing: run `python tools/make_readme.py`')
+    if have != want:
+        import difflib
+        d = [l for l in difflib.unified_diff(have.splitlines(), want.splitlines(), lineterm='', n=0)
+             if l[:1] in '+-' and l[:3] not in ('+++', '---')][:6]
+        rep.fail('README.md', 'differs from what nbs/index.ipynb generates. README.md is generated: edit '
+                              'nbs/index.ipynb, then run `python tools/make_readme.py` (or `python tools/check_docs.py '
+                              '--fix-readme`). First differing lines:\n      ' + '\n      '.join(d))
+
+
+# 6. Colab/Kaggle filter ----------------------------------------------------------------------------------------
+def check_launch_filter(root: Path, cfg: dict, q: dict, rep: Report):
+    nbs = root/cfg['nbs_path']
+    lua = nbs/'colab_links.lua'
+    names = [f if isinstance(f, str) else (f or {}).get('path') for f in (q.get('filters') or [])]
+    if 'colab_links.lua' not in names:
+        return rep.fail(rel(nbs/'_quarto.yml'), "filters must list colab_links.lua (the Open in Colab/Kaggle links)")
+    if not lua.exists(): return  # reported by check_quarto
+    text = lua.read_text(encoding='utf-8')
+    want = {'REPO': cfg['repo'], 'BRANCH': cfg['branch'], 'NBS_DIR': cfg['nbs_path']}
+    for k, v in want.items():
+        m = re.search(rf"^local {k} = '([^']*)'", text, re.M)
+        if not m: rep.fail(rel(lua), f"no `local {k} = '...'` line")
+        elif m.group(1) != v: rep.fail(rel(lua), f"{k} is '{m.group(1)}' but pyproject.toml says '{v}'")
+    pandoc = shutil.which('pandoc')
+    if not pandoc:
+        return rep.note('pandoc not installed: colab_links.lua checked statically only (apt-get install pandoc to run it)')
+    lc = LinkChecker(root, cfg, rep)
+    with tempfile.TemporaryDirectory() as tmp:
+        stub = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": "# Stub\n\n> stub"}], "metadata": {},
+                "nbformat": 4, "nbformat_minor": 5}
+        for p in notebooks(nbs):
+            f = Path(tmp)/p.name
+            f.write_text(json.dumps(stub))
+            r = subprocess.run([pandoc, str(f), '-f', 'ipynb', '-t', 'html', '--lua-filter', str(lua)],
+                               capture_output=True, text=True)
+            where = f'{rel(lua)} on {p.name}'
+            if r.returncode: rep.fail(where, f'pandoc failed: {r.stderr.strip()[:300]}'); continue
+            links = _re_href_tag.findall(r.stdout)
+            if p.stem == 'index':
+                if links: rep.fail(where, 'the home page should get no launch links')
+                continue
+            colab = [u for u in links if 'colab.research.google.com' in u]
+            kaggle = [u for u in links if 'kaggle.com/kernels/welcome' in u]
+            if not colab or not kaggle:
+                rep.fail(where, f'expected an Open in Colab and an Open in Kaggle link, got {links}'); continue
+            n0 = len(rep.problems)
+            for u in colab + kaggle: lc.check(u.replace('&amp;', '&'), False, nbs, where, site=True)
+            if len(rep.problems) == n0 and not all(u.endswith(f"/{cfg['nbs_path']}/{p.name}") for u in colab + kaggle):
+                rep.fail(where, f'launch links do not point at {p.name}: {colab + kaggle}')
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--fix-readme', action='store_true', help='regenerate README.md from nbs/index.ipynb first')
+    ap.add_argument('--no-clean', action='store_true', help='skip the nbdev-clean comparison (faster; CI keeps it)')
+    a = ap.parse_args(argv)
+    import os
+    os.chdir(ROOT)  # nbdev reads pyproject.toml from the working directory
+    if a.fix_readme:
+        rc = make_readme.main([])
+        if rc: return rc
+    rep, cfg = Report(), load_cfg(ROOT)
+    nbs = ROOT/cfg['nbs_path']
+    paths = notebooks(nbs)
+    if not paths: rep.fail(cfg['nbs_path'], 'no notebooks found')
+    q = check_quarto(ROOT, cfg, rep)
+    nbs_json = {p: nb for p in paths if (nb := read_nb(p, rep)) is not None}
+    if a.no_clean: rep.note('--no-clean: nbdev-clean comparison skipped')
+    else: check_clean(list(nbs_json), rep)
+    for p, nb in nbs_json.items(): check_structure(p, nb, rep)
+    lc = check_links(ROOT, cfg, nbs_json, rep)
+    check_readme(ROOT, rep)
+    if q: check_launch_filter(ROOT, cfg, q, rep)
+    for n in rep.notes: print(f'note: {n}')
+    sys.stdout.flush()
+    if rep.problems:
+        print(f'check_docs: {len(rep.problems)} problem(s):', file=sys.stderr)
+        for pr in rep.problems: print(f'  - {pr}', file=sys.stderr)
+        return 1
+    print(f'check_docs: {len(paths)} notebooks and README.md OK (sidebar, clean, size, title, links '
+          f'[{lc.external} external links not fetched], README in sync, launch links)')
+    return 0
+
+
+if __name__ == '__main__': sys.exit(main())
