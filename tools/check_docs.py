@@ -17,6 +17,10 @@ Checks:
  5. README.md is exactly what tools/make_readme.py generates from nbs/index.ipynb.
  6. The Colab/Kaggle link filter (nbs/colab_links.lua) points at this repository, branch and notebook folder; where
     `pandoc` is installed it is also run on a stand-in for every notebook and its links are checked.
+ 7. Every figure survives: each image output decodes (PNG/JPEG signature, SVG parses), and `jupyter nbconvert --to
+    html` of each notebook shows as many images as the notebook has image outputs.
+ 8. nbdev's own docs processing (what `nbdev-docs` does before it calls Quarto: front matter, show_doc, running the
+    import/export cells) succeeds on every notebook, each in a fresh process (skip with --no-proc).
 """
 from __future__ import annotations
 
@@ -353,10 +357,84 @@ def check_launch_filter(root: Path, cfg: dict, q: dict, rep: Report):
                 rep.fail(where, f'launch links do not point at {p.name}: {colab + kaggle}')
 
 
+# 7. figures --------------------------------------------------------------------------------------------------
+_SIGS = {'image/png': b'\x89PNG\r\n\x1a\n', 'image/jpeg': b'\xff\xd8\xff', 'image/gif': b'GIF8'}
+
+
+def check_figures(p: Path, nb: dict, rep: Report):
+    import base64, binascii
+    from xml.etree import ElementTree as ET
+    n_img = 0
+    for i, c in enumerate(nb.get('cells', [])):
+        for o in c.get('outputs', []) or []:
+            data = o.get('data') or {}
+            kinds = [k for k in data if k.startswith('image/')]
+            if kinds: n_img += 1
+            for k in kinds:
+                v = data[k]; v = ''.join(v) if isinstance(v, list) else v
+                if k == 'image/svg+xml':
+                    try: ET.fromstring(v)
+                    except ET.ParseError as e: rep.fail(rel(p), f'cell {i}: SVG output does not parse ({e})')
+                    continue
+                try: raw = base64.b64decode(v, validate=False)
+                except (binascii.Error, ValueError) as e:
+                    rep.fail(rel(p), f'cell {i}: {k} output is not valid base64 ({e})'); continue
+                if k in _SIGS and not raw.startswith(_SIGS[k]):
+                    rep.fail(rel(p), f'cell {i}: {k} output is not a {k.split("/")[1].upper()} image')
+    if not n_img: return
+    import nbformat
+    from nbconvert import HTMLExporter
+    try: html, _ = HTMLExporter().from_notebook_node(nbformat.reads(json.dumps(nb), as_version=4))
+    except Exception as e: return rep.fail(rel(p), f'jupyter nbconvert --to html fails: {e}')
+    shown = len(re.findall(r'<img\s[^>]*src="data:image/', html)) + html.count('<svg')
+    if shown < n_img: rep.fail(rel(p), f'{n_img} image outputs but the nbconvert HTML shows only {shown}')
+
+
+# 8. nbdev's docs processing -------------------------------------------------------------------------------------
+_PROC_SCRIPT = '''
+import sys, warnings
+from pathlib import Path
+from nbdev.serve_drv import main
+from nbdev.processors import FilterDefaults
+warnings.simplefilter('always')
+main((Path(sys.argv[1]), Path(sys.argv[2]), FilterDefaults))
+'''
+
+
+def _proc_one(args):
+    p, dst, root = args
+    r = subprocess.run([sys.executable, '-c', _PROC_SCRIPT, str(p), str(dst)], cwd=root, capture_output=True, text=True)
+    return p, r
+
+
+def check_docs_processing(root: Path, paths: list[Path], rep: Report, workers: int):
+    "Process every notebook as nbdev-docs would (nbdev.serve_drv with FilterDefaults), each in its own process."
+    from concurrent.futures import ThreadPoolExecutor
+    with tempfile.TemporaryDirectory(prefix='check_docs_proc_') as tmp:
+        jobs = [(p, Path(tmp)/p.name, root) for p in paths]
+        with ThreadPoolExecutor(max(1, workers)) as ex:
+            for p, r in ex.map(_proc_one, jobs):
+                if r.returncode:
+                    lines = r.stderr.rstrip().splitlines()
+                    i = next((k for k in range(len(lines) - 1, -1, -1) if lines[k].startswith('Exception: Error')), None)
+                    if i is not None and i + 1 < len(lines):
+                        msg = (f'the cell starting {lines[i + 1].strip()!r} fails when nbdev-docs runs it in a fresh '
+                               f'kernel: {lines[-1].strip()}. nbdev runs every cell that holds an import, an export '
+                               'or show_doc, without the cells between them: keep imports in their own cells')
+                    else: msg = 'nbdev-docs processing failed: ' + ' | '.join(l.strip() for l in lines[-3:])
+                    rep.fail(rel(p), msg[:700])
+                elif 'Found cells containing imports and other code' in r.stderr:
+                    rep.note(f'{rel(p)}: a cell mixes imports with other code; nbdev-docs re-runs such cells when '
+                             'building the page (keep imports in their own cell)')
+        return tmp
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--fix-readme', action='store_true', help='regenerate README.md from nbs/index.ipynb first')
     ap.add_argument('--no-clean', action='store_true', help='skip the nbdev-clean comparison (faster; CI keeps it)')
+    ap.add_argument('--no-proc', action='store_true', help="skip running nbdev's docs processing (faster; CI keeps it)")
+    ap.add_argument('--workers', type=int, default=2, help='processes for the docs processing check (default 2)')
     a = ap.parse_args(argv)
     import os
     os.chdir(ROOT)  # nbdev reads pyproject.toml from the working directory
@@ -371,10 +449,12 @@ def main(argv=None) -> int:
     nbs_json = {p: nb for p in paths if (nb := read_nb(p, rep)) is not None}
     if a.no_clean: rep.note('--no-clean: nbdev-clean comparison skipped')
     else: check_clean(list(nbs_json), rep)
-    for p, nb in nbs_json.items(): check_structure(p, nb, rep)
+    for p, nb in nbs_json.items(): check_structure(p, nb, rep); check_figures(p, nb, rep)
     lc = check_links(ROOT, cfg, nbs_json, rep)
     check_readme(ROOT, rep)
     if q: check_launch_filter(ROOT, cfg, q, rep)
+    if a.no_proc: rep.note("--no-proc: nbdev's docs processing not run")
+    else: check_docs_processing(ROOT, list(nbs_json), rep, a.workers)
     for n in rep.notes: print(f'note: {n}')
     sys.stdout.flush()
     if rep.problems:
@@ -382,7 +462,7 @@ def main(argv=None) -> int:
         for pr in rep.problems: print(f'  - {pr}', file=sys.stderr)
         return 1
     print(f'check_docs: {len(paths)} notebooks and README.md OK (sidebar, clean, size, title, links '
-          f'[{lc.external} external links not fetched], README in sync, launch links)')
+          f'[{lc.external} external links not fetched], README in sync, launch links, figures, nbdev docs processing)')
     return 0
 
 
