@@ -45,7 +45,8 @@ _re_autolink = re.compile(r'<(https?://[^>\s]+)>')
 
 class Report:
     def __init__(self): self.problems, self.notes = [], []
-    def fail(self, where, msg): self.problems.append(f'{where}: {msg}')
+    def fail(self, where, msg):
+        if f'{where}: {msg}' not in self.problems: self.problems.append(f'{where}: {msg}')
     def note(self, msg): self.notes.append(msg)
 
 
