@@ -79,7 +79,7 @@ def resnet(arch: str = 'resnet18', # 'resnet18', 'resnet34' or 'resnet50'
     if not (isinstance(pretrained, (bool, str, os.PathLike)) or pretrained is None):
         raise TypeError(f"pretrained must be False, True or a path to a weights file, not {type(pretrained).__name__}.")
     model = getattr(torchvision.models, arch)(weights=None)  # 3 channels, 1000 classes
-    if pretrained:
+    if pretrained is not False and pretrained is not None:  # True or a path (an empty path is an error, not False)
         sd = _imagenet_state_dict(arch, pretrained)
         try: model.load_state_dict(sd, strict=True)
         except RuntimeError as e:
