@@ -6,10 +6,10 @@ Docs: https://melanoma-nb.github.io/melanoma_nb/gradcam.html.md"""
 
 # %% auto #0
 __all__ = ['inference_state', 'minmax_scale', 'GradCAM', 'GradCAMPlusPlus', 'to_images', 'heatmap', 'overlay', 'save_overlay',
-           'show_gradcam', 'explain', 'deletion_order', 'random_order', 'deletion_curve', 'Deletion', 'deletion_score',
-           'plot_deletion']
+           'show_gradcam', 'explain', 'deletion_order', 'random_order', 'mean_fill', 'deletion_curve', 'Deletion',
+           'deletion_score', 'plot_deletion']
 
-# %% ../nbs/06_gradcam.ipynb #0837fda1
+# %% ../nbs/06_gradcam.ipynb #d58523c4
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from .cnn import cam_layer
 from .dataset import denormalize
 
-# %% ../nbs/06_gradcam.ipynb #cf1bc06c
+# %% ../nbs/06_gradcam.ipynb #8c9cdec5
 @contextmanager
 def inference_state(model: nn.Module, freeze: bool = True):
     "Put `model` in eval mode (and freeze its parameters) inside the block; restore every module's mode and every flag after."
@@ -40,13 +40,13 @@ def inference_state(model: nn.Module, freeze: bool = True):
         for p, f in flags: p.requires_grad_(f)
         for m, t in modes: m.training = t
 
-# %% ../nbs/06_gradcam.ipynb #3053b233
+# %% ../nbs/06_gradcam.ipynb #678c2716
 def minmax_scale(cam: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
     "Scale each map of the batch `cam` (N, H, W) to [0, 1] by its own minimum and maximum."
     cam = cam - cam.flatten(1).min(1).values[:, None, None]
     return cam / (cam.flatten(1).max(1).values[:, None, None] + eps)
 
-# %% ../nbs/06_gradcam.ipynb #94014b46
+# %% ../nbs/06_gradcam.ipynb #6b2767bd
 def _as_targets(targets, logits: torch.Tensor) -> torch.Tensor:
     "One class index per sample: `None` -> the predicted class, an int -> the same class for all, else a sequence."
     n, n_classes = logits.shape
@@ -59,7 +59,7 @@ def _as_targets(targets, logits: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"Target classes {t.tolist()} out of range: the model has {n_classes} outputs (0..{n_classes - 1}).")
     return t
 
-# %% ../nbs/06_gradcam.ipynb #3b65e666
+# %% ../nbs/06_gradcam.ipynb #b277a139
 class GradCAM:
     "Grad-CAM maps of `model` at `target_layer` (default: `cam_layer(model)`) for a batch, one target class per image."
     eps = 1e-7  # min-max scaling of the maps (as pytorch-grad-cam)
@@ -126,7 +126,7 @@ class GradCAM:
         "Softmax probabilities of the last call (N, n_classes)."
         return None if self.logits is None else self.logits.softmax(1)
 
-# %% ../nbs/06_gradcam.ipynb #8c6e89a7
+# %% ../nbs/06_gradcam.ipynb #7b3ad39c
 class GradCAMPlusPlus(GradCAM):
     "Grad-CAM++: positions weighted by the closed-form alpha of exp(score); same machinery as `GradCAM`."
     alpha_eps = 1e-6  # in the denominator of alpha (as pytorch-grad-cam)
@@ -138,7 +138,7 @@ class GradCAMPlusPlus(GradCAM):
         alpha = torch.where(grads > 0, alpha, torch.zeros_like(alpha))
         return (alpha * F.relu(grads)).sum((2, 3))
 
-# %% ../nbs/06_gradcam.ipynb #33634edf
+# %% ../nbs/06_gradcam.ipynb #c3cb8013
 def to_images(x: torch.Tensor, mean, std) -> np.ndarray:
     "Normalised images (N, C, H, W) back to uint8 (N, H, W, C) with the `mean` and `std` that normalised them."
     return (denormalize(x.detach().float(), mean, std) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
@@ -171,7 +171,7 @@ def save_overlay(image: np.ndarray, cam, path, alpha: float = 0.4, cmap: str = '
     plt.imsave(path, overlay(image, cam, alpha, cmap), format='png')
     return path
 
-# %% ../nbs/06_gradcam.ipynb #232661b6
+# %% ../nbs/06_gradcam.ipynb #18581e84
 def _positive(classes) -> int:
     "Index of the class whose probability the figures report: 'malignant' if present, else 1."
     classes = list(classes)
@@ -212,7 +212,7 @@ def explain(model, x, mean, std, labels=None, classes=('benign', 'malignant'), t
                        method='Grad-CAM++' if issubclass(method, GradCAMPlusPlus) else 'Grad-CAM')
     return fig, maps, p
 
-# %% ../nbs/06_gradcam.ipynb #578d9e31
+# %% ../nbs/06_gradcam.ipynb #565e97c7
 def deletion_order(cams: torch.Tensor, seed: int = 0) -> torch.Tensor:
     "Pixel indices (N, H*W), most highlighted first; ties broken in a seeded random order."
     n, p = cams.shape[0], cams[0].numel()
@@ -226,14 +226,20 @@ def random_order(n: int, p: int, seed: int = 0, device=None) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.stack([torch.randperm(p, generator=g) for _ in range(n)]).to(device)
 
+def mean_fill(images, mean, std) -> tuple:
+    "The per-channel mean colour of the uint8 `images` (N, H, W, C), normalised with `mean` and `std`: a neutral `fill`."
+    mu = np.asarray(images, dtype=np.float64).reshape(-1, np.asarray(images).shape[-1]).mean(0) / 255
+    return tuple(float(v) for v in (mu - np.asarray(mean)) / np.asarray(std))
+
 @torch.no_grad()
-def deletion_curve(model, x: torch.Tensor, order: torch.Tensor, targets, steps: int = 20, fill: float = 0.0,
+def deletion_curve(model, x: torch.Tensor, order: torch.Tensor, targets, steps: int = 20, fill=0.0,
                    batch_size: int = 64) -> torch.Tensor:
-    "p(target) (N, steps + 1) as the pixels of each image are set to `fill` in `order`, 0, 1/steps, ..., 1 of them."
+    "p(target) (N, steps + 1) as the pixels of each image are set to `fill` (a number or one per channel) in `order`."
     n, _, h, w = x.shape
     p = h * w
     counts = torch.linspace(0, p, steps + 1, device=x.device).round().long()            # pixels removed at each step
     rank = torch.empty_like(order).scatter_(1, order, torch.arange(p, device=order.device).expand(n, p))
+    fill = torch.as_tensor(fill, dtype=x.dtype, device=x.device).reshape(1, -1, 1, 1)
     targets = torch.as_tensor(targets).long().reshape(-1).cpu()
     if targets.numel() == 1: targets = targets.expand(n)
     if targets.numel() != n: raise ValueError(f"Got {targets.numel()} target classes for {n} images: pass one per image or one int for all.")
@@ -241,7 +247,7 @@ def deletion_curve(model, x: torch.Tensor, order: torch.Tensor, targets, steps: 
     with inference_state(model):
         for i in range(n):
             keep = (rank[i].to(x.device)[None] >= counts[:, None]).view(steps + 1, 1, h, w)
-            xi = torch.where(keep, x[i:i + 1], torch.as_tensor(fill, dtype=x.dtype, device=x.device))
+            xi = torch.where(keep, x[i:i + 1], fill)
             probs = torch.cat([model(chunk).float().softmax(1) for chunk in xi.split(batch_size)])
             out[i] = probs[:, int(targets[i])].cpu()
     return out
@@ -255,7 +261,7 @@ class Deletion(NamedTuple):
     auc_random: torch.Tensor  # (N,)
 
 def deletion_score(model, x: torch.Tensor, cams: torch.Tensor, targets=None, steps: int = 20, seed: int = 0,
-                   fill: float = 0.0, batch_size: int = 64) -> Deletion:
+                   fill=0.0, batch_size: int = 64) -> Deletion:
     "Deletion test of the maps `cams` (N, H, W) for the normalised images `x`; targets default to the predicted class."
     if cams.shape[0] != x.shape[0] or cams.shape[-2:] != x.shape[-2:]:
         raise ValueError(f"The maps {tuple(cams.shape)} must be one per image at the images' size {tuple(x.shape[-2:])}.")
@@ -267,7 +273,7 @@ def deletion_score(model, x: torch.Tensor, cams: torch.Tensor, targets=None, ste
     rand = deletion_curve(model, x, random_order(n, p, seed, x.device), targets, steps, fill, batch_size)
     return Deletion(fr, guided, rand, torch.trapezoid(guided, fr, dim=1), torch.trapezoid(rand, fr, dim=1))
 
-# %% ../nbs/06_gradcam.ipynb #cb6c288a
+# %% ../nbs/06_gradcam.ipynb #5927eebe
 def plot_deletion(results: dict, ax=None):
     "Mean deletion curves (guided and random) of each `Deletion` in `results` {name: Deletion}, AUCs in the legend."
     if ax is None: _, ax = plt.subplots(figsize=(5, 3.5))
