@@ -288,10 +288,11 @@ def _torch_load(path: Path, what: str = 'checkpoint'):
     if path.is_dir(): raise CheckpointError(f"{path} is a folder; give the {what} file inside it (e.g. {path/'model.pt'}).")
     try: return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as e:
-        if 'Weights only load failed' in str(e):
+        if 'Weights only load failed' in str(e) and 'GLOBAL' in str(e):   # a real pickled object was refused
             raise CheckpointError(f"{path} contains pickled Python objects, not only weights, so it was refused and "
                                   f"nothing in it was run. It is not a melanoma_nb {what}; load only files you trust.") from None
-        raise CheckpointError(f"{path} is not a PyTorch {what} file (unpickling failed: {e}).") from None
+        raise CheckpointError(f"{path} is not a PyTorch {what} file (it could not be read as saved weights). "
+                              f"Check the path, copy the file again, or retrain.") from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, AttributeError, TypeError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CheckpointError(f"{path} is truncated or not a PyTorch {what} file ({first}). Copy it again or retrain; "
@@ -520,10 +521,10 @@ def _predict(net, batches, tfm, amp_ctx, channels_last, dev):
         ys.append(yb.to(dev, non_blocking=True))
     return torch.cat(outs), torch.cat(ys)
 
-def _nonfinite_msg(value, e, step, out, best, recipe):
+def _nonfinite_msg(value, e, step, out, best, recipe, what='the training loss'):
     kept = (f"The last good checkpoints are intact: {out/'model.pt'} (best epoch {best['epoch']}) and {out/'last.pt'}."
             if out is not None and best is not None else "No checkpoint had been written yet.")
-    return (f"the training loss became {value} in epoch {e+1} (by step {step}); training stopped. {kept} "
+    return (f"{what} became {value} in epoch {e+1} (by step {step}); training stopped. {kept} "
             f"Try a lower learning rate (now {recipe.lr:g}), gradient clipping (grad_clip), or mixed precision off (amp=False).")
 
 # %% ../nbs/04_training.ipynb #9653933a
@@ -621,6 +622,8 @@ def _fit(recipe, cache, out_dir, dev, info, resume, progress, verbose, on_epoch_
     if resume:
         if out is None: raise TrainingError("resume=True needs out_dir, the folder of the interrupted run")
         st = load_resume_state(out)
+        if info.main:                                  # temp files of a write cut short by a hard kill: never used
+            for t in out.glob('.*.tmp'): t.unlink(missing_ok=True)
         diffs = _recipe_diff(Recipe.from_dict(st['recipe']), recipe)
         if diffs: raise RecipeError(f"{out/'last.pt'} was started with other settings: {'; '.join(diffs)}. Resume with "
                                     f"the same settings, or start a new run in another folder.")
@@ -698,6 +701,9 @@ def _fit(recipe, cache, out_dir, dev, info, resume, progress, verbose, on_epoch_
             train_loss = (sums[0] / sums[1]).item()
             logits, ys = _predict(net, val_b, tf_val, amp_ctx, chl, dev)
             logits, ys = all_gather_rows(logits, len(va), info), all_gather_rows(ys, len(va), info)
+            if not torch.isfinite(logits).all():       # weights blew up although the loss stayed finite: stop before saving
+                raise NonFiniteLossError(_nonfinite_msg('NaN/inf', e, nb, out, best, recipe,
+                                                        what="the model's outputs on the validation images"))
             row = {'epoch': e + 1, 'lr': float(opt.param_groups[0]['lr']), 'train_loss': train_loss,
                    **binary_metrics(logits, ys, pos)}
             history.append(row)
