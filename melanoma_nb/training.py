@@ -129,7 +129,7 @@ _RUNTIME_FIELDS = ('workers',)   # fields that do not change what is computed: a
 # %% ../nbs/04_training.ipynb #ee1e2c89
 PRESETS = {
     'default': Recipe(arch='cnn', channels=3, size=64, epochs=10, batch_size=32, lr=2e-3),
-    'cpu':     Recipe(arch='resnet18', channels=3, size=128, epochs=10, batch_size=32, lr=2e-3),
+    'cpu':     Recipe(arch='resnet18', channels=3, size=96, epochs=10, batch_size=32, lr=2e-3),
     'gpu':     Recipe(arch='resnet18', channels=3, size=224, epochs=10, batch_size=64, lr=1e-3, pretrained=True,
                       freeze_epochs=1),
     'seed':    Recipe(arch='cnn', channels=1, size=224, epochs=10, batch_size=16, lr=1e-3, weight_decay=0.0,
