@@ -325,4 +325,5 @@ d = { 'settings': { 'branch': 'main',
                                                                                      'melanoma_nb/training.py'),
                                       'melanoma_nb.training.state_hash': ('training.html#state_hash', 'melanoma_nb/training.py'),
                                       'melanoma_nb.training.threshold_for_sensitivity': ( 'training.html#threshold_for_sensitivity',
-                                                                                          'melanoma_nb/training.py')}}}
+                                                                                          'melanoma_nb/training.py'),
+                                      'melanoma_nb.training.warmup_epochs': ('training.html#warmup_epochs', 'melanoma_nb/training.py')}}}

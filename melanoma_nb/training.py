@@ -29,8 +29,8 @@ __all__ = ['SCHEDULES', 'BALANCES', 'PRESETS', 'CKPT_FORMAT', 'CKPT_VERSION', 'R
            'HISTORY_COLS', 'TrainingError', 'RecipeError', 'OutputError', 'NonFiniteLossError', 'CheckpointError',
            'Recipe', 'pick_device', 'balanced_cross_entropy', 'make_optimizer', 'make_scheduler', 'epoch_seed',
            'seed_everything', 'positive_index', 'threshold_for_sensitivity', 'binary_metrics', 'atomic_write',
-           'save_checkpoint', 'read_checkpoint', 'load_checkpoint', 'save_history', 'load_history', 'best_row',
-           'plot_history', 'DistInfo', 'dist_info', 'init_distributed', 'all_gather_rows', 'state_hash',
+           'save_checkpoint', 'read_checkpoint', 'load_checkpoint', 'save_history', 'load_history', 'warmup_epochs',
+           'best_row', 'plot_history', 'DistInfo', 'dist_info', 'init_distributed', 'all_gather_rows', 'state_hash',
            'check_output_dir', 'sigterm_as_interrupt', 'load_resume_state', 'resume_recipe', 'FitResult', 'fit']
 
 # %% ../nbs/04_training.ipynb #f88a3e60
@@ -355,16 +355,20 @@ def load_history(path) -> list:
 def _score(r) -> float:
     return r['val_auc'] if math.isfinite(r['val_auc']) else -r['val_loss']
 
-def best_row(history) -> dict:
-    "The epoch with the highest validation ROC-AUC (lowest validation loss where AUC is undefined); the earliest on ties."
-    return max(history, key=lambda r: (_score(r), -r['epoch']))
+def warmup_epochs(recipe) -> int:
+    "Leading epochs that end while the one-cycle learning rate is still rising (a quarter of the run); 0 otherwise."
+    return int(0.25 * recipe.epochs) if recipe.schedule == 'onecycle' else 0
 
-def plot_history(history, fname=None):
-    "Loss, accuracy and ROC-AUC per epoch with the best epoch marked; also saved to `fname` (e.g. curves.png) when given."
+def best_row(history, skip: int = 0) -> dict:
+    "The epoch with the highest validation ROC-AUC (lowest validation loss where AUC is undefined), the earliest on ties, among those after the first `skip` (all when there are none)."
+    return max(history[skip:] or history, key=lambda r: (_score(r), -r['epoch']))
+
+def plot_history(history, fname=None, best=None):
+    "Loss, accuracy and ROC-AUC per epoch with the kept epoch `best` (default: `best_row`) marked; also saved to `fname` when given."
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
     ep = [r['epoch'] for r in history]
-    best = best_row(history)['epoch'] if history else None
+    if best is None and history: best = best_row(history)['epoch']
     fig = Figure(figsize=(12, 3.4), layout='constrained')
     panels = [('loss', [('train_loss', 'train (smoothed, weighted)'), ('val_loss', 'validation')]),
               ('accuracy (threshold 0.5)', [('val_acc', 'validation')]), ('ROC-AUC', [('val_auc', 'validation')])]
@@ -708,12 +712,13 @@ def _fit(recipe, cache, out_dir, dev, info, resume, progress, verbose, on_epoch_
                    **binary_metrics(logits, ys, pos)}
             history.append(row)
             mark = ''
-            if best is None or _score(row) > best['score']:
+            provisional = e < warmup_epochs(recipe)      # kept only until an epoch after the warm-up is validated
+            if best is None or (best.get('provisional') and not provisional) or _score(row) > best['score']:
                 thr = 0.5
                 if recipe.target_sensitivity is not None and n_cls == 2:
                     thr = threshold_for_sensitivity(logits.softmax(1)[:, pos].cpu().numpy(), (ys == pos).cpu().numpy(),
                                                     recipe.target_sensitivity)
-                best = {'epoch': e + 1, 'score': _score(row), 'threshold': thr,
+                best = {'epoch': e + 1, 'score': _score(row), 'threshold': thr, 'provisional': provisional,
                         'metrics': {**binary_metrics(logits, ys, pos, thr), 'n_train': len(tr), 'n_val': len(va)}}
                 best_state, bad, mark = _cpu_state(net), 0, '  *best*'
                 if out is not None and info.main: save_checkpoint(out/'model.pt', best_state, make_meta(best))
@@ -750,7 +755,7 @@ def _fit(recipe, cache, out_dir, dev, info, resume, progress, verbose, on_epoch_
     if out is not None and info.main:
         text = json.dumps(_plain({**metrics, 'seconds': round(seconds, 2)}), indent=2) + '\n'
         atomic_write(out/'metrics.json', lambda f: f.write(text.encode()))
-        plot_history(history, out/'curves.png')
+        plot_history(history, out/'curves.png', best=best['epoch'] if best else None)
         with contextlib.suppress(FileNotFoundError): (out/'last.pt').unlink()
     _barrier(info)
     return FitResult(net, history, metrics, meta, out, seconds)
