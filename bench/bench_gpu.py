@@ -19,6 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from melanoma_nb.data import ImageCache, prepare, sample_root, scan
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_train import OriginalStyle        # noqa: E402  the original notebook's per-image pipeline
 from melanoma_nb.cnn import create_model
 from melanoma_nb.training import PRESETS, fit
 
@@ -71,18 +74,6 @@ def step_rate(cache, bs=64, steps=40):
     for _ in range(steps): one()
     sync()
     return steps * bs / (time.perf_counter() - t)
-
-
-class OriginalStyle(torch.utils.data.Dataset):
-    def __init__(self, paths):
-        import torchvision.transforms as T
-        self.paths = paths
-        self.tf = T.Compose([T.Grayscale(1), T.Resize((224, 224)), T.RandomHorizontalFlip(), T.ToTensor(),
-                             T.Normalize([0.5], [0.5])])
-    def __len__(self): return len(self.paths)
-    def __getitem__(self, i):
-        from PIL import Image
-        with Image.open(self.paths[i]) as im: return self.tf(im.convert('RGB')), 0
 
 
 def original_rate(paths, workers, steps=60):
