@@ -21,6 +21,10 @@ Checks:
     html` of each notebook shows as many images as the notebook has image outputs.
  8. nbdev's own docs processing (what `nbdev-docs` does before it calls Quarto: front matter, show_doc, running the
     import/export cells) succeeds on every notebook, each in a fresh process (skip with --no-proc).
+ 9. On a fresh Kaggle/Colab session the install cell is enough: it installs `melanoma_nb[notebooks]`, and every module
+    a notebook imports is in the standard library, comes with the Jupyter kernel (ipykernel), or is installed by the
+    project's dependencies plus the `notebooks` extra (directly or as their requirements, read from the installed
+    packages' metadata).
 """
 from __future__ import annotations
 
@@ -210,6 +214,64 @@ def check_structure(p: Path, nb: dict, rep: Report):
         for o in c.get('outputs', []) or []:
             if o.get('output_type') == 'error':
                 rep.fail(rel(p), f"cell {i} has a stored error output ({o.get('ename')}): fix it and re-execute")
+
+
+# 9. what a fresh hosted session has ----------------------------------------------------------------------------
+def _canon(name: str) -> str: return re.sub(r'[-_.]+', '-', name).lower()
+
+def _requirement_closure(roots: list[str], rep: Report) -> set[str]:
+    "Canonical names of `roots` and everything they require (for no extra), from the installed metadata."
+    from importlib import metadata
+    from packaging.requirements import Requirement
+    seen, stack = set(), [Requirement(r) for r in roots]
+    while stack:
+        req = stack.pop()
+        name = _canon(req.name)
+        if name in seen: continue
+        seen.add(name)
+        try: reqs = metadata.requires(req.name) or []
+        except metadata.PackageNotFoundError:
+            rep.fail('pyproject.toml', f"requirement {req.name!r} is not installed here, so what it brings cannot be "
+                                       "checked: pip install -e '.[dev,notebooks]'")
+            continue
+        for r in map(Requirement, reqs):
+            if r.marker is None or r.marker.evaluate({'extra': ''}): stack.append(r)
+    return seen
+
+def _imports(code: str) -> set[str]:
+    "Top-level names of the absolute imports in a cell (IPython magics and shell lines dropped)."
+    import ast
+    lines = [l for l in code.splitlines() if not l.lstrip().startswith(('%', '!'))]
+    try: tree = ast.parse('\n'.join(lines))
+    except SyntaxError: return set()
+    out = set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Import): out |= {a.name.split('.')[0] for a in n.names}
+        elif isinstance(n, ast.ImportFrom) and not n.level and n.module: out.add(n.module.split('.')[0])
+    return out
+
+def check_hosted_imports(root: Path, cfg: dict, nbs_json: dict, rep: Report):
+    from importlib import metadata
+    proj = make_readme.tomllib.loads((root/'pyproject.toml').read_text(encoding='utf-8')).get('project', {})
+    extra = proj.get('optional-dependencies', {}).get('notebooks')
+    if extra is None:
+        rep.fail('pyproject.toml', "no 'notebooks' extra: it lists what the notebooks import beyond the library")
+        return
+    have = _requirement_closure(list(proj.get('dependencies', [])) + list(extra) + ['ipykernel'], rep)
+    dists = metadata.packages_distributions()
+    for p, nb in nbs_json.items():
+        code = [src(c) for c in nb.get('cells', []) if c.get('cell_type') == 'code']
+        inst = next((c for c in code if INSTALL_MARK in c), None)
+        if inst is not None and 'melanoma_nb[notebooks]' not in inst:
+            rep.fail(rel(p), "the install cell must install 'melanoma_nb[notebooks]' (copy it from CONTRIBUTING.md)")
+        for mod in sorted(set().union(*map(_imports, code)) - set(sys.stdlib_module_names) - {'melanoma_nb', '__future__'}):
+            names = dists.get(mod)
+            if not names:
+                rep.fail(rel(p), f"imports {mod}, which no installed package provides: add its package to the "
+                                 "'notebooks' extra in pyproject.toml and install it")
+            elif not any(_canon(d) in have for d in names):
+                rep.fail(rel(p), f"imports {mod} (package {names[0]}), which a fresh Kaggle/Colab session does not get "
+                                 f"from the install cell: add {names[0]} to the 'notebooks' extra in pyproject.toml")
 
 
 # 4. links ------------------------------------------------------------------------------------------------------
@@ -452,6 +514,7 @@ def main(argv=None) -> int:
     else: check_clean(list(nbs_json), rep)
     for p, nb in nbs_json.items(): check_structure(p, nb, rep); check_figures(p, nb, rep)
     lc = check_links(ROOT, cfg, nbs_json, rep)
+    check_hosted_imports(ROOT, cfg, nbs_json, rep)
     check_readme(ROOT, rep)
     if q: check_launch_filter(ROOT, cfg, q, rep)
     if a.no_proc: rep.note("--no-proc: nbdev's docs processing not run")
@@ -463,7 +526,7 @@ def main(argv=None) -> int:
         for pr in rep.problems: print(f'  - {pr}', file=sys.stderr)
         return 1
     print(f'check_docs: {len(paths)} notebooks and README.md OK (sidebar, clean, size, title, links '
-          f'[{lc.external} external links not fetched], README in sync, launch links, figures, nbdev docs processing)')
+          f'[{lc.external} external links not fetched], README in sync, launch links, figures, nbdev docs processing, imports on a fresh Kaggle/Colab session)')
     return 0
 
 
