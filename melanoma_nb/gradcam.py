@@ -9,7 +9,7 @@ __all__ = ['inference_state', 'minmax_scale', 'GradCAM', 'GradCAMPlusPlus', 'to_
            'show_gradcam', 'explain', 'deletion_order', 'random_order', 'mean_fill', 'deletion_curve', 'Deletion',
            'deletion_score', 'plot_deletion']
 
-# %% ../nbs/06_gradcam.ipynb #b58790b5
+# %% ../nbs/06_gradcam.ipynb #34f0af5c
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from .cnn import cam_layer
 from .dataset import denormalize
 
-# %% ../nbs/06_gradcam.ipynb #1dc197df
+# %% ../nbs/06_gradcam.ipynb #8fb54639
 @contextmanager
 def inference_state(model: nn.Module, freeze: bool = True):
     "Put `model` in eval mode (and freeze its parameters) inside the block; restore every module's mode and every flag after."
@@ -40,13 +40,13 @@ def inference_state(model: nn.Module, freeze: bool = True):
         for p, f in flags: p.requires_grad_(f)
         for m, t in modes: m.training = t
 
-# %% ../nbs/06_gradcam.ipynb #24f8bd1b
+# %% ../nbs/06_gradcam.ipynb #913d8d79
 def minmax_scale(cam: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
     "Scale each map of the batch `cam` (N, H, W) to [0, 1] by its own minimum and maximum."
     cam = cam - cam.flatten(1).min(1).values[:, None, None]
     return cam / (cam.flatten(1).max(1).values[:, None, None] + eps)
 
-# %% ../nbs/06_gradcam.ipynb #620fdf8f
+# %% ../nbs/06_gradcam.ipynb #3e764f17
 def _as_targets(targets, logits: torch.Tensor) -> torch.Tensor:
     "One class index per sample: `None` -> the predicted class, an int -> the same class for all, else a sequence."
     n, n_classes = logits.shape
@@ -59,7 +59,7 @@ def _as_targets(targets, logits: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"Target classes {t.tolist()} out of range: the model has {n_classes} outputs (0..{n_classes - 1}).")
     return t
 
-# %% ../nbs/06_gradcam.ipynb #62c6ac48
+# %% ../nbs/06_gradcam.ipynb #815edaa1
 class GradCAM:
     "Grad-CAM maps of `model` at `target_layer` (default: `cam_layer(model)`) for a batch, one target class per image."
     eps = 1e-7  # min-max scaling of the maps (as pytorch-grad-cam)
@@ -127,7 +127,7 @@ class GradCAM:
         "Softmax probabilities of the last call (N, n_classes)."
         return None if self.logits is None else self.logits.softmax(1)
 
-# %% ../nbs/06_gradcam.ipynb #00559937
+# %% ../nbs/06_gradcam.ipynb #65d346c0
 class GradCAMPlusPlus(GradCAM):
     "Grad-CAM++: positions weighted by the closed-form alpha of exp(score); same machinery as `GradCAM`."
     alpha_eps = 1e-6  # in the denominator of alpha (as pytorch-grad-cam)
@@ -139,7 +139,7 @@ class GradCAMPlusPlus(GradCAM):
         alpha = torch.where(grads > 0, alpha, torch.zeros_like(alpha))
         return (alpha * F.relu(grads)).sum((2, 3))
 
-# %% ../nbs/06_gradcam.ipynb #300abbe9
+# %% ../nbs/06_gradcam.ipynb #4a3efcf9
 def to_images(x: torch.Tensor, mean, std) -> np.ndarray:
     "Normalised images (N, C, H, W) back to uint8 (N, H, W, C) with the `mean` and `std` that normalised them."
     return (denormalize(x.detach().float(), mean, std) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
@@ -172,7 +172,7 @@ def save_overlay(image: np.ndarray, cam, path, alpha: float = 0.4, cmap: str = '
     plt.imsave(path, overlay(image, cam, alpha, cmap), format='png')
     return path
 
-# %% ../nbs/06_gradcam.ipynb #0440af2a
+# %% ../nbs/06_gradcam.ipynb #87c2c039
 def _positive(classes) -> int:
     "Index of the class whose probability the figures report: 'malignant' if present, else 1."
     classes = list(classes)
@@ -213,7 +213,7 @@ def explain(model, x, mean, std, labels=None, classes=('benign', 'malignant'), t
                        method='Grad-CAM++' if issubclass(method, GradCAMPlusPlus) else 'Grad-CAM')
     return fig, maps, p
 
-# %% ../nbs/06_gradcam.ipynb #3d749e53
+# %% ../nbs/06_gradcam.ipynb #9a9f16a5
 def deletion_order(cams: torch.Tensor, seed: int = 0) -> torch.Tensor:
     "Pixel indices (N, H*W), most highlighted first; ties broken in a seeded random order."
     n, p = cams.shape[0], cams[0].numel()
@@ -274,7 +274,7 @@ def deletion_score(model, x: torch.Tensor, cams: torch.Tensor, targets=None, ste
     rand = deletion_curve(model, x, random_order(n, p, seed, x.device), targets, steps, fill, batch_size)
     return Deletion(fr, guided, rand, torch.trapezoid(guided, fr, dim=1), torch.trapezoid(rand, fr, dim=1))
 
-# %% ../nbs/06_gradcam.ipynb #8c50ede1
+# %% ../nbs/06_gradcam.ipynb #31db5c42
 def plot_deletion(results: dict, ax=None):
     "Mean deletion curves (guided and random) of each `Deletion` in `results` {name: Deletion}, AUCs in the legend."
     if ax is None: _, ax = plt.subplots(figsize=(5, 3.5))
