@@ -250,7 +250,7 @@ def _imports(code: str) -> set[str]:
         elif isinstance(n, ast.ImportFrom) and not n.level and n.module: out.add(n.module.split('.')[0])
     return out
 
-def check_hosted_imports(root: Path, cfg: dict, nbs_json: dict, rep: Report):
+def check_hosted_imports(root: Path, nbs_json: dict, rep: Report):
     from importlib import metadata
     proj = make_readme.tomllib.loads((root/'pyproject.toml').read_text(encoding='utf-8')).get('project', {})
     extra = proj.get('optional-dependencies', {}).get('notebooks')
@@ -514,7 +514,7 @@ def main(argv=None) -> int:
     else: check_clean(list(nbs_json), rep)
     for p, nb in nbs_json.items(): check_structure(p, nb, rep); check_figures(p, nb, rep)
     lc = check_links(ROOT, cfg, nbs_json, rep)
-    check_hosted_imports(ROOT, cfg, nbs_json, rep)
+    check_hosted_imports(ROOT, nbs_json, rep)
     check_readme(ROOT, rep)
     if q: check_launch_filter(ROOT, cfg, q, rep)
     if a.no_proc: rep.note("--no-proc: nbdev's docs processing not run")
