@@ -8,7 +8,7 @@ means ours is faster).
     python bench/bench_gradcam.py [--repeats 15] [--batch 8] [--size 224] [--threads N]
 """
 import argparse, os, statistics, time
-os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')   # idle OpenMP threads sleep (see 04_training, "CPU settings"); set before torch
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')   # idle OpenMP threads sleep (see 07_training, "CPU settings"); set before torch
 
 import torch
 from pytorch_grad_cam import GradCAM as PGradCAM, GradCAMPlusPlus as PGradCAMPlusPlus
