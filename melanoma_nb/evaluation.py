@@ -22,8 +22,8 @@ from .metrics import (_check, confusion, metrics, bootstrap_ci, choose_threshold
 from .training import Recipe, validation_split
 
 # %% auto #0
-__all__ = ['dihedral', 'predict_proba', 'evaluate', 'threshold_for', 'plot_reliability', 'plot_confusion', 'plot_curves',
-           'plot_predictions', 'confident_errors', 'plot_confident_errors']
+__all__ = ['dihedral', 'predict_proba', 'evaluate', 'threshold_for', 'plot_confusion', 'plot_curves', 'plot_predictions',
+           'confident_errors', 'plot_confident_errors', 'plot_reliability']
 
 # %% ../nbs/08_evaluation.ipynb #6a9ba72b
 def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -87,23 +87,6 @@ def threshold_for(model, meta: dict, cache, tta=False, batch_size: int = 64, dev
     p = predict_proba(model, cache.images[va], meta['mean'], meta['std'], tta=tta, batch_size=batch_size, device=device,
                       positive=pos, temperature=meta.get('temperature', 1.0))
     return choose_threshold((cache.labels[va] == pos).astype(int), p, r.target_sensitivity).threshold
-
-# %% ../nbs/08_evaluation.ipynb #4a56e87d
-def plot_reliability(y_true, probs: dict, bins: int = 10, fname=None):
-    "Reliability diagram of one or more p(positive) arrays (`{label: p}`), with their ECE in the legend."
-    import matplotlib.pyplot as plt
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.8), gridspec_kw={'width_ratios': [3, 2]})
-    a.plot([0, 1], [0, 1], ls=':', c='gray', label='calibrated')
-    for name, p in probs.items():
-        c = calibration_bins(y_true, p, bins)
-        ok = c['count'] > 0
-        a.plot(c['mean_p'][ok], c['frac_pos'][ok], 'o-', ms=4, label=f"{name}: ECE {ece(y_true, p, bins):.3f}")
-        b.hist(p, bins=c['edges'], histtype='step', lw=1.5, label=name)
-    a.set(xlabel='mean p(malignant) in the bin', ylabel='share truly malignant', xlim=(0, 1), ylim=(0, 1),
-          title='Reliability'); a.legend(fontsize=8); a.grid(alpha=.3)
-    b.set(xlabel='p(malignant)', ylabel='images', title='How the probabilities spread'); b.legend(fontsize=8)
-    fig.tight_layout()
-    return _finish(fig, fname)
 
 # %% ../nbs/08_evaluation.ipynb #cacbbe13
 def _finish(fig, fname=None):
@@ -184,3 +167,20 @@ def plot_confident_errors(images, y_true, p, classes=('benign', 'malignant'), th
     idx = confident_errors(y_true, p, threshold, k)
     return plot_predictions(images, y_true, p, classes, threshold, idx, n=k, ncols=ncols,
                             title=f"The {len(idx)} most confidently wrong (threshold {threshold:.2f})", fname=fname)
+
+# %% ../nbs/08_evaluation.ipynb #4a56e87d
+def plot_reliability(y_true, probs: dict, bins: int = 10, fname=None):
+    "Reliability diagram of one or more p(positive) arrays (`{label: p}`), with their ECE in the legend."
+    import matplotlib.pyplot as plt
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.8), gridspec_kw={'width_ratios': [3, 2]})
+    a.plot([0, 1], [0, 1], ls=':', c='gray', label='calibrated')
+    for name, p in probs.items():
+        c = calibration_bins(y_true, p, bins)
+        ok = c['count'] > 0
+        a.plot(c['mean_p'][ok], c['frac_pos'][ok], 'o-', ms=4, label=f"{name}: ECE {ece(y_true, p, bins):.3f}")
+        b.hist(p, bins=c['edges'], histtype='step', lw=1.5, label=name)
+    a.set(xlabel='mean p(malignant) in the bin', ylabel='share truly malignant', xlim=(0, 1), ylim=(0, 1),
+          title='Reliability'); a.legend(fontsize=8); a.grid(alpha=.3)
+    b.set(xlabel='p(malignant)', ylabel='images', title='How the probabilities spread'); b.legend(fontsize=8)
+    fig.tight_layout()
+    return _finish(fig, fname)
