@@ -404,6 +404,7 @@ def image_size(path, buf: bytes):
     if buf[:2] == b'\xff\xd8' and (whr := _jpeg_header(buf)) is not None: return whr[:2]
     if len(buf) >= 24 and buf[:8] == b'\x89PNG\r\n\x1a\n' and buf[12:16] == b'IHDR': return struct.unpack('>II', buf[16:24])
     if (tif := _tiff_header(buf)) is not None: return tif[:2]   # (PIL cannot open float RGB TIFFs)
+    if buf[:4] in (b'II*\0', b'MM\0*'): raise ImageReadError(path, 'damaged TIFF (its image directory cannot be read)')
     from PIL import Image, UnidentifiedImageError
     try:                                     # other formats: PIL reads the header (PIL's global settings untouched)
         with Image.open(io.BytesIO(buf)) as im: return im.size
@@ -476,6 +477,15 @@ def _deep_tiff(path, buf: bytes, bits: int, fmt: int, channels: int) -> np.ndarr
     if channels == 1: return img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
     return img if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
 
+@contextmanager
+def _cv2_silent():
+    "OpenCV's own log lines (which name no file) off while it decodes: its failures become `ImageReadError`s instead."
+    log = getattr(getattr(cv2, 'utils', None), 'logging', None)
+    if log is None: yield; return
+    old = log.getLogLevel(); log.setLogLevel(log.LOG_LEVEL_SILENT)
+    try: yield
+    finally: log.setLogLevel(old)
+
 def _fit(img: np.ndarray, out: np.ndarray, size: int, bgr: bool = False):
     "Resize a decoded image (gray, RGB, or BGR with `bgr`) into `out`, `(size, size, channels)` RGB or gray."
     ih, iw = img.shape[:2]
@@ -520,7 +530,7 @@ def decode_into(path, out: np.ndarray, size: int = 224, channels: int = 3) -> np
 
 def read_image(path, size: int = 224, channels: int = 3) -> np.ndarray:
     "Decode `path` to a `(size, size, channels)` uint8 array (RGB or gray), or raise `ImageReadError` saying why."
-    return decode_into(Path(path), np.empty((size, size, channels), np.uint8), size, channels)
+    with _cv2_silent(): return decode_into(Path(path), np.empty((size, size, channels), np.uint8), size, channels)
 
 def _is_truncated(buf: bytes) -> bool:
     "A JPEG whose data stops early lacks its end-of-image marker (some decoders pad it with gray, others refuse it)."
@@ -590,7 +600,7 @@ def _decode_all(paths, out, size, channels, workers, progress):
     cv_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)             # one OpenCV thread per worker: the workers are the parallelism
     try:
-        with ThreadPoolExecutor(workers) as ex, tqdm(total=n, desc='decode', unit='img', disable=not progress, leave=False) as bar:
+        with _cv2_silent(), ThreadPoolExecutor(workers) as ex, tqdm(total=n, desc='decode', unit='img', disable=not progress, leave=False) as bar:
             for k, bad in ex.map(work, range(0, n, chunk)):
                 failed.update(bad); bar.update(k)
     finally: cv2.setNumThreads(cv_threads)
@@ -655,19 +665,23 @@ def _write_cache(d: Path, meta: dict, index: ImageIndex, workers, progress, sour
     failed = _decode_all(index.paths, out, size, channels, workers or os.cpu_count() or 1, progress)
     seconds = time.perf_counter() - t0
     keep = np.array([i for i in range(n) if i not in failed], dtype=np.int64)
-    if failed:                        # compact: copy the usable rows into the final file
-        final = _new_array(d/'images.compact.npy', (len(keep), size, size, channels))
-        for s in range(0, len(keep), 1024): final[s:s+1024] = out[keep[s:s+1024]]
-        del final, out; tmp_f.unlink(); tmp_f = d/'images.compact.npy'
-    else: del out
-    _fsync(tmp_f)                     # the pixels reach the disk before the manifest says they are there
-    os.replace(tmp_f, d/'images.npy')
     skipped = [tuple(s) for s in index.skipped] + [(str(index.paths[i]), r) for i, r in sorted(failed.items())]
-    man_tmp = d/'manifest.json.partial'
-    man_tmp.write_text(json.dumps({**meta, 'keep': keep.tolist(), 'skipped': skipped}))
-    _fsync(man_tmp)
-    os.replace(man_tmp, d/'manifest.json')   # the manifest is written last: a cache without one is never trusted
-    _fsync(d)
+    try:
+        if failed:                    # compact: copy the usable rows into the final file
+            final = _new_array(d/'images.compact.npy', (len(keep), size, size, channels))
+            for s in range(0, len(keep), 1024): final[s:s+1024] = out[keep[s:s+1024]]
+            del final, out; tmp_f.unlink(); tmp_f = d/'images.compact.npy'
+        else: del out
+        _fsync(tmp_f)                 # the pixels reach the disk before the manifest says they are there
+        os.replace(tmp_f, d/'images.npy')
+        man_tmp = d/'manifest.json.partial'
+        man_tmp.write_text(json.dumps({**meta, 'keep': keep.tolist(), 'skipped': skipped}))
+        _fsync(man_tmp)
+        os.replace(man_tmp, d/'manifest.json')   # written last: a cache without a manifest is never trusted
+        _fsync(d)
+    except OSError as e:
+        raise DataError(f"{d}: cannot write the cache ({e.strerror}). Free some disk space or pass --cache DIR (or set "
+                        "MELANOMA_CACHE) to another folder.") from None
     return ImageCache(np.load(d/'images.npy', mmap_mode='r'), index.labels[keep], index.splits[keep],
                       [str(index.paths[i]) for i in keep], index.classes, size, channels, skipped,
                       str(index.root), index.layout, source, str(d), seconds, False)

@@ -157,6 +157,17 @@ def test_damaged_jpeg_read_image(tmp_path, sample, frac, progressive):
     assert read_image(p, 32, 3).shape == (32, 32, 3)
 
 
+def test_no_unnamed_decoder_lines(tmp_path, sample, run_script):
+    "Damaged PNG, BMP, TIFF and WebP files: each skipped with its name; OpenCV and PIL print nothing of their own."
+    d = _folder(tmp_path, sample)
+    a = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
+    for ext in ('.png', '.bmp', '.tif', '.webp'):
+        b = cv2.imencode(ext, a)[1].tobytes(); (d/'benign'/f'cut{ext}').write_bytes(b[:len(b) // 2])
+    r = _ok(_prepare(run_script, d, tmp_path/'cache'))
+    assert sorted(_skipped(r.stdout)) == ['cut.bmp', 'cut.png', 'cut.tif', 'cut.webp'], r.stdout
+    assert r.stderr.strip() == '', r.stderr
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # 3. Archives: extraction keyed on the archive (not its stem), under the cache folder the user chose.
 
@@ -326,6 +337,7 @@ def test_float_and_16bit_images(tmp_path, sample, run_script):
     reasons = _skipped(r.stdout)
     assert list(reasons) == ['f32-hdr.tif'] and 'float TIFF with values from 0 to 2.55: neither 0-1 nor 0-255' in reasons['f32-hdr.tif'], r.stdout
     assert 'convert it to 8-bit' in reasons['f32-hdr.tif'] and 'usable: 14' in r.stdout, r.stdout
+    assert r.stderr.strip() == '', r.stderr
 
 def test_image_extensions_in_any_case(tmp_path, sample, run_script):
     d = _folder(tmp_path, sample)
