@@ -254,7 +254,9 @@ def _extract_once(archive: Path, cache_dir=None, max_unpacked=None) -> Path:
         raise DataError(f"{dest.parent}: cannot create the folder for extracted archives ({e.strerror}). Pass --cache "
                         "DIR or set MELANOMA_CACHE to a writable folder.") from None
     with _locked(dest.with_name(dest.name + '.lock'), f'extracting {archive}'):
-        if not dest.is_dir(): safe_extract(archive, dest, max_unpacked)
+        if not dest.is_dir():
+            for old in dest.parent.glob(f'.{dest.name}.partial-*'): shutil.rmtree(old, ignore_errors=True)  # a killed run's
+            safe_extract(archive, dest, max_unpacked)
     return dest
 
 def _resolve(path: Path, cache_dir=None, max_unpacked=None) -> Path:
