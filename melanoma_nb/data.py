@@ -201,6 +201,8 @@ def safe_extract(archive, dest, max_unpacked=None) -> Path:
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise DataError(f"{dest}: already exists and is not an empty folder; extract {archive.name} into a new folder.")
     limit, how = unpack_limit(archive, max_unpacked)
+    try: dest.mkdir(parents=True, exist_ok=True)      # (left empty when the archive is refused)
+    except OSError as e: raise DataError(f"{dest}: cannot create the folder to extract {archive.name} into ({e.strerror}).") from None
     with _archive_members(archive) as members:
         for m in members:
             _check_member(m.name, dest, archive)
@@ -209,13 +211,12 @@ def safe_extract(archive, dest, max_unpacked=None) -> Path:
                 raise DataError(f"{archive}: refusing to extract '{m.name}': only files and folders are allowed in a data archive.")
         declared = sum(m.size for m in members if m.kind == 'file')
         if declared > limit: raise _too_big(archive, f"would unpack to {_gib(declared)} (the sizes its header declares)", limit, how)
-        try: dest.parent.mkdir(parents=True, exist_ok=True); tmp = Path(tempfile.mkdtemp(prefix=f'.{dest.name}.partial-', dir=dest.parent))
+        try: tmp = Path(tempfile.mkdtemp(prefix=f'.{dest.name}.partial-', dir=dest.parent))
         except OSError as e: raise DataError(f"{dest.parent}: cannot create a folder to extract {archive.name} into ({e.strerror}).") from None
         try: _unpack(members, tmp, archive, limit, how)
         except BaseException: shutil.rmtree(tmp, ignore_errors=True); raise
     try:
-        if dest.exists(): dest.rmdir()
-        tmp.rename(dest)                     # only a complete extraction ever has the name `dest`
+        dest.rmdir(); tmp.rename(dest)       # only a complete extraction ever fills `dest`
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise DataError(f"{dest}: cannot move the extracted files into place ({e.strerror}).") from None
@@ -248,15 +249,19 @@ def _extracted_dir(archive: Path, cache_dir=None) -> Path:
 def _extract_once(archive: Path, cache_dir=None, max_unpacked=None) -> Path:
     "The extracted copy of `archive`, extracted now unless a complete one exists (one process at a time)."
     dest = _extracted_dir(archive, cache_dir)
-    if dest.is_dir(): return dest            # only a finished extraction is ever renamed to this name
+    done = lambda: dest.is_dir() and any(dest.iterdir())   # only a complete extraction fills `dest`
+    if done(): return dest
     try: dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DataError(f"{dest.parent}: cannot create the folder for extracted archives ({e.strerror}). Pass --cache "
                         "DIR or set MELANOMA_CACHE to a writable folder.") from None
     with _locked(dest.with_name(dest.name + '.lock'), f'extracting {archive}'):
-        if not dest.is_dir():
+        if not done():
             for old in dest.parent.glob(f'.{dest.name}.partial-*'): shutil.rmtree(old, ignore_errors=True)  # a killed run's
-            safe_extract(archive, dest, max_unpacked)
+            try: safe_extract(archive, dest, max_unpacked)
+            except DataError:
+                if dest.is_dir() and not any(dest.iterdir()): dest.rmdir()
+                raise
     return dest
 
 def _resolve(path: Path, cache_dir=None, max_unpacked=None) -> Path:
