@@ -25,7 +25,8 @@ def untrained_cpu_checkpoint(path: Path) -> Path:
     import torch
     from melanoma_nb.cnn import create_model
     from melanoma_nb.dataset import norm_stats
-    from melanoma_nb.training import PRESETS, save_checkpoint
+    from melanoma_nb.training import PRESETS
+    from melanoma_nb.checkpoint import save_checkpoint
     r = PRESETS['cpu']
     torch.manual_seed(0)
     model = create_model(r.arch, in_chans=r.channels)
