@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from .cnn import cam_layer
 from .dataset import denormalize
+from .metrics import positive_index
 
 # %% ../nbs/09_gradcam.ipynb #8fb54639
 @contextmanager
@@ -212,21 +213,17 @@ def save_overlay(image: np.ndarray, cam, path, alpha: float = 0.4, cmap: str = '
     return path
 
 # %% ../nbs/09_gradcam.ipynb #87c2c039
-def _positive(classes) -> int:
-    "Index of the class whose probability the figures report: 'malignant' if present, else 1."
-    classes = list(classes)
-    return classes.index('malignant') if 'malignant' in classes else 1
-
 def show_gradcam(images,                     # uint8 (N, H, W, C) (see `to_images`)
                  cams,                       # maps (N, H, W) in [0, 1]
                  labels=None,                # true classes (N,), or None
                  probs=None,                 # p(positive class) (N,), or None
                  classes=('benign', 'malignant'),
-                 alpha: float = 0.4, cmap: str = 'jet', size: float = 1.5, method: str = 'Grad-CAM'):
+                 alpha: float = 0.4, cmap: str = 'jet', size: float = 1.5, method: str = 'Grad-CAM',
+                 positive: str | None = None):   # the positive class (the checkpoint's `positive`); None: `positive_index`'s rule
     "A figure of image / heatmap / overlay rows, one column per image, titled with true class and p(malignant)."
     images, n = np.asarray(images), len(images)
     cams = cams.detach().cpu().numpy() if torch.is_tensor(cams) else np.asarray(cams)
-    pos = _positive(classes)
+    pos = positive_index(classes, positive)
     fig, axs = plt.subplots(3, n, figsize=(size * n, size * 3 + 0.5), squeeze=False)
     for j in range(n):
         img = images[j] if images[j].shape[-1] == 3 else images[j][..., 0]
@@ -242,14 +239,14 @@ def show_gradcam(images,                     # uint8 (N, H, W, C) (see `to_image
     return fig
 
 def explain(model, x, mean, std, labels=None, classes=('benign', 'malignant'), targets=None,
-            method=None, target_layer=None, alpha: float = 0.4, cmap: str = 'jet', size: float = 1.5):
+            method=None, target_layer=None, alpha: float = 0.4, cmap: str = 'jet', size: float = 1.5, positive=None):
     "Maps of `method` (default `GradCAM`) for the normalised batch `x`, drawn by `show_gradcam`: -> (figure, maps, p(positive))."
     method = method or GradCAM
     with method(model, target_layer) as cam:
         maps = cam(x, targets)
-        p = cam.probs[:, _positive(classes)].cpu()
+        p = cam.probs[:, positive_index(classes, positive)].cpu()
     fig = show_gradcam(to_images(x, mean, std), maps, labels, p, classes, alpha, cmap, size,
-                       method='Grad-CAM++' if issubclass(method, GradCAMPlusPlus) else 'Grad-CAM')
+                       method='Grad-CAM++' if issubclass(method, GradCAMPlusPlus) else 'Grad-CAM', positive=positive)
     return fig, maps, p
 
 # %% ../nbs/09_gradcam.ipynb #9a9f16a5
