@@ -18,7 +18,7 @@ from torch import nn
 from fastcore.basics import patch
 from tqdm.auto import tqdm
 
-from .data import DataError
+from .data import DataError, cache_home
 from .audit import copy_groups
 from .dataset import (norm_stats, train_val_split, CachedImages, make_loader, DeviceBatches,
                                  BatchTransform, class_weights)
@@ -35,7 +35,7 @@ __all__ = ['SCHEDULES', 'BALANCES', 'PRESETS', 'HISTORY_COLS', 'MAX_EPOCHS', 'BU
            'epoch_seed', 'seed_everything', 'save_history', 'load_history', 'warmup_epochs', 'best_row', 'plot_history',
            'DistInfo', 'dist_info', 'init_distributed', 'all_gather_rows', 'state_hash', 'check_output_dir',
            'sigterm_as_interrupt', 'load_resume_state', 'resume_recipe', 'FitResult', 'Trainer', 'validation_split',
-           'fit']
+           'data_fingerprint', 'fit', 'runs_home', 'full_run']
 
 # %% ../nbs/07_training.ipynb #6384a6a2
 class TrainingError(Exception):
@@ -414,15 +414,20 @@ def validation_split(cache, recipe) -> tuple:
     tr, va = train_val_split(labels, recipe.val_frac, recipe.seed, indices=pool, groups=groups)
     return tr, va, copies
 
+def data_fingerprint(cache, tr, va) -> str:
+    "A hash of the training and validation pixels, their labels and the split: equal exactly when the data are."
+    h, labels = hashlib.sha256(), np.asarray(cache.labels)
+    for idx in (tr, va):
+        h.update(np.asarray(idx, np.int64).tobytes()); h.update(labels[idx].astype(np.int64).tobytes())
+        for s in range(0, len(idx), 512): h.update(np.ascontiguousarray(cache.images[idx[s:s + 512]]).tobytes())
+    return h.hexdigest()[:16]
+
 @patch
 def split(self: Trainer):
     "The validation split, and a fingerprint of the data (pixels, labels, split) for resuming."
     self.tr, self.va, self.copies = validation_split(self.cache, self.recipe)
-    h = hashlib.sha256()
-    for idx in (self.tr, self.va):
-        h.update(np.asarray(idx, np.int64).tobytes()); h.update(self.labels[idx].tobytes())
-        for s in range(0, len(idx), 512): h.update(np.ascontiguousarray(self.cache.images[idx[s:s + 512]]).tobytes())
-    self.data_sig = {'n_train': len(self.tr), 'n_val': len(self.va), 'classes': self.classes, 'data': h.hexdigest()[:16]}
+    self.data_sig = {'n_train': len(self.tr), 'n_val': len(self.va), 'classes': self.classes,
+                     'data': data_fingerprint(self.cache, self.tr, self.va)}
 
 # %% ../nbs/07_training.ipynb #cd3e590f
 @patch
@@ -701,7 +706,7 @@ def make_meta(self: Trainer) -> dict:
     b, r = self.best, self.recipe
     return dict(arch=r.arch, in_chans=r.channels, size=r.size, mean=list(self.mean), std=list(self.std), classes=self.classes,
                 positive=self.classes[self.pos], threshold=b['threshold'], temperature=b.get('temperature', 1.0),
-                recipe=r.to_dict(), metrics=b['metrics'], epoch=b['epoch'])
+                recipe=r.to_dict(), metrics=b['metrics'], epoch=b['epoch'], data=self.data_sig)
 
 # %% ../nbs/07_training.ipynb #5fef9bf0
 @patch
@@ -823,3 +828,20 @@ def fit(recipe: Recipe, cache, out_dir=None, device=None, resume: bool = False, 
             return Trainer(recipe, cache, out_dir, dev, info, resume, progress, verbose, on_epoch_end, started).run()
     finally:
         if created and dist.is_initialized(): dist.destroy_process_group()
+
+# %% ../nbs/07_training.ipynb #07ce675a
+def runs_home() -> Path:
+    "Where the notebooks keep their full-size runs: $MELANOMA_RUNS, else `runs` in the cache folder."
+    return Path(os.environ.get('MELANOMA_RUNS') or cache_home()/'runs').expanduser()
+
+def full_run(recipe: Recipe, cache, run_dir) -> Path | None:
+    "`run_dir` if it holds a finished run of `recipe` (budgeted epochs aside) on exactly `cache`'s data, else None."
+    run_dir = Path(run_dir)
+    if not ((run_dir/'model.pt').is_file() and (run_dir/'metrics.json').is_file()): return None
+    try: meta = read_checkpoint(run_dir/'model.pt')['meta']
+    except CheckpointError: return None
+    saved = Recipe.from_dict(meta['recipe'])
+    if recipe.budget is not None: recipe = recipe.update(epochs=saved.epochs, freeze_epochs=saved.freeze_epochs)
+    if _recipe_diff(saved, recipe) or not isinstance(meta.get('data'), dict): return None
+    tr, va, _ = validation_split(cache, saved)
+    return run_dir if meta['data'].get('data') == data_fingerprint(cache, tr, va) else None
