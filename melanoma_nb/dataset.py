@@ -19,18 +19,55 @@ __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'LUMA', 'train_val_split', 'CachedIm
            'DeviceBatches', 'norm_stats', 'denormalize', 'BatchTransform', 'show_batch', 'class_weights']
 
 # %% ../nbs/02_dataset.ipynb #91af7851
-def train_val_split(labels, val_frac: float = 0.2, seed: int = 0, indices=None):
-    "Stratified, seeded split of `indices` (default: all of `labels`) into sorted (train, validation) index arrays."
+def _units(labels, indices, groups):
+    "`indices` gathered by group (negative ids: one image each), in order of first appearance; and each one's majority label."
+    if not len(indices): return [], np.array([], labels.dtype)
+    key = np.asarray(groups)[indices].astype(np.int64)
+    key = np.where(key < 0, -1 - np.arange(len(key)), key)    # every negative id is its own group
+    _, first, inv = np.unique(key, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), np.int64); rank[np.argsort(first, kind='stable')] = np.arange(len(first))
+    unit = rank[inv.ravel()]                                 # unit number of each position, by first appearance
+    pos = np.argsort(unit, kind='stable')
+    units = np.split(indices[pos], np.cumsum(np.bincount(unit))[:-1])
+    def majority(m):
+        vals, counts = np.unique(labels[m], return_counts=True)
+        return vals[counts.argmax()]                         # a tie goes to the lowest label
+    return units, np.array([majority(m) for m in units])
+
+def _pick_units(sizes, target: int, rng) -> list:
+    "Units, taken in a seeded random order, while each brings the total size closer to `target`; at least one, never all."
+    order, take, total = rng.permutation(len(sizes)), [], 0
+    for u in order:
+        if total >= target: break
+        if abs(total + sizes[u] - target) < abs(total - target): take.append(u); total += sizes[u]
+    if len(sizes) > 1 and not take: take = [order[np.argmin(sizes[order])]]   # the smallest (first drawn on a tie)
+    if len(sizes) > 1 and len(take) == len(sizes): take.pop()
+    return take
+
+# %% ../nbs/02_dataset.ipynb #ab34a288
+def train_val_split(labels, val_frac: float = 0.2, seed: int = 0, indices=None, groups=None):
+    "Stratified, seeded split of `indices` (default: all of `labels`) into sorted (train, validation) index arrays; no `groups` id on both sides."
     labels = np.asarray(labels)
     indices = np.arange(len(labels)) if indices is None else np.asarray(indices)
     if not 0 < val_frac < 1: raise ValueError(f"val_frac must be between 0 and 1, not {val_frac}")
     rng = np.random.default_rng(seed)
     val = []
-    for c in np.unique(labels[indices]):
-        members = indices[labels[indices] == c]
-        k = int(round(val_frac * len(members)))
-        if len(members) > 1: k = min(max(k, 1), len(members) - 1)   # both parts see every class
-        val.append(rng.permutation(members)[:k])
+    if groups is None:
+        for c in np.unique(labels[indices]):
+            members = indices[labels[indices] == c]
+            k = int(round(val_frac * len(members)))
+            if len(members) > 1: k = min(max(k, 1), len(members) - 1)   # both parts see every class
+            val.append(rng.permutation(members)[:k])
+    else:
+        if np.shape(groups) != labels.shape:
+            raise ValueError(f"groups must hold one id per image, like labels ({labels.shape}), not shape {np.shape(groups)}")
+        units, unit_labels = _units(labels, indices, groups)
+        for c in np.unique(unit_labels):
+            mine = [units[u] for u in np.flatnonzero(unit_labels == c)]
+            sizes = np.array([len(m) for m in mine])
+            k = int(round(val_frac * sizes.sum()))
+            if sizes.sum() > 1: k = min(max(k, 1), sizes.sum() - 1)
+            val += [mine[u] for u in _pick_units(sizes, k, rng)]
     val = np.sort(np.concatenate(val)) if val else np.array([], dtype=np.int64)
     return np.setdiff1d(indices, val), val
 
@@ -142,8 +179,9 @@ class BatchTransform(nn.Module):
 
     def _rand(self, n, g, device): return torch.rand(n, generator=g, device=device)
 
-    def _geometry(self, x, g):
-        n, dev = x.shape[0], x.device
+    def affine(self, n: int, g: torch.Generator | None = None, device='cpu') -> torch.Tensor:
+        "`n` random (n, 2, 3) matrices θ = [S·R·F | t] for `affine_grid`: a crop inside the input, rotated and flipped."
+        dev = device
         area = self.crop_scale[0] + (self.crop_scale[1] - self.crop_scale[0]) * self._rand(n, g, dev)
         logr = math.log(self.crop_ratio[0]) + (math.log(self.crop_ratio[1]) - math.log(self.crop_ratio[0])) * self._rand(n, g, dev)
         r = torch.exp(logr)
@@ -153,20 +191,25 @@ class BatchTransform(nn.Module):
         f = (torch.where(self._rand(n, g, dev) < 0.5, -1.0, 1.0) if self.flip else torch.ones(n, device=dev))
         cos = torch.tensor([1., 0., -1., 0.], device=dev)[k]; sin = torch.tensor([0., 1., 0., -1.], device=dev)[k]
         theta = torch.zeros(n, 2, 3, device=dev)
-        theta[:, 0, 0], theta[:, 0, 1] = cos * sw * f, -sin * sh
-        theta[:, 1, 0], theta[:, 1, 1] = sin * sw * f, cos * sh
+        theta[:, 0, 0], theta[:, 0, 1] = sw * cos * f, -sw * sin   # row x of S·R·F: scaled by the crop's width
+        theta[:, 1, 0], theta[:, 1, 1] = sh * sin * f, sh * cos    # row y: by its height
         theta[:, 0, 2], theta[:, 1, 2] = tx, ty
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        return theta
+
+    def _geometry(self, x, g):
+        grid = F.affine_grid(self.affine(x.shape[0], g, x.device), list(x.shape), align_corners=False)
         return F.grid_sample(x, grid, mode='bilinear', padding_mode='reflection', align_corners=False)
 
     def _colour(self, x, g):
         n, dev = x.shape[0], x.device
         def factor(a): return (1 + a * (2 * self._rand(n, g, dev) - 1)).view(n, 1, 1, 1)
+        def luma(x): return (x * torch.tensor(LUMA, device=dev).view(1, 3, 1, 1)).sum(1, keepdim=True) if x.shape[1] == 3 else x
         x = x * factor(self.brightness)
-        gray = (x * torch.tensor(LUMA, device=dev).view(1, 3, 1, 1)).sum(1, keepdim=True) if x.shape[1] == 3 else x
-        m = gray.mean((1, 2, 3), keepdim=True)
+        m = luma(x).mean((1, 2, 3), keepdim=True)
         x = (x - m) * factor(self.contrast) + m
-        if x.shape[1] == 3: x = (x - gray) * factor(self.saturation) + gray
+        if x.shape[1] == 3:
+            gray = luma(x)                                     # the gray of the image as it is now, after the contrast
+            x = (x - gray) * factor(self.saturation) + gray
         return x.clamp(0, 1)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -6,7 +6,7 @@ Docs: https://melanoma-nb.github.io/melanoma_nb/resnet.html.md"""
 
 # %% ../nbs/03_resnet.ipynb #dd2fd765
 from __future__ import annotations
-import os
+import functools, os
 from pathlib import Path
 import torch
 from torch import nn
@@ -96,20 +96,35 @@ def _head(model: nn.Module) -> nn.Module:
         if isinstance(getattr(model, name, None), nn.Module): return getattr(model, name)
     raise TypeError(f"{type(model).__name__} has no `fc` or `head` module, so its backbone cannot be told apart.")
 
+def _frozen_bn_train(bn: nn.Module, mode: bool = True) -> nn.Module:
+    "`train()` of a frozen BatchNorm layer: whatever `mode` is asked for, it stays in eval mode."
+    bn.training = False
+    return bn
+
+def _hold_bn(model: nn.Module, hold: bool, skip=()) -> None:
+    "Hold every BatchNorm layer of `model` (except those in `skip`) in eval mode, or give back its normal `train()`."
+    for mod in model.modules():
+        if not isinstance(mod, nn.modules.batchnorm._BatchNorm) or any(mod is m for m in skip): continue
+        if hold: mod.train = functools.partial(_frozen_bn_train, mod); mod.training = False   # a partial pickles
+        elif 'train' in mod.__dict__: del mod.train; mod.training = model.training
+
 def freeze_backbone(model: nn.Module, train_bn: bool = False) -> nn.Module:
-    "Make only the head (`model.fc`, or `model.head`) trainable, plus BatchNorm weights if `train_bn`."
+    "Make only the head (`model.fc`, or `model.head`) trainable; hold BatchNorm in eval mode, or train it if `train_bn`."
     head = _head(model)
+    _hold_bn(model, False)
     for p in model.parameters(): p.requires_grad_(False)
     for p in head.parameters(): p.requires_grad_(True)
     if train_bn:
         for mod in model.modules():
             if isinstance(mod, nn.modules.batchnorm._BatchNorm):
                 for p in mod.parameters(): p.requires_grad_(True)
+    else: _hold_bn(model, True, skip=list(head.modules()))
     return model
 
 def unfreeze(model: nn.Module) -> nn.Module:
-    "Make every parameter of `model` trainable."
+    "Make every parameter of `model` trainable and its BatchNorm layers follow `train()`/`eval()` again."
     for p in model.parameters(): p.requires_grad_(True)
+    _hold_bn(model, False)
     return model
 
 def n_trainable(model: nn.Module) -> int:

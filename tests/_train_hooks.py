@@ -2,10 +2,13 @@
 kill it there deterministically instead of racing a timer. Used by tests/test_reliability_training.py.
 
     HOOK_MODE=mid-epoch|mid-write HOOK_MARKER=FILE HOOK_OUT=RUN_DIR python _train_hooks.py <melanoma-train flags>
+    HOOK_MODE=ddp-hash HOOK_OUT=DIR torchrun ... _train_hooks.py <melanoma-train flags>
 
 mid-epoch: pause inside the 2nd training step of epoch 2 (after epoch 1's files were written).
 mid-write: pause half-way through writing epoch 2's resume state (RUN_DIR/last.pt): half the bytes are in the
            temporary file, flushed to disk, when the test strikes.
+ddp-hash:  after each epoch's training, every rank appends "<epoch> <sha256 of its weights and buffers>" to
+           DIR/rank<r>.txt (the ranks of a healthy DDP run hold identical states).
 The pause writes HOOK_MARKER, then sleeps; nothing else in the run is changed."""
 import io, os, sys, time
 from pathlib import Path
@@ -17,7 +20,7 @@ def _pause(marker: Path):
 
 
 def main():
-    mode, marker, out = os.environ['HOOK_MODE'], Path(os.environ['HOOK_MARKER']), Path(os.environ['HOOK_OUT'])
+    mode, marker, out = os.environ['HOOK_MODE'], Path(os.environ.get('HOOK_MARKER', '')), Path(os.environ['HOOK_OUT'])
     import torch
     import melanoma_nb.training as T
     if mode == 'mid-epoch':
@@ -37,6 +40,13 @@ def main():
                 _pause(marker)
             return orig_save(obj, f, *a, **k)
         torch.save = save
+    elif mode == 'ddp-hash':
+        orig_epoch = T.Trainer.train_epoch
+        def train_epoch(self, e):
+            loss = orig_epoch(self, e)
+            with open(out/f'rank{self.info.rank}.txt', 'a') as f: f.write(f"{e+1} {T.state_hash(self.net)}\n")
+            return loss
+        T.Trainer.train_epoch = train_epoch
     else: raise SystemExit(f'unknown HOOK_MODE {mode!r}')
     from melanoma_nb.cli import train_main
     sys.argv[0] = 'melanoma-train'

@@ -3,7 +3,7 @@
 What is checked (issue #10):
 * the 2-process run finishes and writes exactly one set of output files (only rank 0 writes and prints);
 * after every epoch both ranks hold bit-identical weights and buffers (each rank logs a SHA-256 of its state_dict
-  to MELANOMA_DDP_CHECK_DIR, a test-only hook in `fit`);
+  through tests/_train_hooks.py's ddp-hash mode, which wraps `Trainer.train_epoch`);
 * with the same global batch (32) and seed, its validation metrics are close to a 1-process run's. They are not
   identical, and should not be: each rank draws its own augmentation and dropout randomness (seeded by rank), batch
   normalisation normalises each rank's half batch with that half's statistics (no SyncBatchNorm on CPU), and the
@@ -52,8 +52,10 @@ def runs(tmp_path_factory):
     "One 2-process run (with the weight-hash hook) and one 1-process run of the same recipe."
     tmp = tmp_path_factory.mktemp('ddp')
     hashes = tmp/'hashes'; hashes.mkdir()
-    two = subprocess.run(_torchrun(2, [*ARGS, '--out', str(tmp/'two')]), env=_env(tmp, MELANOMA_DDP_CHECK_DIR=str(hashes)),
-                         capture_output=True, text=True, timeout=600)
+    hook = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+            str(Path(__file__).parent/'_train_hooks.py'), *ARGS, '--out', str(tmp/'two')]
+    two = subprocess.run(hook, env=_env(tmp, HOOK_MODE='ddp-hash', HOOK_OUT=str(hashes)), capture_output=True, text=True,
+                         timeout=600)
     one = subprocess.run([_script(), *ARGS, '--out', str(tmp/'one')], env=_env(tmp), capture_output=True, text=True, timeout=300)
     return tmp, two, one, hashes
 
@@ -65,7 +67,7 @@ def test_two_processes_finish_with_one_set_of_files(runs):
     # only rank 0 prints: one header line, one line per epoch, one summary
     assert two.stdout.count('Training cnn') == 1, two.stdout
     assert '(2 processes x 16)' in two.stdout
-    assert two.stdout.count('epoch   1/3') == 1 and two.stdout.count('Best epoch') == 1
+    assert two.stdout.count('epoch   1/3') == 1 and two.stdout.count('Kept epoch') == 1
 
 
 def test_ranks_hold_identical_weights(runs):

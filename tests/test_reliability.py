@@ -381,7 +381,8 @@ def test_unsafe_archive_melanoma_prepare(tmp_path, sandbox, run_script):
 # --------------------------------------------------------------------------------------------------------------------
 # Checkpoints that are damaged, not checkpoints, or pickled code: CheckpointError, nothing executed.
 
-from melanoma_nb.training import CheckpointError, Recipe, fit, load_checkpoint, read_checkpoint, save_checkpoint
+from melanoma_nb.training import Recipe, fit
+from melanoma_nb.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory, cache32):

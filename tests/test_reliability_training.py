@@ -12,8 +12,8 @@ import pytest
 import torch
 
 import melanoma_nb.training as T
-from melanoma_nb.training import (CheckpointError, NonFiniteLossError, OutputError, Recipe, RecipeError, atomic_write,
-                                  check_output_dir, fit, load_checkpoint, load_resume_state)
+from melanoma_nb.training import NonFiniteLossError, Recipe, RecipeError, check_output_dir, fit, load_resume_state
+from melanoma_nb.checkpoint import CheckpointError, OutputError, atomic_write, load_checkpoint
 from conftest import assert_user_error, script_cmd
 
 HERE = Path(__file__).parent
@@ -238,7 +238,7 @@ def test_full_disk_at_the_write_keeps_the_old_file(tmp_path, cli_env):
     code = textwrap.dedent(f"""
         import os
         from pathlib import Path
-        from melanoma_nb.training import atomic_write, OutputError
+        from melanoma_nb.checkpoint import atomic_write, OutputError
         p = Path({str(mnt)!r})/'model.pt'
         atomic_write(p, lambda f: f.write(b'old' * 100_000))               # 300 kB: fits
         try: atomic_write(p, lambda f: f.write(b'new' * 1_000_000)); raise SystemExit('no error on a full disk')
