@@ -120,3 +120,12 @@ def test_evaluate_failed_write_keeps_the_old_results(model_file, tmp_path, cli_e
 def test_evaluate_help_has_no_double_percent(run_script):
     r = run_script('melanoma-evaluate', '--help')
     assert r.returncode == 0 and '%%' not in r.stdout and '95 %' in r.stdout
+
+
+def test_predict_into_a_closed_pipe_is_quiet(model_file, cli_env):
+    "`melanoma-predict ... | head -1` ended in a BrokenPipeError traceback."
+    p = subprocess.Popen(script_cmd('melanoma-predict') + ['--model', str(model_file), str(sample_root()/'test'), '--batch-size', '4'],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env)
+    first = p.stdout.readline(); p.stdout.close()
+    err = p.stderr.read().decode(); p.wait(timeout=300)
+    assert _strict(first.decode())['path'] and 'Traceback' not in err and p.returncode == 141, (p.returncode, err[-2000:])
