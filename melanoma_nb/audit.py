@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from .data import ImageReadError, ImageCache, ImageIndex, MAX_PIXELS, image_size, scan
+from .data import ImageReadError, ImageCache, ImageIndex, MAX_PIXELS, image_size, scan, _read_bytes
 
 # %% auto #0
 __all__ = ['DIHEDRAL', 'AUDIT_SIZE', 'PHASH_RADIUS', 'MATCH_MIN', 'DETAIL_SIGMA', 'gray_thumb', 'audit_features', 'phash',
@@ -49,7 +49,7 @@ def audit_features(paths, size: int = AUDIT_SIZE, workers=None, progress: bool =
     sha, gray, ok = [''] * n, np.zeros((n, size, size), np.uint8), np.zeros(n, bool)
     def work(i):
         try:
-            buf = Path(paths[i]).read_bytes()
+            buf = _read_bytes(Path(paths[i]))          # regular files only: a named pipe never blocks the audit
             if not buf: raise ImageReadError(paths[i], 'empty file (0 bytes)')
             gray[i] = gray_thumb(buf, paths[i], size)
             sha[i], ok[i] = hashlib.sha1(buf).hexdigest(), True

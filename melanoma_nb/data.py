@@ -6,22 +6,24 @@ Docs: https://melanoma-nb.github.io/melanoma_nb/data.html.md"""
 
 # %% ../nbs/00_data.ipynb #a044fe75
 from __future__ import annotations
-import hashlib, importlib.resources, io, json, os, shutil, stat, struct, sys, tarfile, time, zipfile
+import errno, hashlib, importlib.resources, io, json, os, re, shutil, stat, struct, sys, tarfile, tempfile, time, zipfile
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
+import simplejpeg                          # libjpeg-turbo: fast JPEG decoding that reports damaged data
 from tqdm.auto import tqdm
-try: import simplejpeg                     # optional: a faster JPEG-to-gray decoder (libjpeg-turbo)
-except ImportError: simplejpeg = None
+try: import fcntl                          # file locks (POSIX); without them (Windows) caches are built unlocked
+except ImportError: fcntl = None
 
 # %% auto #0
-__all__ = ['KAGGLE_DATASET', 'KAGGLE_INPUT', 'IMAGE_EXTS', 'LAYOUT_HELP', 'MAX_PIXELS', 'CACHE_VERSION', 'DataError',
-           'ImageReadError', 'sample_root', 'cache_home', 'find_dataset_root', 'safe_extract', 'download_data',
-           'hosted_notebook', 'locate_data', 'ImageIndex', 'scan', 'image_size', 'decode_into', 'read_image',
-           'ImageCache', 'build_cache', 'prepare']
+__all__ = ['KAGGLE_DATASET', 'KAGGLE_INPUT', 'IMAGE_EXTS', 'LAYOUT_HELP', 'UNPACK_RATIO', 'UNPACK_MIN', 'MAX_PIXELS',
+           'CACHE_VERSION', 'DataError', 'ImageReadError', 'sample_root', 'cache_home', 'find_dataset_root',
+           'unpack_limit', 'safe_extract', 'download_data', 'hosted_notebook', 'locate_data', 'ImageIndex', 'scan',
+           'image_size', 'decode_into', 'read_image', 'ImageCache', 'build_cache', 'prepare']
 
 # %% ../nbs/00_data.ipynb #112e895b
 class DataError(Exception):
@@ -49,12 +51,20 @@ def cache_home() -> Path:
     return Path(os.environ.get('MELANOMA_CACHE') or Path.home()/'.cache'/'melanoma_nb').expanduser()
 
 # %% ../nbs/00_data.ipynb #e498883b
+def _listdir(d: Path) -> list:
+    "The entries of folder `d`, sorted; a `DataError` naming it when it cannot be listed (no permission, not a folder)."
+    try: return sorted(d.iterdir())
+    except OSError as e:
+        raise DataError(f"{d}: cannot list this folder ({e.strerror}). Make it readable (chmod u+rx '{d}') or move it "
+                        "out of the data folder.") from None
+
 def _has_images(d: Path) -> bool:
     try: return any(f.suffix.lower() in IMAGE_EXTS for f in d.iterdir())
     except OSError: return False
 
 def _is_split_dir(d: Path) -> bool:
-    subs = [s for s in d.iterdir() if s.is_dir() and not s.name.startswith('.')] if d.is_dir() else []
+    try: subs = [s for s in d.iterdir() if s.is_dir() and not s.name.startswith('.')] if d.is_dir() else []
+    except OSError: return False
     return len(subs) >= 2 and all(_has_images(s) for s in subs)
 
 def _is_root_dir(d: Path) -> bool: return (d/'train').is_dir() and _is_split_dir(d/'train')
@@ -81,27 +91,135 @@ def _check_member(name: str, dest: Path, archive: Path):
         raise DataError(f"{archive}: refusing to extract '{name}': it would be written outside {dest}. "
                         "The archive is unsafe; get the data set from its original source.")
 
-def safe_extract(archive, dest) -> Path:
-    "Extract a zip or tar `archive` into `dest`, refusing the whole archive if any member would land outside `dest`."
+@dataclass
+class _Member:
+    "One archive entry, the same for zip and tar: its name, kind ('file', 'dir', 'link', 'other'), declared size."
+    name: str
+    kind: str
+    size: int
+    open: object                 # () -> a binary file object with the member's bytes
+
+def _zip_members(z: zipfile.ZipFile) -> list:
+    kind = lambda i: 'dir' if i.is_dir() else 'link' if stat.S_ISLNK(i.external_attr >> 16) else 'file'
+    return [_Member(i.filename, kind(i), i.file_size, lambda i=i: z.open(i)) for i in z.infolist()]
+
+def _tar_members(t: tarfile.TarFile) -> list:
+    kind = lambda m: 'dir' if m.isdir() else 'file' if m.isfile() else 'link' if (m.issym() or m.islnk()) else 'other'
+    return [_Member(m.name, kind(m), m.size, lambda m=m: t.extractfile(m)) for m in t.getmembers()]
+
+def _archive_error(archive: Path, e: Exception, name: str | None = None) -> DataError:
+    "One line for an archive that fails while it is listed or unpacked (`name`: the member being written)."
+    at = f" at '{name}'" if name else ''
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+        return DataError(f"{archive}: no space left on the device while extracting{at}. Free some space, or pass --cache "
+                         "DIR (or set MELANOMA_CACHE) to a folder on a larger disk.")
+    if isinstance(e, OSError) and e.errno in (errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+        return DataError(f"{archive}: cannot extract '{name}': the archive holds a file and a folder of the same name "
+                         f"({e.strerror}). The archive is malformed: re-create it, or extract it yourself and pass the folder.")
+    return DataError(f"{archive}: cannot be extracted{at} ({type(e).__name__}: {e}): the archive is damaged, incomplete "
+                     "or of an unsupported kind. Download or copy it again, or extract it yourself and pass the folder.")
+
+@contextmanager
+def _archive_members(archive: Path):
+    "The members of a zip or tar archive (kept open while the caller reads them), or a `DataError` saying why not."
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as z: yield _zip_members(z); return
+        try: is_tar = tarfile.is_tarfile(archive)
+        except (OSError, EOFError): is_tar = False
+        if is_tar:
+            with tarfile.open(archive) as t: yield _tar_members(t); return
+    except DataError: raise
+    except Exception as e: raise _archive_error(archive, e) from None
+    raise DataError(f"{archive}: not a zip or tar archive that can be read (is it damaged or incomplete?). Pass the "
+                    "extracted folder instead, or download it again.")
+
+# %% ../nbs/00_data.ipynb #96b079bb
+def _parse_size(v, what: str) -> int:
+    "Bytes from an int or a string such as '40G', '512M', '2.5GiB' (binary units)."
+    m = re.fullmatch(r'\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*', str(v), re.I)
+    if m is None: raise DataError(f"{what}={v!r} is not a size: give bytes, or a number with K, M, G or T (e.g. 40G).")
+    return int(float(m[1]) * 1024 ** ' kmgt'.index(m[2].lower() or ' '))
+
+def _gib(n: int) -> str: return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+UNPACK_RATIO, UNPACK_MIN = 20, 256 * 2**20
+
+def unpack_limit(archive, max_unpacked=None) -> tuple[int, str]:
+    "(bytes an archive may unpack to, where that limit comes from): `max_unpacked`, `$MELANOMA_MAX_UNPACKED`, else automatic."
+    if max_unpacked is not None: return _parse_size(max_unpacked, 'max_unpacked'), 'max_unpacked'
+    if env := os.environ.get('MELANOMA_MAX_UNPACKED', '').strip():
+        return _parse_size(env, 'MELANOMA_MAX_UNPACKED'), 'MELANOMA_MAX_UNPACKED'
+    return (max(UNPACK_MIN, UNPACK_RATIO * Path(archive).stat().st_size),
+            f'the default: {UNPACK_RATIO}x the archive size, at least {_gib(UNPACK_MIN)}')
+
+def _too_big(archive: Path, what: str, limit: int, how: str) -> DataError:
+    return DataError(f"{archive}: {what}, over the limit of {_gib(limit)} ({how}); a possible zip bomb. If you trust "
+                     "the archive, raise the limit (MELANOMA_MAX_UNPACKED=40G, or prepare(..., max_unpacked='40G')), or "
+                     "extract it yourself and pass the folder.")
+
+def _unpack(members: list, tmp: Path, archive: Path, limit: int, how: str):
+    "Write the (already checked) members under `tmp`, counting the bytes actually written against `limit`."
+    total = 0
+    for m in members:
+        target = tmp/m.name
+        try:
+            if m.kind == 'dir': target.mkdir(parents=True, exist_ok=True); continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            n = 0
+            with m.open() as src, open(target, 'wb') as dst:
+                while chunk := src.read(1 << 20):
+                    n += len(chunk); total += len(chunk)
+                    if total > limit: raise _too_big(archive, f"unpacks to more than {_gib(total)} (its header declared less)", limit, how)
+                    dst.write(chunk)
+            if n != m.size: raise EOFError(f"'{m.name}' holds {n:,} bytes, its header says {m.size:,}")
+        except DataError: raise
+        except Exception as e: raise _archive_error(archive, e, m.name) from None
+
+# %% ../nbs/00_data.ipynb #62bd7471
+@contextmanager
+def _locked(lock: Path, doing: str):
+    "Hold an exclusive lock on the file `lock` (created if need be); while another process holds it, say so and wait."
+    try: fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise DataError(f"{lock}: cannot create the lock file ({e.strerror}). Pass --cache DIR or set MELANOMA_CACHE to "
+                        "a writable folder.") from None
+    try:
+        if fcntl is not None:
+            try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print(f"Waiting for another process that is {doing} (it holds {lock})...", file=sys.stderr, flush=True)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError: pass             # a file system without locks: go on unlocked
+        yield
+    finally: os.close(fd)                    # closing releases the lock (so does the process ending, however it ends)
+
+# %% ../nbs/00_data.ipynb #e49412d2
+def safe_extract(archive, dest, max_unpacked=None) -> Path:
+    "Extract a zip or tar `archive` into `dest` (new or empty): checked first, unpacked into a temporary folder, renamed when complete."
     archive, dest = Path(archive), Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as z:
-            infos = z.infolist()
-            for i in infos:
-                _check_member(i.filename, dest, archive)
-                if stat.S_ISLNK(i.external_attr >> 16):
-                    raise DataError(f"{archive}: refusing to extract '{i.filename}': links are not allowed in a data archive.")
-            z.extractall(dest)
-    elif tarfile.is_tarfile(archive):
-        with tarfile.open(archive) as t:
-            members = t.getmembers()
-            for m in members:
-                _check_member(m.name, dest, archive)
-                if not (m.isfile() or m.isdir()):
-                    raise DataError(f"{archive}: refusing to extract '{m.name}': only files and folders are allowed in a data archive.")
-            t.extractall(dest, members=members, filter='data')
-    else: raise DataError(f"{archive}: not a zip or tar archive. Pass the extracted folder instead.")
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise DataError(f"{dest}: already exists and is not an empty folder; extract {archive.name} into a new folder.")
+    limit, how = unpack_limit(archive, max_unpacked)
+    try: dest.mkdir(parents=True, exist_ok=True)      # (left empty when the archive is refused)
+    except OSError as e: raise DataError(f"{dest}: cannot create the folder to extract {archive.name} into ({e.strerror}).") from None
+    with _archive_members(archive) as members:
+        for m in members:
+            _check_member(m.name, dest, archive)
+            if m.kind == 'link': raise DataError(f"{archive}: refusing to extract '{m.name}': links are not allowed in a data archive.")
+            if m.kind != 'file' and m.kind != 'dir':
+                raise DataError(f"{archive}: refusing to extract '{m.name}': only files and folders are allowed in a data archive.")
+        declared = sum(m.size for m in members if m.kind == 'file')
+        if declared > limit: raise _too_big(archive, f"would unpack to {_gib(declared)} (the sizes its header declares)", limit, how)
+        try: tmp = Path(tempfile.mkdtemp(prefix=f'.{dest.name}.partial-', dir=dest.parent))
+        except OSError as e: raise DataError(f"{dest.parent}: cannot create a folder to extract {archive.name} into ({e.strerror}).") from None
+        try: _unpack(members, tmp, archive, limit, how)
+        except BaseException: shutil.rmtree(tmp, ignore_errors=True); raise
+    try:
+        dest.rmdir(); tmp.rename(dest)       # only a complete extraction ever fills `dest`
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DataError(f"{dest}: cannot move the extracted files into place ({e.strerror}).") from None
     return dest
 
 # %% ../nbs/00_data.ipynb #53439a95
@@ -121,33 +239,56 @@ def download_data() -> Path:
     return root
 
 # %% ../nbs/00_data.ipynb #728fc583
-def _resolve(path: Path) -> Path:
-    "A folder as given, or an archive extracted (safely) under the cache home."
-    if path.is_file():
-        dest = cache_home()/'extracted'/path.name.split('.')[0]
-        if not dest.exists():
-            tmp = dest.with_name(dest.name + '.partial')
-            shutil.rmtree(tmp, ignore_errors=True)
-            safe_extract(path, tmp); tmp.rename(dest)
-        path = dest
+def _extracted_dir(archive: Path, cache_dir=None) -> Path:
+    "Where `archive` is extracted: under the cache folder, keyed on its resolved path, size and modification time."
+    st, real = archive.stat(), archive.resolve()
+    key = hashlib.sha1(f"{real}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
+    base = Path(cache_dir).expanduser() if cache_dir else cache_home()
+    return base/'extracted'/f"{archive.name.split('.')[0]}-{key}"
+
+def _extract_once(archive: Path, cache_dir=None, max_unpacked=None) -> Path:
+    "The extracted copy of `archive`, extracted now unless a complete one exists (one process at a time)."
+    dest = _extracted_dir(archive, cache_dir)
+    done = lambda: dest.is_dir() and any(dest.iterdir())   # only a complete extraction fills `dest`
+    if done(): return dest
+    try: dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"{dest.parent}: cannot create the folder for extracted archives ({e.strerror}). Pass --cache "
+                        "DIR or set MELANOMA_CACHE to a writable folder.") from None
+    with _locked(dest.with_name(dest.name + '.lock'), f'extracting {archive}'):
+        if not done():
+            for old in dest.parent.glob(f'.{dest.name}.partial-*'): shutil.rmtree(old, ignore_errors=True)  # a killed run's
+            try: safe_extract(archive, dest, max_unpacked)
+            except DataError:
+                if dest.is_dir() and not any(dest.iterdir()): dest.rmdir()
+                raise
+    return dest
+
+def _resolve(path: Path, cache_dir=None, max_unpacked=None) -> Path:
+    "A folder as given, or an archive extracted (safely) under the cache folder."
+    if path.is_file(): path = _extract_once(path, cache_dir, max_unpacked)
+    elif path.exists() and not path.is_dir():
+        raise DataError(f"{path}: neither a folder nor a zip/tar archive (a special file). {LAYOUT_HELP}")
     if not path.is_dir(): raise DataError(f"{path}: no such folder. {LAYOUT_HELP}")
     if _is_root_dir(path) or _is_split_dir(path): return path
     return find_dataset_root(path, depth=2) or path     # scan() explains what is wrong with it
 
+# %% ../nbs/00_data.ipynb #cbce49bd
 def hosted_notebook() -> str | None:
     "'colab' or 'kaggle' when running in a Colab or Kaggle notebook, else None."
     if 'google.colab' in sys.modules or os.environ.get('COLAB_RELEASE_TAG'): return 'colab'
     if os.environ.get('KAGGLE_KERNEL_RUN_TYPE'): return 'kaggle'
     return None
 
-def locate_data(path=None, verbose=True, download: bool | None = None) -> tuple[Path, str]:
+def locate_data(path=None, verbose=True, download: bool | None = None, cache_dir=None, max_unpacked=None) -> tuple[Path, str]:
     "Find the data: `path`, `$MELANOMA_DATA`, `./melanoma_cancer_dataset`, the Kaggle input folder, a download, the sample."
+    resolve = lambda p: _resolve(Path(p).expanduser(), cache_dir, max_unpacked)   # archives: extracted under `cache_dir`
     env = os.environ.get('MELANOMA_DATA', '').strip()
     if download is None: download = env == 'download' or hosted_notebook() is not None
-    if path is not None: found, source = _resolve(Path(path).expanduser()), 'argument'
+    if path is not None: found, source = resolve(path), 'argument'
     elif env == 'sample': found, source = sample_root(), 'sample'
-    elif env and env != 'download': found, source = _resolve(Path(env).expanduser()), 'MELANOMA_DATA'
-    elif Path('melanoma_cancer_dataset').is_dir(): found, source = _resolve(Path('melanoma_cancer_dataset')), './melanoma_cancer_dataset'
+    elif env and env != 'download': found, source = resolve(env), 'MELANOMA_DATA'
+    elif Path('melanoma_cancer_dataset').is_dir(): found, source = resolve('melanoma_cancer_dataset'), './melanoma_cancer_dataset'
     elif KAGGLE_INPUT.is_dir() and (k := find_dataset_root(KAGGLE_INPUT)) is not None: found, source = k, 'kaggle'
     elif download: found, source = download_data(), 'kagglehub'
     else: found, source = sample_root(), 'sample'
@@ -169,8 +310,24 @@ class ImageIndex:
     skipped: list = field(default_factory=list)   # (path, reason)
     def __len__(self): return len(self.paths)
 
+def _kind(mode: int) -> str:
+    return ('a named pipe (FIFO)' if stat.S_ISFIFO(mode) else 'a socket' if stat.S_ISSOCK(mode) else
+            'a device' if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else 'a special file')
+
+def _not_regular(f: Path) -> str | None:
+    "Why `f` cannot be read as an image file (following links), or None when it is a regular file."
+    try: mode = os.stat(f).st_mode
+    except FileNotFoundError:
+        return 'broken symbolic link (its target does not exist)' if os.path.islink(f) else 'no such file (it vanished)'
+    except OSError as e:
+        if e.errno == errno.ELOOP: return 'symbolic link loop (the link leads back to itself)'
+        return f'cannot be read ({e.strerror})'
+    if stat.S_ISREG(mode): return None
+    if stat.S_ISDIR(mode): return 'is a folder, not a file'
+    return f'is {_kind(mode)}, not a regular file: only regular files are read'
+
 def _scan_split(d: Path, split: str, classes=None):
-    class_dirs = sorted(s for s in d.iterdir() if s.is_dir() and not s.name.startswith('.'))
+    class_dirs = [s for s in _listdir(d) if s.is_dir() and not s.name.startswith('.')]
     names = [c.name for c in class_dirs]
     if len(names) < 2: raise DataError(f"{d}: found {len(names)} class folder(s) {names}, need at least 2. {LAYOUT_HELP}")
     if classes is not None and names != classes:
@@ -178,14 +335,15 @@ def _scan_split(d: Path, split: str, classes=None):
     paths, labels, skipped = [], [], []
     for label, cd in enumerate(class_dirs):
         n = 0
-        for f in sorted(cd.iterdir()):
+        for f in _listdir(cd):
             if f.name.startswith('.'): skipped.append((str(f), 'hidden file')); continue
             if f.suffix.lower() not in IMAGE_EXTS: skipped.append((str(f), f"not an image file (extension '{f.suffix}')")); continue
-            if f.is_dir(): skipped.append((str(f), 'is a folder, not a file')); continue
+            if why := _not_regular(f): skipped.append((str(f), why)); continue
             paths.append(f); labels.append(label); n += 1
         if n == 0: raise DataError(f"{cd}: class folder '{cd.name}' holds no images. Add images or remove the folder. {LAYOUT_HELP}")
     return names, paths, labels, skipped
 
+# %% ../nbs/00_data.ipynb #226ed006
 def scan(root) -> ImageIndex:
     "Index a data set root (`train/`, optional `test/`) or a split folder (`benign/`, `malignant/`)."
     root = Path(root)
@@ -231,10 +389,29 @@ def _jpeg_header(buf: bytes):
         i += 2 + seg
     return None
 
+def _tiff_header(buf: bytes):
+    "(width, height, bits per sample, sample format: 1 unsigned, 2 signed, 3 float) from a TIFF's first IFD, or None."
+    e = {b'II*\0': '<', b'MM\0*': '>'}.get(buf[:4])
+    if e is None: return None
+    tags, size = {}, {3: 2, 4: 4}
+    try:
+        off = struct.unpack(e + 'I', buf[4:8])[0]
+        for k in range(struct.unpack(e + 'H', buf[off:off+2])[0]):
+            tag, typ, cnt = struct.unpack(e + 'HHI', buf[off+2+12*k:off+10+12*k])
+            if tag in (256, 257, 258, 339) and typ in size:
+                p = off + 10 + 12 * k                       # the value, or (when it does not fit) where it is
+                if cnt * size[typ] > 4: p = struct.unpack(e + 'I', buf[p:p+4])[0]
+                tags[tag] = struct.unpack(e + ('H' if typ == 3 else 'I'), buf[p:p+size[typ]])[0]
+    except struct.error: return None
+    if 256 not in tags or 257 not in tags: return None
+    return tags[256], tags[257], tags.get(258, 1), tags.get(339, 1)
+
 def image_size(path, buf: bytes):
     "(width, height) read from the header only; `ImageReadError` when it is not an image."
     if buf[:2] == b'\xff\xd8' and (whr := _jpeg_header(buf)) is not None: return whr[:2]
     if len(buf) >= 24 and buf[:8] == b'\x89PNG\r\n\x1a\n' and buf[12:16] == b'IHDR': return struct.unpack('>II', buf[16:24])
+    if (tif := _tiff_header(buf)) is not None: return tif[:2]   # (PIL cannot open float RGB TIFFs)
+    if buf[:4] in (b'II*\0', b'MM\0*'): raise ImageReadError(path, 'damaged TIFF (its image directory cannot be read)')
     from PIL import Image, UnidentifiedImageError
     try:                                     # other formats: PIL reads the header (PIL's global settings untouched)
         with Image.open(io.BytesIO(buf)) as im: return im.size
@@ -245,62 +422,129 @@ def image_size(path, buf: bytes):
     except Exception as e: raise ImageReadError(path, f'unreadable image header ({type(e).__name__}: {e})') from None
 
 # %% ../nbs/00_data.ipynb #e5a0a242
-def _read_bytes(path: Path) -> bytes:
-    "The whole file, with few Python objects (this runs under the GIL in every decoding thread)."
-    try:
-        fd = os.open(path, os.O_RDONLY)
-        try: return os.read(fd, os.fstat(fd).st_size + 1)
-        finally: os.close(fd)
-    except IsADirectoryError: raise ImageReadError(path, 'is a folder, not a file') from None
-    except OSError as e: raise ImageReadError(path, f'cannot be read ({e.strerror})') from None
+_NONBLOCK = getattr(os, 'O_NONBLOCK', 0)
 
-def _gray_jpeg(buf: bytes):
-    "A JPEG decoded straight to gray by simplejpeg (about 20 % faster than OpenCV here), else None."
-    if simplejpeg is None: return None
-    try: return simplejpeg.decode_jpeg(buf, colorspace='GRAY')[..., 0]
-    except Exception: return None           # CMYK, unusual or damaged files: OpenCV decides (and says why)
+def _read_bytes(path: Path) -> bytes:
+    "The whole file, if it is a regular file (checked before opening: opening a named pipe would wait for a writer)."
+    try:
+        if not stat.S_ISREG(mode := os.stat(path).st_mode):
+            raise ImageReadError(path, 'is a folder, not a file' if stat.S_ISDIR(mode) else
+                                       f'is {_kind(mode)}, not a regular file: only regular files are read')
+        fd = os.open(path, os.O_RDONLY | _NONBLOCK)   # non-blocking: had it become a pipe since, this still returns
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode): raise ImageReadError(path, f'is {_kind(st.st_mode)}, not a regular file')
+            return os.read(fd, st.st_size + 1)
+        finally: os.close(fd)
+    except FileNotFoundError:
+        raise ImageReadError(path, 'broken symbolic link (its target does not exist)' if os.path.islink(path)
+                                   else 'no such file') from None
+    except OSError as e:
+        if e.errno == errno.ELOOP: raise ImageReadError(path, 'symbolic link loop (the link leads back to itself)') from None
+        raise ImageReadError(path, f'cannot be read ({e.strerror})') from None
+
+# libjpeg's warnings that mean lost or garbled image data (it would go on and fill the rest with gray)
+_JPEG_DAMAGE = ('Corrupt JPEG data', 'Premature end of JPEG file', 'Bogus', 'Inconsistent progression')
+
+def _jpeg_decode(path, buf: bytes, channels: int):
+    "A JPEG decoded by libjpeg-turbo (simplejpeg) to RGB or gray, strictly: damaged data is an `ImageReadError`."
+    cs = 'GRAY' if channels == 1 else 'RGB'
+    try: return simplejpeg.decode_jpeg(buf, colorspace=cs, strict=True)
+    except ValueError as e: msg = str(e)
+    if any(k in msg for k in _JPEG_DAMAGE) and 'before marker 0xd9' not in msg:   # junk after the last block: harmless
+        raise ImageReadError(path, f'damaged JPEG data ({msg}): part of the image would come out gray or garbled; '
+                                   'replace the file with an intact copy')
+    try: return simplejpeg.decode_jpeg(buf, colorspace=cs, strict=False)       # a harmless warning
+    except ValueError: return msg           # a kind simplejpeg cannot decode: OpenCV tries (the message if it fails too)
+
+_ORIENT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1], 5: lambda a: a.swapaxes(0, 1),
+           6: lambda a: np.rot90(a, -1), 7: lambda a: a.swapaxes(0, 1)[::-1, ::-1], 8: lambda a: np.rot90(a, 1)}
+
+def _upright(img: np.ndarray, orientation: int) -> np.ndarray:
+    "The image turned as its EXIF `orientation` (1-8) says it should be shown."
+    f = _ORIENT.get(orientation)
+    return img if f is None else np.ascontiguousarray(f(img))
+
+# %% ../nbs/00_data.ipynb #2e6faa35
+def _deep_tiff(path, buf: bytes, bits: int, fmt: int, channels: int) -> np.ndarray:
+    "A float or 32-bit TIFF as 8-bit gray or BGR (what `cv2.imdecode` gives for ordinary files): floats in 0-1 are scaled."
+    what = f"{bits}-bit {'float' if fmt == 3 else 'integer'} TIFF"
+    if fmt != 3: raise ImageReadError(path, f'{what} is not supported: convert it to 8 or 16 bits per channel')
+    img = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0: raise ImageReadError(path, f'{what} that cannot be decoded: convert it to 8-bit')
+    if not np.isfinite(img).all(): raise ImageReadError(path, f'{what} holding NaN or infinite values: convert it to 8-bit')
+    lo, hi = float(img.min()), float(img.max())
+    if -0.05 <= lo and hi <= 1.05: img = img * 255          # the usual float convention, 0-1 (a little overshoot clipped)
+    elif not (0 <= lo and 16 <= hi <= 255):                  # 0-255 stored as floats is read as it is; anything else:
+        raise ImageReadError(path, f'{what} with values from {lo:g} to {hi:g}: neither 0-1 nor 0-255, so how bright it '
+                                   'is cannot be known; convert it to 8-bit')
+    img = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    if img.ndim == 3 and img.shape[2] == 4: img = img[..., :3]
+    if img.ndim == 3 and img.shape[2] == 1: img = img[..., 0]
+    if channels == 1: return img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    return img if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+
+@contextmanager
+def _cv2_silent():
+    "OpenCV's own log lines (which name no file) off while it decodes: its failures become `ImageReadError`s instead."
+    log = getattr(getattr(cv2, 'utils', None), 'logging', None)
+    if log is None: yield; return
+    old = log.getLogLevel(); log.setLogLevel(log.LOG_LEVEL_SILENT)
+    try: yield
+    finally: log.setLogLevel(old)
+
+def _fit(img: np.ndarray, out: np.ndarray, size: int, bgr: bool = False):
+    "Resize a decoded image (gray, RGB, or BGR with `bgr`) into `out`, `(size, size, channels)` RGB or gray."
+    ih, iw = img.shape[:2]
+    interp = cv2.INTER_AREA if min(size / ih, size / iw) < 0.5 else cv2.INTER_LINEAR
+    if out.shape[2] == 1:
+        img = img.reshape(ih, iw)
+        if (ih, iw) == (size, size): out[..., 0] = img
+        else: _into(cv2.resize(img, (size, size), dst=out[..., 0], interpolation=interp), out[..., 0])
+    elif bgr:                                # OpenCV decodes to BGR; the cache holds RGB
+        if (ih, iw) != (size, size): img = cv2.resize(img, (size, size), interpolation=interp)
+        _into(cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=out), out)
+    elif (ih, iw) == (size, size): out[...] = img
+    else: _into(cv2.resize(img, (size, size), dst=out, interpolation=interp), out)
 
 def _into(res, dst):
     "OpenCV writes into `dst` when it can; where it made a new array instead, copy it in."
     if not np.shares_memory(res, dst): dst[...] = res
 
+# %% ../nbs/00_data.ipynb #4dfa47fe
 def decode_into(path, out: np.ndarray, size: int = 224, channels: int = 3) -> np.ndarray:
     "Decode `path` straight into `out`, a `(size, size, channels)` uint8 array (e.g. one row of the cache)."
     if channels not in (1, 3): raise ValueError(f"channels must be 1 or 3, not {channels}")
     buf = _read_bytes(path)
     if not buf: raise ImageReadError(path, 'empty file (0 bytes)')
     hdr = _jpeg_header(buf) if buf[:2] == b'\xff\xd8' else None
-    w, h = hdr[:2] if hdr else image_size(path, buf)
+    tif = _tiff_header(buf) if hdr is None else None
+    w, h = hdr[:2] if hdr else tif[:2] if tif else image_size(path, buf)
     if w < 1 or h < 1: raise ImageReadError(path, f'the header says {w}x{h} pixels: damaged image')
     if w * h > MAX_PIXELS:
         raise ImageReadError(path, f'{w}x{h} pixels is over the limit of {MAX_PIXELS:,} (a possible decompression bomb); '
                                    'resize it first, or raise MELANOMA_MAX_PIXELS if you trust the file')
     if _is_truncated(buf): raise ImageReadError(path, 'truncated image (the file ends before the image data does)')
-    img = _gray_jpeg(buf) if channels == 1 and hdr and hdr[2] == 1 else None   # EXIF-rotated ones: OpenCV turns them upright
-    if img is None:
-        try: img = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR)
-        except cv2.error: img = None         # OpenCV raises on some damaged headers instead of returning None
-    if img is None or img.size == 0: raise ImageReadError(path, 'could not be decoded (corrupt or unsupported image)')
-    ih, iw = img.shape[:2]
-    interp = cv2.INTER_AREA if min(size / ih, size / iw) < 0.5 else cv2.INTER_LINEAR
-    if channels == 1:
-        if (ih, iw) == (size, size): out[..., 0] = img
-        else: _into(cv2.resize(img, (size, size), dst=out[..., 0], interpolation=interp), out[..., 0])
-    else:                                   # OpenCV decodes to BGR; the cache holds RGB
-        if (ih, iw) != (size, size): img = cv2.resize(img, (size, size), interpolation=interp)
-        _into(cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=out), out)
+    img = _jpeg_decode(path, buf, channels) if hdr else None
+    if isinstance(img, np.ndarray): _fit(_upright(img, hdr[2]), out, size); return out
+    if tif and (tif[3] == 3 or tif[2] > 16): _fit(_deep_tiff(path, buf, tif[2], tif[3], channels), out, size, bgr=True); return out
+    try: dec = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR)
+    except cv2.error: dec = None             # OpenCV raises on some damaged headers instead of returning None
+    if dec is None or dec.size == 0:
+        raise ImageReadError(path, 'could not be decoded (corrupt or unsupported image' + (f'; libjpeg: {img})' if img else ')'))
+    _fit(dec, out, size, bgr=True)
     return out
 
 def read_image(path, size: int = 224, channels: int = 3) -> np.ndarray:
     "Decode `path` to a `(size, size, channels)` uint8 array (RGB or gray), or raise `ImageReadError` saying why."
-    return decode_into(Path(path), np.empty((size, size, channels), np.uint8), size, channels)
+    with _cv2_silent(): return decode_into(Path(path), np.empty((size, size, channels), np.uint8), size, channels)
 
 def _is_truncated(buf: bytes) -> bool:
     "A JPEG whose data stops early lacks its end-of-image marker (some decoders pad it with gray, others refuse it)."
     return buf[:2] == b'\xff\xd8' and b'\xff\xd9' not in buf[-1024:]
 
 # %% ../nbs/00_data.ipynb #c6a5ad28
-CACHE_VERSION = 1
+CACHE_VERSION = 2          # 2: JPEGs decoded by libjpeg-turbo, strictly (damaged ones are skipped)
 
 @dataclass(repr=False)
 class ImageCache:
@@ -340,7 +584,8 @@ class ImageCache:
 def _fingerprint(index: ImageIndex) -> list:
     out = []
     for p in index.paths:
-        st = p.stat()
+        try: st = os.stat(p)
+        except OSError: out.append([str(p), -1, -1]); continue     # gone since the scan: decoding will say why
         out.append([str(p), st.st_size, st.st_mtime_ns])
     return out
 
@@ -362,57 +607,110 @@ def _decode_all(paths, out, size, channels, workers, progress):
     cv_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)             # one OpenCV thread per worker: the workers are the parallelism
     try:
-        with ThreadPoolExecutor(workers) as ex, tqdm(total=n, desc='decode', unit='img', disable=not progress, leave=False) as bar:
+        with _cv2_silent(), ThreadPoolExecutor(workers) as ex, tqdm(total=n, desc='decode', unit='img', disable=not progress, leave=False) as bar:
             for k, bad in ex.map(work, range(0, n, chunk)):
                 failed.update(bad); bar.update(k)
     finally: cv2.setNumThreads(cv_threads)
     return failed
 
 # %% ../nbs/00_data.ipynb #4ff30a81
-def build_cache(index: ImageIndex, size: int = 224, channels: int = 3, cache_dir=None, workers=None,
-                progress=True, source='') -> ImageCache:
-    "Decode every image of `index` once into a memory-mapped uint8 cache; reuse it when the files are unchanged."
-    d = _cache_dir(index, size, channels, cache_dir)
-    fp = _fingerprint(index)
+def _fsync(path: Path):
+    "Force a file (or a folder's entries) to disk."
+    fd = os.open(path, os.O_RDONLY)
+    try: os.fsync(fd)
+    except OSError: pass                     # (some file systems cannot sync a folder)
+    finally: os.close(fd)
+
+def _new_array(f: Path, shape: tuple) -> np.ndarray:
+    "A memory-mapped uint8 .npy of `shape`, its disk space reserved now: a full disk is an error here, not a crash later."
+    try:
+        a = np.lib.format.open_memmap(f, mode='w+', dtype=np.uint8, shape=shape)
+        if hasattr(os, 'posix_fallocate') and a.size:
+            fd = os.open(f, os.O_RDWR)
+            try: os.posix_fallocate(fd, 0, a.offset + a.size)
+            except OSError as e:
+                if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS): raise
+            finally: os.close(fd)
+        return a
+    except OSError as e:
+        raise DataError(f"{f}: cannot write the cache ({e.strerror}). Free some disk space or pass --cache DIR (or set "
+                        "MELANOMA_CACHE) to another folder.") from None
+
+def _open_cached(d: Path, meta: dict, index: ImageIndex, source: str, quiet: bool = False):
+    "The cache in `d` when its manifest matches `meta` and its images file has the shape it records, else None."
     man_f, img_f = d/'manifest.json', d/'images.npy'
-    meta = dict(version=CACHE_VERSION, root=str(index.root), size=size, channels=channels, classes=index.classes,
-                layout=index.layout, scan_skipped=index.skipped, files=fp)
-    meta = json.loads(json.dumps(meta))   # the form it takes in the manifest (tuples become lists)
-    if man_f.exists() and img_f.exists():
-        try: man = json.loads(man_f.read_text())
-        except (OSError, json.JSONDecodeError): man = {}
-        if all(man.get(k) == v for k, v in meta.items()):
-            keep = np.array(man['keep'], dtype=np.int64)
-            return ImageCache(np.load(img_f, mmap_mode='r'), index.labels[keep], index.splits[keep],
-                              [str(index.paths[i]) for i in keep], index.classes, size, channels,
-                              [tuple(s) for s in man['skipped']], str(index.root), index.layout, source, str(d), 0.0, True)
-    try: d.mkdir(parents=True, exist_ok=True)
-    except OSError as e: raise DataError(f"{d}: cannot create the cache folder ({e.strerror}). Pass --cache DIR or set MELANOMA_CACHE to a writable folder.") from None
-    n = len(index)
+    try: man = json.loads(man_f.read_text())
+    except FileNotFoundError: return None
+    except (OSError, ValueError): man = None
+    problem = None if isinstance(man, dict) and {'keep', 'skipped'} <= set(man) else f'its manifest {man_f} is unreadable'
+    if problem is None and not all(man.get(k) == v for k, v in meta.items()): return None   # the inputs changed
+    if problem is None:
+        keep = np.array(man.get('keep', []), dtype=np.int64)
+        want = (len(keep), meta['size'], meta['size'], meta['channels'])
+        try:
+            images = np.load(img_f, mmap_mode='r')
+            if images.dtype != np.uint8 or images.shape != want:
+                problem = f'{img_f} holds {images.dtype} {images.shape}, its manifest says uint8 {want}'
+        except FileNotFoundError: problem = f'{img_f} is missing'
+        except (OSError, ValueError, EOFError) as e: problem = f'{img_f} is damaged ({e})'
+        if problem is None and len(keep) and not 0 <= keep.min() <= keep.max() < len(index): problem = f'{man_f} is damaged'
+    if problem:
+        if not quiet: print(f"Cache {d} cannot be used: {problem}. Rebuilding it.", file=sys.stderr, flush=True)
+        return None
+    return ImageCache(images, index.labels[keep], index.splits[keep], [str(index.paths[i]) for i in keep], index.classes,
+                      meta['size'], meta['channels'], [tuple(s) for s in man['skipped']], str(index.root), index.layout,
+                      source, str(d), 0.0, True)
+
+# %% ../nbs/00_data.ipynb #0d5992a5
+def _write_cache(d: Path, meta: dict, index: ImageIndex, workers, progress, source) -> ImageCache:
+    "Decode `index` into `d`: images first (flushed to disk), the manifest last, as the mark of a complete cache."
+    size, channels, n = meta['size'], meta['channels'], len(index)
+    (d/'manifest.json').unlink(missing_ok=True)   # from here on the old manifest would vouch for the new file
     tmp_f = d/'images.partial.npy'
-    try: out = np.lib.format.open_memmap(tmp_f, mode='w+', dtype=np.uint8, shape=(n, size, size, channels))
-    except OSError as e: raise DataError(f"{tmp_f}: cannot write the cache ({e.strerror}). Free some disk space or set MELANOMA_CACHE to another folder.") from None
+    out = _new_array(tmp_f, (n, size, size, channels))
     t0 = time.perf_counter()
     failed = _decode_all(index.paths, out, size, channels, workers or os.cpu_count() or 1, progress)
     seconds = time.perf_counter() - t0
     keep = np.array([i for i in range(n) if i not in failed], dtype=np.int64)
-    if failed:                        # compact: copy the usable rows into the final file
-        final = np.lib.format.open_memmap(d/'images.compact.npy', mode='w+', dtype=np.uint8, shape=(len(keep), size, size, channels))
-        for s in range(0, len(keep), 1024): final[s:s+1024] = out[keep[s:s+1024]]
-        del final, out; tmp_f.unlink(); tmp_f = d/'images.compact.npy'
-    else: del out                    # unmapping hands the pages to the OS; no msync: readers share the page cache
-    os.replace(tmp_f, img_f)
     skipped = [tuple(s) for s in index.skipped] + [(str(index.paths[i]), r) for i, r in sorted(failed.items())]
-    man_tmp = d/'manifest.json.partial'
-    man_tmp.write_text(json.dumps({**meta, 'keep': keep.tolist(), 'skipped': skipped}))
-    os.replace(man_tmp, man_f)        # the manifest is written last: a cache without one is never trusted
-    return ImageCache(np.load(img_f, mmap_mode='r'), index.labels[keep], index.splits[keep],
+    try:
+        if failed:                    # compact: copy the usable rows into the final file
+            final = _new_array(d/'images.compact.npy', (len(keep), size, size, channels))
+            for s in range(0, len(keep), 1024): final[s:s+1024] = out[keep[s:s+1024]]
+            del final, out; tmp_f.unlink(); tmp_f = d/'images.compact.npy'
+        else: del out
+        _fsync(tmp_f)                 # the pixels reach the disk before the manifest says they are there
+        os.replace(tmp_f, d/'images.npy')
+        man_tmp = d/'manifest.json.partial'
+        man_tmp.write_text(json.dumps({**meta, 'keep': keep.tolist(), 'skipped': skipped}))
+        _fsync(man_tmp)
+        os.replace(man_tmp, d/'manifest.json')   # written last: a cache without a manifest is never trusted
+        _fsync(d)
+    except OSError as e:
+        raise DataError(f"{d}: cannot write the cache ({e.strerror}). Free some disk space or pass --cache DIR (or set "
+                        "MELANOMA_CACHE) to another folder.") from None
+    return ImageCache(np.load(d/'images.npy', mmap_mode='r'), index.labels[keep], index.splits[keep],
                       [str(index.paths[i]) for i in keep], index.classes, size, channels, skipped,
                       str(index.root), index.layout, source, str(d), seconds, False)
 
-# %% ../nbs/00_data.ipynb #0d5992a5
+# %% ../nbs/00_data.ipynb #a0857e39
+def build_cache(index: ImageIndex, size: int = 224, channels: int = 3, cache_dir=None, workers=None,
+                progress=True, source='') -> ImageCache:
+    "Decode every image of `index` once into a memory-mapped uint8 cache; reuse it when the files are unchanged."
+    d = _cache_dir(index, size, channels, cache_dir)
+    meta = dict(version=CACHE_VERSION, root=str(index.root), size=size, channels=channels, classes=index.classes,
+                layout=index.layout, scan_skipped=index.skipped, files=_fingerprint(index))
+    meta = json.loads(json.dumps(meta))   # the form it takes in the manifest (tuples become lists)
+    if (cache := _open_cached(d, meta, index, source)) is not None: return cache
+    try: d.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise DataError(f"{d}: cannot create the cache folder ({e.strerror}). Pass --cache DIR or set MELANOMA_CACHE to a writable folder.") from None
+    with _locked(d/'lock', f'building the cache {d}'):    # one builder at a time; the others wait, then reuse its work
+        if (cache := _open_cached(d, meta, index, source, quiet=True)) is not None: return cache
+        return _write_cache(d, meta, index, workers, progress, source)
+
+# %% ../nbs/00_data.ipynb #a701e5d0
 def prepare(data=None, size: int = 224, channels: int = 3, cache_dir=None, workers=None, progress=True,
-            verbose=True) -> ImageCache:
+            verbose=True, max_unpacked=None) -> ImageCache:
     "Locate the data, scan it and build (or reuse) its cache: the one call a notebook or script needs."
-    root, source = locate_data(data, verbose=verbose)
+    root, source = locate_data(data, verbose=verbose, cache_dir=cache_dir, max_unpacked=max_unpacked)
     return build_cache(scan(root), size, channels, cache_dir, workers, progress, source)

@@ -30,11 +30,12 @@ from .checkpoint import (CheckpointError, OutputError, atomic_write, write_json,
                                     RESUME_VERSION, SIZE_RANGE)
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'BALANCES', 'PRESETS', 'HISTORY_COLS', 'TrainingError', 'RecipeError', 'NonFiniteLossError', 'Recipe',
-           'pick_device', 'balanced_cross_entropy', 'make_optimizer', 'make_scheduler', 'epoch_seed', 'seed_everything',
-           'save_history', 'load_history', 'warmup_epochs', 'best_row', 'plot_history', 'DistInfo', 'dist_info',
-           'init_distributed', 'all_gather_rows', 'state_hash', 'check_output_dir', 'sigterm_as_interrupt',
-           'load_resume_state', 'resume_recipe', 'FitResult', 'Trainer', 'validation_split', 'fit']
+__all__ = ['SCHEDULES', 'BALANCES', 'PRESETS', 'HISTORY_COLS', 'MAX_EPOCHS', 'BUDGET_MARGIN', 'TrainingError', 'RecipeError',
+           'NonFiniteLossError', 'Recipe', 'pick_device', 'balanced_cross_entropy', 'make_optimizer', 'make_scheduler',
+           'epoch_seed', 'seed_everything', 'save_history', 'load_history', 'warmup_epochs', 'best_row', 'plot_history',
+           'DistInfo', 'dist_info', 'init_distributed', 'all_gather_rows', 'state_hash', 'check_output_dir',
+           'sigterm_as_interrupt', 'load_resume_state', 'resume_recipe', 'FitResult', 'Trainer', 'validation_split',
+           'fit']
 
 # %% ../nbs/07_training.ipynb #6384a6a2
 class TrainingError(Exception):
@@ -79,6 +80,7 @@ class Recipe:
     target_sensitivity: float | None = None  # choose the decision threshold for this validation sensitivity; None: 0.5
     positive: str | None = None        # the positive class; None: the class named malignant or melanoma (see metrics)
     group_split: bool = True           # keep near-copies inside train/ on one side of the validation split
+    budget: float | None = None        # minutes for the whole run (cache, training, validation, files); sets the epochs
 
     def __post_init__(self): self.check()
 
@@ -106,6 +108,8 @@ class Recipe:
         if self.balance not in BALANCES: bad(f"balance must be one of {BALANCES}, not {self.balance!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
             bad(f"seed must be a whole number from 0 to 2**63-1, not {self.seed}")
+        if self.budget is not None and not (isinstance(self.budget, (int, float)) and math.isfinite(self.budget) and self.budget > 0):
+            bad(f"budget must be a positive number of minutes, not {self.budget}")
         if self.workers is not None and self.workers < 0: bad(f"workers must be >= 0, not {self.workers}")
         if self.target_sensitivity is not None and not 0 < self.target_sensitivity <= 1:
             bad(f"target_sensitivity must be in (0, 1], not {self.target_sensitivity}")
@@ -130,7 +134,7 @@ _RUNTIME_FIELDS = ('workers',)   # fields that do not change what is computed: a
 # %% ../nbs/07_training.ipynb #c560061b
 PRESETS = {
     'default': Recipe(arch='cnn', channels=3, size=64, epochs=10, batch_size=32, lr=2e-3),
-    'cpu':     Recipe(arch='resnet18', channels=3, size=96, epochs=10, batch_size=32, lr=2e-3),
+    'cpu':     Recipe(arch='resnet18', channels=3, size=96, epochs=10, batch_size=32, lr=2e-3, budget=15),
     'gpu':     Recipe(arch='resnet18', channels=3, size=224, epochs=10, batch_size=64, lr=1e-3, pretrained=True,
                       freeze_epochs=1),
     'seed':    Recipe(arch='cnn', channels=1, size=224, epochs=10, batch_size=16, lr=1e-3, weight_decay=0.0,
@@ -369,7 +373,7 @@ class FitResult:
 class Trainer:
     "One training run; `fit` makes one and calls `run`. Each step is a method, defined below beside its explanation."
     def __init__(self, recipe: Recipe, cache, out_dir=None, dev=None, info: DistInfo | None = None, resume: bool = False,
-                 progress: bool = True, verbose: bool = True, on_epoch_end=None):
+                 progress: bool = True, verbose: bool = True, on_epoch_end=None, started: float | None = None):
         self.recipe, self.cache, self.dev, self.info = recipe, cache, dev or torch.device('cpu'), info or DistInfo()
         self.resume, self.progress, self.on_epoch_end = resume, progress, on_epoch_end
         self.out = None if out_dir is None else Path(out_dir).expanduser()
@@ -377,6 +381,7 @@ class Trainer:
         self.t0, self.start, self.done, self.history, self.bad = time.perf_counter(), 0, 0, [], 0
         self.best, self.best_state, self.copies, self.stage, self.model = None, None, [], None, None
         self.warmup = warmup_epochs(recipe)
+        self.started = time.monotonic() if started is None else started   # when the budget's clock started
 
 # %% ../nbs/07_training.ipynb #9a141b40
 @patch
@@ -443,7 +448,7 @@ def build_model(self: Trainer):
 # %% ../nbs/07_training.ipynb #585cb6b3
 @patch
 def make_batches(self: Trainer):
-    "Training/validation batches (on the device when they fit), transforms, class weights, AdamW and the schedule."
+    "Training/validation batches (on the device when they fit), transforms, class weights and AdamW."
     r, info, dev, c = self.recipe, self.info, self.dev, self.cache
     bs, tr, va = r.batch_size // info.world, self.tr, self.va
     drop = math.ceil(len(tr) / info.world) >= bs       # equal-sized steps; a tiny data set keeps its one short batch
@@ -465,7 +470,95 @@ def make_batches(self: Trainer):
         w = class_weights(self.labels[tr], len(self.classes)).float()
         self.weight = (w / w[torch.from_numpy(self.labels[tr])].mean()).to(dev)   # mean 1 over the training images
     self.opt = make_optimizer(self.net, r, fused=dev.type == 'cuda')
+
+# %% ../nbs/07_training.ipynb #b3e0e006
+MAX_EPOCHS = 40         # a budget on a fast machine buys epochs up to this many
+BUDGET_MARGIN = 0.95    # plan for this share of what is left: timings scatter
+
+@patch
+def _time_steps(self: Trainer, n: int = 3) -> tuple:
+    "Median seconds of a training step and of a validation batch, timed on copies (the run's model and state are untouched)."
+    import copy
+    r, dev = self.recipe, self.dev
+    net = copy.deepcopy(self.net); opt = make_optimizer(net, r, fused=dev.type == 'cuda')
+    xb, yb = next(iter(self.train_b))
+    xb, yb = xb.to(dev), yb.to(dev)
+    gen = torch.Generator(device=dev).manual_seed(0)
+    def train_step():
+        x = self.tf_train(xb, gen)
+        if self.chl: x = x.contiguous(memory_format=torch.channels_last)
+        with self.autocast(): loss = balanced_cross_entropy(net(x), yb, self.weight, r.label_smoothing)
+        loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
+    def val_batch():
+        with torch.no_grad(): net(self.tf_val(torch.cat([xb, xb])).contiguous(memory_format=torch.channels_last if self.chl else torch.contiguous_format))
+    out = []
+    for f in (train_step, val_batch):
+        ts = []
+        for k in range(n + 1):
+            if dev.type == 'cuda': torch.cuda.synchronize()
+            t = time.perf_counter(); f()
+            if dev.type == 'cuda': torch.cuda.synchronize()
+            ts.append(time.perf_counter() - t)
+        out.append(float(np.median(ts[1:])))           # the first is a warm-up
+    return tuple(out)
+
+# %% ../nbs/07_training.ipynb #bd8f871d
+@patch
+def plan(self: Trainer):
+    "Set the number of epochs from the budget (unless resuming), then the schedule over exactly those epochs."
+    r, info = self.recipe, self.info
+    self.end, self.cut, self.plan_info = r.epochs, None, None
+    if r.budget is not None and not self.resume:
+        t_step, t_val = self._time_steps()
+        nbytes = sum(t.numel() * t.element_size() for t in self.net.state_dict().values())
+        t_save = 4 * nbytes / 200e6 if self.out is not None else 0.0      # last.pt + model.pt at about 200 MB/s
+        per_epoch = len(self.train_b) * t_step + len(self.val_b) * t_val + t_save
+        left = BUDGET_MARGIN * (60 * r.budget - (time.monotonic() - self.started)) - 5.0   # 5 s for the end of the run
+        epochs = _agree(min(MAX_EPOCHS, int(left // per_epoch)), info)
+        if epochs < 1:
+            spent, need = time.monotonic() - self.started, per_epoch / BUDGET_MARGIN + 10
+            raise RecipeError(f"a budget of {r.budget:g} min is too small: one epoch takes about {_dur(per_epoch)} here "
+                              f"({len(self.train_b)} steps at {r.batch_size / t_step:.0f} images/s) and {_dur(spent)} are "
+                              f"already spent; give --budget {math.ceil((spent + need) / 6) / 10:g} or more, or --epochs N")
+        self.recipe = r = r.update(epochs=epochs, freeze_epochs=min(r.freeze_epochs, epochs - 1))
+        self.end, self.warmup = epochs, warmup_epochs(r)
+        self.plan_info = dict(budget_min=r.budget, epochs=epochs, epoch_s=round(per_epoch, 2), step_s=round(t_step, 4),
+                              val_batch_s=round(t_val, 4), spent_s=round(time.monotonic() - self.started, 1),
+                              planned_min=round((time.monotonic() - self.started + epochs * per_epoch + 5) / 60, 2))
+        self.say(f"Plan: {epochs} epochs fit the {r.budget:g}-min budget: one epoch takes about {per_epoch:.0f} s here "
+                 f"({r.batch_size / t_step:.0f} training images/s), {self.plan_info['spent_s']:.0f} s are already spent; "
+                 f"planned {self.plan_info['planned_min']:.1f} min in all.")
     self.sched = make_scheduler(self.opt, r, r.epochs * len(self.train_b))
+
+def _dur(s: float) -> str: return f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min"
+
+def _agree(value: int, info: DistInfo) -> int:
+    "Rank 0's `value` on every rank (a plan must be the same everywhere)."
+    if info.world == 1: return value
+    t = torch.tensor([value], dtype=torch.int64, device='cuda' if dist.get_backend() == 'nccl' else 'cpu')
+    dist.broadcast(t, 0)
+    return int(t.item())
+
+# %% ../nbs/07_training.ipynb #c7b5fed2
+@patch
+def keep_pace(self: Trainer, e: int, epoch_s: float) -> bool:
+    "After epoch `e` (0-based) took `epoch_s`: cut the schedule if the rest no longer fits the budget; True to stop now."
+    r = self.recipe
+    if r.budget is None or self.plan_info is None or e + 1 >= self.end: return False
+    per_epoch = max(epoch_s, self.plan_info['epoch_s'])
+    left = 60 * r.budget - (time.monotonic() - self.started) - 5.0
+    fit_n = _agree(int(left // per_epoch), self.info)
+    if fit_n >= self.end - (e + 1): return False
+    if fit_n < 1:
+        self.say(f"Out of time: the {r.budget:g}-min budget leaves no room for epoch {e + 2}; the run ends after epoch {e + 1}.")
+        return True
+    self.end = e + 1 + fit_n
+    self.cut = {'epoch': e + 1, 'end': self.end}
+    for g in self.opt.param_groups: g['initial_lr'] = g['lr']
+    self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=fit_n * len(self.train_b), eta_min=0.0)
+    self.say(f"Running behind ({epoch_s:.0f} s per epoch, planned {self.plan_info['epoch_s']:.0f} s): the schedule now "
+             f"anneals over the {fit_n} epoch(s) that still fit, ending after epoch {self.end}.")
+    return False
 
 # %% ../nbs/07_training.ipynb #2463485f
 @patch
@@ -492,7 +585,11 @@ def restore(self: Trainer):
     st = load_resume_state(out)
     if info.main:                                      # temp files of a write cut short by a hard kill: never used
         for t in out.glob('.*.tmp'): t.unlink(missing_ok=True)
-    diffs = _recipe_diff(Recipe.from_dict(st['recipe']), self.recipe)
+    saved = Recipe.from_dict(st['recipe'])
+    if saved.budget is not None:                       # a budgeted run keeps the plan it started with
+        self.recipe = self.recipe.update(epochs=saved.epochs, freeze_epochs=saved.freeze_epochs)
+        self.warmup = warmup_epochs(self.recipe)
+    diffs = _recipe_diff(saved, self.recipe)
     if diffs: raise RecipeError(f"{out/'last.pt'} was started with other settings: {'; '.join(diffs)}. Resume with "
                                 f"the same settings, or start a new run in another folder.")
     if st['data'] != self.data_sig:
@@ -503,13 +600,15 @@ def restore(self: Trainer):
     if st['world'] != info.world:
         self.say(f"Note: the run was started with {st['world']} process(es) and goes on with {info.world}; the global "
                  f"batch is the same, the per-process random streams differ.")
+    self.end, self.cut, self.plan_info = st.get('end', self.recipe.epochs), st.get('cut'), st.get('plan')
+    if self.cut: self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=1)   # its state is loaded below
     self.net.load_state_dict(st['model']); self.opt.load_state_dict(st['optimizer'])
     self.sched.load_state_dict(st['scheduler']); self.scaler.load_state_dict(st['scaler'])
     _set_rng_state(st['rng'])
     self.start, self.done, self.history, self.best, self.bad = st['epoch'], st['epoch'], st['history'], st['best'], st['bad_epochs']
     self.best_state = st['best_state']
     if info.main and self.best is not None: save_checkpoint(out/'model.pt', self.best_state, self.make_meta())
-    self.say(f"Resuming {out} after epoch {self.start} of {self.recipe.epochs}.")
+    self.say(f"Resuming {out} after epoch {self.start} of {self.end}.")
 
 # %% ../nbs/07_training.ipynb #53211921
 @patch
@@ -548,7 +647,7 @@ def train_epoch(self: Trainer, e: int) -> float:
     self.train_b.sampler.set_epoch(e)                  # data order: a function of (seed, epoch)
     self.model.train()
     tot, nb, every = torch.zeros((), dtype=torch.float64, device=dev), 0, 1 if dev.type == 'cpu' else 25
-    bar = tqdm(self.train_b, total=len(self.train_b), desc=f'epoch {e+1}/{r.epochs}', unit='batch',
+    bar = tqdm(self.train_b, total=len(self.train_b), desc=f'epoch {e+1}/{self.end}', unit='batch',
                disable=not (self.progress and info.main), leave=False)
     for xb, yb in bar:
         tot += self.step(xb, yb, gen, e, nb); nb += 1
@@ -614,7 +713,7 @@ def save(self: Trainer, e: int, new_best: bool):
           'model': cpu_state(self.net), 'optimizer': self.opt.state_dict(), 'scheduler': self.sched.state_dict(),
           'scaler': self.scaler.state_dict(), 'rng': _rng_state(), 'history': _plain(self.history),
           'best': _plain(self.best), 'best_state': self.best_state, 'bad_epochs': self.bad, 'data': self.data_sig,
-          'world': self.info.world}
+          'world': self.info.world, 'end': self.end, 'cut': self.cut, 'plan': self.plan_info}
     atomic_write(out/'last.pt', lambda f: torch.save(st, f))
     if new_best: save_checkpoint(out/'model.pt', self.best_state, self.make_meta())
     save_history(self.history, out/'history.csv')
@@ -628,8 +727,9 @@ def finish(self: Trainer) -> FitResult:
     meta = self.make_meta()
     metrics = {'epoch': b['epoch'], 'threshold': b['threshold'], 'temperature': b.get('temperature', 1.0), **b['metrics'],
                'epochs_run': self.done, 'warmup_epochs': self.warmup, 'classes': self.classes,
-               'positive': self.classes[self.pos], 'recipe': r.to_dict()}
+               'positive': self.classes[self.pos], 'recipe': r.to_dict(), 'plan': self.plan_info, 'schedule_cut': self.cut}
     seconds = time.perf_counter() - self.t0
+    total_min = (time.monotonic() - self.started) / 60
     if out is not None and info.main:
         write_json(out/'metrics.json', {**metrics, 'seconds': round(seconds, 2)})
         plot_history(self.history, out/'curves.png', best=b['epoch'], warmup=self.warmup)
@@ -639,7 +739,8 @@ def finish(self: Trainer) -> FitResult:
            else "the best validation AUC")
     self.say(f"Kept epoch {b['epoch']} of {self.done} ({why}): AUC {b['metrics']['val_auc']:.3f}, sensitivity "
              f"{b['metrics']['val_sens']:.3f}, specificity {b['metrics']['val_spec']:.3f} at threshold {b['threshold']:.3f}; "
-             f"temperature {b.get('temperature', 1.0):.2f}.")
+             f"temperature {b.get('temperature', 1.0):.2f}."
+             + (f" Planned {self.plan_info['planned_min']:.1f} min, took {total_min:.1f} min (budget {r.budget:g} min)." if self.plan_info else ''))
     return FitResult(self.net, self.history, metrics, meta, out, seconds)
 
 # %% ../nbs/07_training.ipynb #4e9f87d4
@@ -663,7 +764,7 @@ def nonfinite(self: Trainer, value, e: int, step: int, what: str = 'the training
 @patch
 def epoch(self: Trainer, e: int) -> bool:
     "Train, validate, keep, save and report epoch `e`; True when early stopping ends the run."
-    r = self.recipe
+    r, t0 = self.recipe, time.monotonic()
     train_loss = self.train_epoch(e)
     logits, ys = self.validate()
     if not torch.isfinite(logits).all():               # weights blew up although the loss stayed finite: stop before saving
@@ -674,29 +775,31 @@ def epoch(self: Trainer, e: int) -> bool:
     mark = self.keep_best(row, logits, ys, e)
     self.save(e, new_best=bool(mark))
     self.done = e + 1
-    self.say(f"epoch {e+1:>3}/{r.epochs}  train_loss {train_loss:.4f}  val_loss {row['val_loss']:.4f}  "
+    self.say(f"epoch {e+1:>3}/{self.end}  train_loss {train_loss:.4f}  val_loss {row['val_loss']:.4f}  "
              f"acc {row['val_acc']:.3f}  auc {row['val_auc']:.3f}  sens {row['val_sens']:.3f}  spec {row['val_spec']:.3f}{mark}")
     if self.on_epoch_end is not None: self.on_epoch_end(row)
     if r.early_stop and self.bad >= r.early_stop:
         self.say(f"Early stop: no better validation ROC-AUC for {self.bad} epochs after the warm-up."); return True
-    return False
+    return self.keep_pace(e, time.monotonic() - t0)
 
 # %% ../nbs/07_training.ipynb #74ab2a76
 @patch
 def run(self: Trainer) -> FitResult:
     "Every step in order, then the epochs until the last one or early stopping."
-    r, info = self.recipe, self.info
-    self.check_inputs(); self.split(); self.build_model(); self.make_batches(); self.prepare_output(); self.restore()
+    info = self.info
+    self.check_inputs(); self.split(); self.build_model(); self.make_batches(); self.plan(); self.prepare_output(); self.restore()
+    r = self.recipe                                    # the plan may have set its epochs
     copies = f"; {len(self.copies)} copy pair(s) inside train/ kept on one side" if self.copies else ''
     self.say(f"Training {r.arch} ({r.channels} ch, {r.size} px) on {len(self.tr)} images, validating on {len(self.va)}{copies}: "
-             f"{r.epochs} epochs x {len(self.train_b)} steps of {r.batch_size}"
+             f"{self.end} epochs x {len(self.train_b)} steps of {r.batch_size}"
              + (f" ({info.world} processes x {r.batch_size // info.world})" if info.world > 1 else '') + f"; {self.dev}"
              + (f", {str(self.amp_dtype).split('.')[-1]} autocast" if self.amp_dtype else '') + f"; data {self.where}."
              + (f" Epochs 1-{self.warmup} are the warm-up: their weights are kept only until a later epoch is validated." if self.warmup else ''))
     e = self.start
     try:
-        for e in range(self.start, r.epochs):
+        while e < self.end:                            # `keep_pace` may move the end
             if self.epoch(e): break
+            e += 1
     except KeyboardInterrupt:
         if info.main:
             out, done = self.out, self.done
@@ -710,13 +813,13 @@ def run(self: Trainer) -> FitResult:
 
 # %% ../nbs/07_training.ipynb #576e7472
 def fit(recipe: Recipe, cache, out_dir=None, device=None, resume: bool = False, progress: bool = True,
-        verbose: bool = True, on_epoch_end=None) -> FitResult:
-    "Train `recipe` on `cache`'s train split (part held out for validation); keep the best epoch by validation ROC-AUC."
+        verbose: bool = True, on_epoch_end=None, started: float | None = None) -> FitResult:
+    "Train `recipe` on `cache`'s train split (part held out for validation); keep the best epoch by validation ROC-AUC. `started`: `time.monotonic()` when a budget's clock started."
     if isinstance(recipe, dict): recipe = Recipe.from_dict(recipe)
     recipe.check()
     info, dev, created = init_distributed(device)
     try:
         with sigterm_as_interrupt():
-            return Trainer(recipe, cache, out_dir, dev, info, resume, progress, verbose, on_epoch_end).run()
+            return Trainer(recipe, cache, out_dir, dev, info, resume, progress, verbose, on_epoch_end, started).run()
     finally:
         if created and dist.is_initialized(): dist.destroy_process_group()

@@ -1,0 +1,129 @@
+"""melanoma-app over HTTP: four concurrent sessions, bad uploads (the server keeps serving), nothing left on disk,
+and the command's one-line refusals. The page itself in a browser: test_app_browser.py."""
+import re, shutil, struct, subprocess, sys, threading, zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from melanoma_nb.data import prepare, sample_root
+
+gradio_client = pytest.importorskip('gradio_client', reason="melanoma-app needs pip install 'melanoma_nb[app]'")
+from melanoma_nb import app as A
+
+
+@pytest.fixture(scope='module')
+def tiny_model(tmp_path_factory):
+    "A checkpoint trained for one epoch at 32 px on the bundled sample, as melanoma-train writes it."
+    from melanoma_nb.training import PRESETS, fit
+    d = tmp_path_factory.mktemp('app_model')
+    recipe = PRESETS['default'].update(size=32, epochs=1)
+    cache = prepare(sample_root(), size=32, channels=3, cache_dir=d/'cache', progress=False, verbose=False)
+    fit(recipe, cache, out_dir=d/'run', progress=False, verbose=False)
+    return d/'run'/'model.pt'
+
+
+@pytest.fixture(scope='module')
+def server(tiny_model):
+    an = A.Analyser.from_file(tiny_model)
+    demo = A.serve(an)
+    yield an, demo
+    A.close_app(demo)
+
+
+def _ps(page: str) -> dict:
+    return {n: float(p) for n, p in re.findall(r'data-name="([^"]+)" data-p="([0-9.]+)"', page)}
+
+
+def _upload(url, paths, method='Grad-CAM'):
+    c = gradio_client.Client(url, verbose=False)
+    return c.predict([gradio_client.handle_file(str(p)) for p in paths], method, api_name='/on_upload')[0]   # (page, emptied upload box)
+
+
+def test_four_sessions_at_once(server):
+    "4 clients, 10 images each, at the same time: each gets its own 10 results, equal to the in-process ones."
+    an, demo = server
+    imgs = sorted((sample_root()/'test').rglob('*.jpg'))[:40]
+    want = {p.name: float(an.explain(A.read_upload(p, an.meta['size'], an.meta['in_chans'])[0][None])[0][0]) for p in imgs}
+    pages, errors = [None] * 4, []
+    def session(k):
+        try: pages[k] = _upload(demo.local_url, imgs[10 * k:10 * k + 10], ('Grad-CAM', 'Grad-CAM++')[k % 2])
+        except Exception as e: errors.append(e)
+    ts = [threading.Thread(target=session, args=(k,)) for k in range(4)]
+    for t in ts: t.start()
+    for t in ts: t.join(180)
+    assert not errors, errors
+    for k, page in enumerate(pages):
+        got = _ps(page)
+        assert sorted(got) == sorted(p.name for p in imgs[10 * k:10 * k + 10])
+        np.testing.assert_allclose([got[n] for n in sorted(got)], [want[n] for n in sorted(got)], atol=1e-5)
+        assert page.count('class="mn-overlay"') == 10
+        assert ('Grad-CAM++:' in page) == (k % 2 == 1)
+    assert [p for p in Path(demo.upload_dir).rglob('*') if p.is_file()] == []
+
+
+def test_bad_uploads_get_a_message(server, tmp_path):
+    "Each bad file gets its message on the page; the good image among them is analysed; the server keeps serving."
+    an, demo = server
+    good = sorted((sample_root()/'test'/'malignant').glob('*.jpg'))[0]
+    (tmp_path/'notes.jpg').write_text('not an image\n' * 50)
+    (tmp_path/'empty.jpg').write_bytes(b'')
+    (tmp_path/'cut.jpg').write_bytes(good.read_bytes()[:3000])
+    ihdr = struct.pack('>IIBBBBB', 100_000, 100_000, 8, 2, 0, 0, 0)
+    (tmp_path/'bomb.png').write_bytes(b'\x89PNG\r\n\x1a\n' + struct.pack('>I', 13) + b'IHDR' + ihdr
+                                      + struct.pack('>I', zlib.crc32(b'IHDR' + ihdr)) + b'\0' * 64)
+    bad = ['notes.jpg', 'empty.jpg', 'cut.jpg', 'bomb.png']
+    page = _upload(demo.local_url, [tmp_path/n for n in bad] + [good])
+    msgs = dict(re.findall(r'data-name="([^"]+)"><b>[^<]*</b>: <span class="mn-message">([^<]*)</span>', page))
+    assert sorted(msgs) == sorted(bad), page[:2000]
+    assert 'not a recognised image format' in msgs['notes.jpg'] and 'empty file (0 bytes)' in msgs['empty.jpg']
+    assert 'truncated' in msgs['cut.jpg'] and 'decompression bomb' in msgs['bomb.png']
+    assert list(_ps(page)) == [good.name]
+    assert list(_ps(_upload(demo.local_url, [good]))) == [good.name]          # still serving
+    assert [p for p in Path(demo.upload_dir).rglob('*') if p.is_file()] == []
+
+
+def test_huge_upload_refused(server, tmp_path):
+    "Over MAX_UPLOAD_MB: refused at upload (HTTP 413, nothing kept); in the handler, a message; then it still serves."
+    import httpx
+    an, demo = server
+    huge = tmp_path/'huge.jpg'
+    with open(huge, 'wb') as f: f.truncate((A.MAX_UPLOAD_MB + 1) * 2**20)
+    with open(huge, 'rb') as f:
+        r = httpx.post(demo.local_url.rstrip('/') + '/gradio_api/upload', files={'files': ('huge.jpg', f)}, timeout=60)
+    assert r.status_code == 413, (r.status_code, r.text[:300])
+    up = tmp_path/'up'/'x'; up.mkdir(parents=True); shutil.copy(huge, up/'huge.jpg')
+    page, _ = list(A.analyse_uploads(an, [up/'huge.jpg'], upload_dir=tmp_path/'up'))[-1]
+    assert f'over the limit of {A.MAX_UPLOAD_MB} MB' in page and not (up/'huge.jpg').exists()
+    good = sorted((sample_root()/'test'/'benign').glob('*.jpg'))[0]
+    assert list(_ps(_upload(demo.local_url, [good]))) == [good.name]
+    assert [p for p in Path(demo.upload_dir).rglob('*') if p.is_file()] == []
+
+
+def _app(*args, cwd=None):
+    return subprocess.run([sys.executable, '-c', 'import sys; from melanoma_nb.app import app_main; sys.exit(app_main())',
+                           *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+@pytest.mark.parametrize('what', ['not_a_checkpoint', 'a_state_dict', 'missing', 'no_model_here'])
+def test_refused_at_start(what, tmp_path):
+    "A model file that is not a checkpoint, or no model at all: one line `melanoma-app: error: ...`, exit status 2."
+    import torch
+    f = tmp_path/'model.pt'
+    if what == 'not_a_checkpoint': f.write_text('hello')
+    if what == 'a_state_dict': torch.save({'w': torch.zeros(2)}, f)
+    r = _app(*([] if what == 'no_model_here' else ['--model', f]), cwd=tmp_path)
+    err = r.stderr.strip()
+    assert r.returncode == 2 and 'Traceback' not in err, err
+    assert len(err.splitlines()) == 1 and err.startswith('melanoma-app: error: '), err
+    if what == 'no_model_here': assert '`melanoma-train`' in err and 'runs/latest/model.pt' in err
+
+
+def test_gradio_missing_is_one_line(tiny_model, tmp_path):
+    "Without Gradio the command names the extra to install."
+    (tmp_path/'gradio').mkdir(); (tmp_path/'gradio'/'__init__.py').write_text("raise ImportError('No module named gradio')")
+    r = subprocess.run([sys.executable, '-c', f'import sys; sys.path.insert(0, {str(tmp_path)!r}); '
+                        'from melanoma_nb.app import app_main; sys.exit(app_main())', '--model', str(tiny_model)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [r.stderr.strip()], r.stderr
+    assert "pip install 'melanoma_nb[app]'" in r.stderr

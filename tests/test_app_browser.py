@@ -1,0 +1,91 @@
+"""melanoma-app in a real browser: Debian's Chromium driven by Playwright for Python.
+
+CI installs both (`apt-get install chromium` in .ci/run, `playwright` in the dev extra); where either is missing these
+tests FAIL with a message saying what to install, they do not skip. MELANOMA_APP_SCREENSHOT=PATH also writes the
+screenshot there (nbs/images/app.png, shown in nbs/12_app.ipynb, was made so)."""
+import os, re, shutil, time
+from pathlib import Path
+
+import pytest
+
+from melanoma_nb.data import prepare, sample_root
+
+CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
+
+
+def _need_browser():
+    try: import playwright.sync_api  # noqa: F401
+    except ImportError:
+        pytest.fail("the browser tests need Playwright for Python: pip install -e '.[dev]' (or pip install playwright)")
+    if CHROMIUM is None:
+        pytest.fail("the browser tests need Chromium: apt-get install chromium (Debian), as .ci/run does")
+
+
+@pytest.fixture(scope='module')
+def app_url(tmp_path_factory):
+    "The app on a free local port, with a checkpoint trained for one epoch at 32 px on the bundled sample."
+    _need_browser()
+    from melanoma_nb import app as A
+    from melanoma_nb.training import PRESETS, fit
+    d = tmp_path_factory.mktemp('app_browser')
+    cache = prepare(sample_root(), size=32, channels=3, cache_dir=d/'cache', progress=False, verbose=False)
+    fit(PRESETS['default'].update(size=32, epochs=1), cache, out_dir=d/'run', progress=False, verbose=False)
+    demo = A.serve(A.Analyser.from_file(d/'run'/'model.pt'))
+    yield demo.local_url, demo
+    A.close_app(demo)
+
+
+@pytest.fixture(scope='module')
+def browser(app_url):
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=['--no-sandbox', '--disable-gpu'])
+        yield b
+        b.close()
+
+
+def upload(page, paths):
+    "Drop `paths` on the page's upload box (its file input)."
+    page.locator('#mn-upload input[type=file]').set_input_files([str(p) for p in paths])
+
+
+def test_two_images_then_a_bad_file(app_url, browser, tmp_path):
+    url, demo = app_url
+    page = browser.new_page(viewport={'width': 1000, 'height': 900})
+    page.goto(url, wait_until='domcontentloaded')
+    page.get_by_text('Not a medical device.').wait_for(timeout=60_000)
+    assert page.locator('#mn-card').get_by_text('Model card').count() == 1
+
+    imgs = [sorted((sample_root()/'test'/c).glob('*.jpg'))[0] for c in ('malignant', 'benign')]
+    upload(page, imgs)
+    page.locator('.mn-result').nth(1).wait_for(timeout=60_000)
+    texts = page.locator('.mn-p').all_inner_texts()
+    assert len(texts) == 2 and all(re.fullmatch(r'p\(malignant\) = [01]\.\d\d', t) for t in texts), texts
+    overlays = page.locator('img.mn-overlay')
+    assert overlays.count() == 2
+    page.wait_for_function("[...document.querySelectorAll('img.mn-overlay')].every(i => i.complete && i.naturalWidth >= 256)")
+    assert page.locator('.mn-decision').first.inner_text().startswith('Decision: ')
+    assert 'sensitivity' in page.locator('.mn-decision').first.inner_text()
+    shot = tmp_path/'app.png'
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    if os.environ.get('MELANOMA_APP_SCREENSHOT'): shutil.copy(shot, os.environ['MELANOMA_APP_SCREENSHOT'])
+
+    bad = tmp_path/'notes.jpg'
+    bad.write_text('this is a text file, not a JPEG\n' * 20)
+    upload(page, [bad])
+    msg = page.locator('.mn-error .mn-message')
+    msg.wait_for(timeout=60_000)
+    assert 'not a usable image' in msg.inner_text() and 'not a recognised image format' in msg.inner_text()
+
+    upload(page, imgs[:1])                                     # the page still works after the bad file
+    page.wait_for_function("document.querySelectorAll('.mn-result:not(.mn-error)').length == 1 "
+                           "&& document.querySelectorAll('.mn-error').length == 0", timeout=60_000)
+    assert re.fullmatch(r'p\(malignant\) = [01]\.\d\d', page.locator('.mn-p').inner_text())
+
+    page.get_by_text('Grad-CAM++', exact=True).click()         # the other method redraws the overlays, no new upload
+    page.wait_for_function("document.querySelector('.mn-result figcaption:last-child') && "
+                           "[...document.querySelectorAll('figcaption')].some(f => f.textContent.startsWith('Grad-CAM++'))",
+                           timeout=60_000)
+    assert [p for p in Path(demo.upload_dir).rglob('*') if p.is_file()] == []
+    page.close()
