@@ -127,9 +127,12 @@ def _shape_args() -> argparse.ArgumentParser:
     return p
 
 def _cache_args() -> argparse.ArgumentParser:
-    "--cache (the commands that decode images into a cache)."
+    "--cache and --max-unpacked (the commands that decode images into a cache)."
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument('--cache', type=_path, metavar='DIR', help='where image caches go (default: $MELANOMA_CACHE, else ~/.cache/melanoma_nb)')
+    p.add_argument('--cache', type=_path, metavar='DIR',
+                   help='where image caches and unpacked archives go (default: $MELANOMA_CACHE, else ~/.cache/melanoma_nb)')
+    p.add_argument('--max-unpacked', metavar='SIZE', help="the most a zip or tar archive given as the data may unpack "
+                   "to, e.g. 40G (default: $MELANOMA_MAX_UNPACKED, else 20 times the archive's size, at least 256 MiB)")
     return p
 
 def _progress_args() -> argparse.ArgumentParser:
@@ -179,10 +182,10 @@ def prepare_main(argv=None) -> int:
     args = prepare_parser().parse_args(argv)
     def work():
         from melanoma_nb.data import locate_data, prepare
-        if args.where: print(locate_data(args.data, verbose=False)[0]); return 0
+        if args.where: print(locate_data(args.data, verbose=False, cache_dir=args.cache, max_unpacked=args.max_unpacked)[0]); return 0
         t0, (size, channels) = time.perf_counter(), prepare_shape(args)
         cache = prepare(args.data, size=size, channels=channels, cache_dir=args.cache, workers=args.workers,
-                        progress=not args.no_progress and sys.stderr.isatty(), verbose=True)
+                        progress=not args.no_progress and sys.stderr.isatty(), verbose=True, max_unpacked=args.max_unpacked)
         print(cache.report())
         if cache.reused:
             print(f"Cache reused (inputs unchanged, nothing decoded): {cache.dir} ({time.perf_counter() - t0:.2f} s)")
@@ -332,9 +335,10 @@ def train_main(argv=None) -> int:
                 box = [str(out) if out is not None else None]; dist.broadcast_object_list(box, src=0); out = Path(box[0])
             recipe = recipe_from_args(args, base=resume_recipe(out) if args.resume else None)
             progress = not args.no_progress and sys.stderr.isatty()
-            if info.main: cache = prepare(args.data, recipe.size, recipe.channels, args.cache, progress=progress, verbose=True)
+            kw = dict(cache_dir=args.cache, max_unpacked=args.max_unpacked)
+            if info.main: cache = prepare(args.data, recipe.size, recipe.channels, progress=progress, verbose=True, **kw)
             if info.world > 1: dist.barrier()           # rank 0 built the cache; the others reuse it
-            if not info.main: cache = prepare(args.data, recipe.size, recipe.channels, args.cache, progress=False, verbose=False)
+            if not info.main: cache = prepare(args.data, recipe.size, recipe.channels, progress=False, verbose=False, **kw)
             if info.main and cache.skipped: print(f"({len(cache.skipped)} file(s) skipped; melanoma-prepare lists them with reasons)")
             if info.main and not (args.resume or args.out):  # a new ./runs/<date-time>: point ./runs/latest at it
                 check_output_dir(out); _point_latest(out)
@@ -399,7 +403,7 @@ def evaluate_parser() -> argparse.ArgumentParser:
 def _eval_data(args):
     "(root, source, index) of the data to evaluate, checked before the model is loaded."
     from melanoma_nb.data import DataError, locate_data, scan
-    root, source = locate_data(args.data, verbose=False)
+    root, source = locate_data(args.data, verbose=False, cache_dir=args.cache, max_unpacked=args.max_unpacked)
     index = scan(root)
     if index.layout == 'root' and not (index.splits == 'test').any():
         raise DataError(f"{root}: a data set root without a test/ folder. To evaluate a folder of class folders, "
@@ -479,7 +483,7 @@ def evaluate_main(argv=None) -> int:
 
 # %% ../nbs/11_cli.ipynb #e35ad557
 def _expand(paths):
-    "Image files: files as given, folders searched recursively (sorted); -> (files, [(path, reason)]). Only regular files."
+    "Candidate files: as given, and in folders (searched recursively, sorted); -> (files, [(path, reason)])."
     from melanoma_nb.data import IMAGE_EXTS
     files, bad = [], []
     def unreadable(e: OSError): bad.append((Path(e.filename), f"cannot be read ({e.strerror})"))
@@ -490,9 +494,8 @@ def _expand(paths):
             for d, dirs, names in os.walk(q, onerror=unreadable):
                 dirs[:] = [x for x in dirs if not x.startswith('.')]
                 found += [Path(d)/n for n in names if Path(n).suffix.lower() in IMAGE_EXTS and not n.startswith('.')]
-            for f in sorted(found): (files.append(f) if f.is_file() else bad.append((f, 'not a regular file (skipped)')))
-        elif q.is_file(): files.append(q)
-        elif q.exists(): bad.append((q, 'not a regular file or folder (skipped)'))
+            files += sorted(found)
+        elif os.path.lexists(q): files.append(q)     # read_image refuses what is not a regular file, with the reason
         else: bad.append((q, 'no such file or folder'))
     return files, bad
 
@@ -527,7 +530,9 @@ def predict_main(argv=None) -> int:
         files, bad = _expand(args.paths)
         for q, why in bad: print(f"{q}: {why}", file=sys.stderr)
         n_in = len(files) + len(bad)
-        if not files: raise CLIError(f"none of the {n_in} input(s) is an image file (each is listed above with the reason)")
+        if not files:
+            shown = ' '.join(args.paths[:3]) + (' ...' if len(args.paths) > 3 else '')
+            raise CLIError(f"found no image file to score in {shown}" + (" (the problems are listed above)" if bad else ""))
         import numpy as np
         from melanoma_nb.data import ImageReadError, read_image
         from melanoma_nb.checkpoint import dumps

@@ -129,3 +129,14 @@ def test_predict_into_a_closed_pipe_is_quiet(model_file, cli_env):
     first = p.stdout.readline(); p.stdout.close()
     err = p.stderr.read().decode(); p.wait(timeout=300)
     assert _strict(first.decode())['path'] and 'Traceback' not in err and p.returncode == 141, (p.returncode, err[-2000:])
+
+
+def test_predict_skips_a_named_pipe(model_file, tmp_path, run_script):
+    "A FIFO named pipe.jpg in the input folder made melanoma-predict wait for ever."
+    import os
+    good = _images(tmp_path/'in', 1, 1)
+    os.mkfifo(tmp_path/'in'/'pipe.jpg')
+    r = run_script('melanoma-predict', '--model', model_file, tmp_path/'in', timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert sorted(_strict(l)['path'].rsplit('/', 1)[1] for l in r.stdout.splitlines()) == sorted(f.name for f in good)
+    assert 'pipe.jpg' in r.stderr and 'not a regular file' in r.stderr and '1 of 3 input(s) skipped' in r.stderr
