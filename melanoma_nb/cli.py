@@ -563,7 +563,6 @@ def predict_main(argv=None) -> int:
         if n_ok == 0: raise CLIError(f"none of the {n_in} input(s) could be read as an image (each is listed above with the reason)")
         if n_nan: raise NonFiniteOutputError(f"the model gave no finite p(malignant) for {n_nan} of {n_ok} image(s) "
                                              f"(null in the output); check {args.model} (copy it again or retrain).")
-        if bad: print(f"melanoma-predict: {len(bad)} of {n_in} input(s) skipped (listed above); {n_ok} scored.", file=sys.stderr)
         return 0
     return _run('melanoma-predict', work)
 

@@ -38,7 +38,7 @@ def test_predict_some_unreadable(model_file, tmp_path, run_script):
     assert r.returncode == 0, r.stderr
     assert sorted(_strict(l)['path'].rsplit('/', 1)[1] for l in r.stdout.splitlines()) == sorted(f.name for f in good)
     assert 'broken.jpg' in r.stderr and 'missing.jpg: no such file or folder' in r.stderr
-    assert '2 of 5 input(s) skipped' in r.stderr.splitlines()[-1] and 'Traceback' not in r.stderr
+    assert len(r.stderr.splitlines()) == 2 and 'Traceback' not in r.stderr
 
 
 def test_predict_all_unreadable_is_a_user_error(model_file, tmp_path, run_script):
@@ -139,4 +139,4 @@ def test_predict_skips_a_named_pipe(model_file, tmp_path, run_script):
     r = run_script('melanoma-predict', '--model', model_file, tmp_path/'in', timeout=120)
     assert r.returncode == 0, r.stderr
     assert sorted(_strict(l)['path'].rsplit('/', 1)[1] for l in r.stdout.splitlines()) == sorted(f.name for f in good)
-    assert 'pipe.jpg' in r.stderr and 'not a regular file' in r.stderr and '1 of 3 input(s) skipped' in r.stderr
+    assert 'pipe.jpg' in r.stderr and 'not a regular file' in r.stderr
