@@ -73,9 +73,9 @@ def test_predict_folder_with_a_bad_file(model_file, tmp_path):
         assert l['label'] in ('benign', 'malignant')
     err = [l for l in r.stderr.splitlines() if l.strip()]
     assert len(err) == 1 and 'broken.jpg' in err[0]
-    # nothing readable: non-zero exit status
+    # nothing readable: a user error
     r = run_cli('predict_main', '--model', model_file, d/'broken.jpg')
-    assert r.returncode != 0 and 'broken.jpg' in r.stderr
+    assert r.returncode == 2 and 'broken.jpg' in r.stderr
 
 
 def test_predict_gradcam(model_file, tmp_path):
