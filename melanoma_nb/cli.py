@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')   # must precede `import torch` (see 07_training, "CPU settings")
 
-import argparse, csv, datetime, io, json, math, sys, textwrap, time
+import argparse, csv, dataclasses, datetime, io, json, math, sys, textwrap, time
 from pathlib import Path
 
 # %% auto #0
@@ -88,6 +88,13 @@ def _int_in(lo: int, hi: int | None = None, unit: str = ''):
         return v
     return check
 
+def _minutes(s: str) -> float:
+    "An argparse type: a time budget, a positive finite number of minutes."
+    try: v = float(s)
+    except ValueError: v = math.nan
+    if not (math.isfinite(v) and v > 0): raise argparse.ArgumentTypeError(f"must be a positive number of minutes, not {s!r}")
+    return v
+
 def _probability(s: str) -> float:
     "An argparse type: a threshold on p(malignant), a finite number in [0, 1]."
     try: v = float(s)
@@ -102,7 +109,8 @@ _DATA_DEFAULT = ("default: $MELANOMA_DATA, ./melanoma_cancer_dataset, the Kaggle
 PRESETS_HELP = {   # name: (size, channels, what it is); a test checks these against training.PRESETS
     'default': (64, 3, "custom CNN, RGB 64 px, 10 epochs, batch 32, lr 0.002 (AdamW, one-cycle, augmentation): "
                        "a first run on a CPU, seconds on the bundled sample"),
-    'cpu':     (96, 3, "ResNet-18 from scratch, RGB 96 px, 10 epochs, batch 32, lr 0.002: the full data set on a CPU"),
+    'cpu':     (96, 3, "ResNet-18 from scratch, RGB 96 px, batch 32, lr 0.002, as many epochs as fit a 15-minute "
+                      "budget on this machine (--budget; --epochs N instead fixes them): the full data set on a CPU"),
     'gpu':     (224, 3, "ResNet-18 from ImageNet weights (downloaded), RGB 224 px, 10 epochs, batch 64, lr 0.001, "
                         "the head alone in the first epoch: the full data set on a GPU"),
     'seed':    (224, 1, "the original Kaggle notebook's recipe, for comparison: custom CNN, gray 224 px, 10 epochs, "
@@ -200,14 +208,18 @@ def prepare_main(argv=None) -> int:
 # %% ../nbs/11_cli.ipynb #58230658
 _RECIPE_FLAGS = ('arch', 'channels', 'size', 'epochs', 'batch_size', 'lr', 'pretrained', 'weights', 'val_frac', 'seed',
                  'freeze_epochs', 'early_stop', 'target_sensitivity', 'weight_decay', 'label_smoothing', 'augment',
-                 'amp', 'sync_bn', 'compile', 'workers', 'positive')
+                 'amp', 'sync_bn', 'compile', 'workers', 'positive', 'budget')
 
 def _train_recipe_args(p):
     "The recipe flags; None (not given) leaves the preset's value."
     D = DEFAULT_RECIPE
     def dflt(k): return f"(default: the preset's, {D[k]} for 'default')"
     p.add_argument('--arch', choices=ARCHS, help=f"the model: a ResNet or the small custom CNN {dflt('arch')}")
-    p.add_argument('--epochs', type=int, metavar='N', help=f"passes over the training images {dflt('epochs')}")
+    p.add_argument('--epochs', type=int, metavar='N', help=f"passes over the training images {dflt('epochs')}; "
+                   "given without --budget, it replaces the preset's budget")
+    p.add_argument('--budget', type=_minutes, metavar='MINUTES', help="minutes for the whole run (cache, training, "
+                   "validation, files): the epochs are planned on this machine to fit (default: the preset's, 15 for 'cpu', "
+                   "else none)")
     p.add_argument('--batch-size', type=int, metavar='N',
                    help=f"images per step, the global batch split across torchrun processes {dflt('batch_size')}")
     p.add_argument('--lr', type=float, metavar='X', help=f"peak learning rate {dflt('lr')}")
@@ -264,6 +276,7 @@ def recipe_from_args(args, base=None):
     kw = {f: getattr(args, f) for f in _RECIPE_FLAGS if getattr(args, f, None) is not None}
     if kw.get('weights'): kw['weights'], kw['pretrained'] = str(Path(kw['weights']).expanduser().resolve()), False
     if kw.get('pretrained'): kw['weights'] = None
+    if 'epochs' in kw and 'budget' not in kw: base = dataclasses.replace(base, budget=None)   # --epochs fixes them
     return base.update(**kw)
 
 # %% ../nbs/11_cli.ipynb #30e304ff
@@ -315,19 +328,21 @@ def _preflight(args):
         raise CLIError(f"--weights {args.weights}: no such file. Give the path of an ImageNet weights file for the "
                        f"ResNet, or --pretrained to download them.")
     if args.resume and args.preset: raise CLIError("--preset cannot be combined with --resume: the run's saved recipe is used")
+    if args.resume and args.budget is not None:
+        raise CLIError("--budget cannot be combined with --resume: a resumed run keeps the plan (epochs) it was started with")
     if args.out and not args.resume and int(os.environ.get('RANK', 0)) == 0:
         check_run_dir(Path(args.out).expanduser(), args.overwrite)
 
 # %% ../nbs/11_cli.ipynb #c63a1a86
 def train_main(argv=None) -> int:
     "`melanoma-train [flags]`: train, write RUN_DIR/{model.pt, history.csv, metrics.json, curves.png}, print a summary."
+    started = time.monotonic()                          # a --budget covers everything from here
     args = train_parser().parse_args(argv)
     def work():
         _preflight(args)
         import torch.distributed as dist
         from melanoma_nb.data import prepare
         from melanoma_nb.training import fit, init_distributed, resume_recipe, check_output_dir
-        t0 = time.perf_counter()
         info, dev, created = init_distributed(args.device)
         try:
             out = run_dir(args) if info.main else None
@@ -342,13 +357,11 @@ def train_main(argv=None) -> int:
             if info.main and cache.skipped: print(f"({len(cache.skipped)} file(s) skipped; melanoma-prepare lists them with reasons)")
             if info.main and not (args.resume or args.out):  # a new ./runs/<date-time>: point ./runs/latest at it
                 check_output_dir(out); _point_latest(out)
-            res = fit(recipe, cache, out_dir=out, device=args.device, resume=args.resume, progress=progress, verbose=True)
+            res = fit(recipe, cache, out_dir=out, device=args.device, resume=args.resume, progress=progress, verbose=True,
+                      started=started)
             if info.main:
-                m = res.metrics
-                print(f"Best epoch {m['epoch']} of {m['epochs_run']}: validation ROC-AUC {m['val_auc']:.3f}, accuracy "
-                      f"{m['val_acc']:.3f}, sensitivity {m['val_sens']:.3f}, specificity {m['val_spec']:.3f} at threshold "
-                      f"{m['threshold']:.3f} ({m['n_val']} validation images).")
-                print(f"Wrote {out}/: model.pt, history.csv, metrics.json, curves.png ({time.perf_counter() - t0:.0f} s).")
+                print(f"Wrote {out}/: model.pt, history.csv, metrics.json, curves.png ({time.monotonic() - started:.0f} s "
+                      f"since the command started).")
             return 0
         finally:
             if created and dist.is_initialized(): dist.destroy_process_group()

@@ -720,6 +720,7 @@ def save(self: Trainer, e: int, new_best: bool):
           'best': _plain(self.best), 'best_state': self.best_state, 'bad_epochs': self.bad, 'data': self.data_sig,
           'world': self.info.world, 'end': self.end, 'cut': self.cut, 'plan': self.plan_info}
     atomic_write(out/'last.pt', lambda f: torch.save(st, f))
+    self.done = e + 1                                  # from here on, last.pt holds this epoch
     if new_best: save_checkpoint(out/'model.pt', self.best_state, self.make_meta())
     save_history(self.history, out/'history.csv')
 
