@@ -227,6 +227,8 @@ def _train_recipe_args(p):
     g.add_argument('--pretrained', action='store_true', default=None,
                    help="start a ResNet from ImageNet weights, downloaded (default: only the 'gpu' preset)")
     g.add_argument('--weights', type=_path, metavar='PATH', help='start a ResNet from a local ImageNet weights file')
+    g.add_argument('--no-pretrained', dest='pretrained', action='store_false',
+                   help="train a ResNet from scratch, also with the 'gpu' preset (which otherwise downloads ImageNet weights)")
     p.add_argument('--val-frac', type=float, metavar='F', help=f"share of train/ held out for validation {dflt('val_frac')}")
     p.add_argument('--seed', type=_int_in(0, 2**32 - 1), metavar='N',
                    help=f"weights, split, order and augmentation all follow from it {dflt('seed')}")
