@@ -6,7 +6,7 @@ Docs: https://melanoma-nb.github.io/melanoma_nb/checkpoint.html.md"""
 
 # %% ../nbs/06_checkpoint.ipynb #273fda5d
 from __future__ import annotations
-import contextlib, json, math, os, pickle, tempfile
+import contextlib, json, math, os, pickle, tempfile, warnings
 from pathlib import Path
 
 import numpy as np
@@ -141,7 +141,9 @@ def _torch_load(path: Path, what: str = 'checkpoint'):
     if not path.exists(): raise CheckpointError(f"{path}: no such {what} file. Check the path (a run folder holds model.pt).")
     if path.is_dir(): raise CheckpointError(f"{path} is a folder; give the {what} file inside it (e.g. {path/'model.pt'}).")
     if not path.is_file(): raise CheckpointError(f"{path} is not a regular file (a pipe or a device?); give the {what} file itself.")
-    try: return torch.load(path, map_location='cpu', weights_only=True)
+    try:
+        with warnings.catch_warnings():                # torch warns about old pickle protocols before refusing them
+            warnings.simplefilter('ignore'); return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as e:
         if 'Weights only load failed' in str(e) and 'GLOBAL' in str(e):   # a real pickled object was refused
             raise CheckpointError(f"{path} contains pickled Python objects, not only weights, so it was refused and "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')   # must precede `import torch` (see 07_training, "CPU settings")
 
-import argparse, csv, dataclasses, datetime, io, json, math, sys, textwrap, time
+import argparse, csv, dataclasses, datetime, errno, io, json, math, sys, textwrap, time
 from pathlib import Path
 
 # %% auto #0
@@ -44,6 +44,8 @@ def user_errors() -> tuple:
     "The exception types a user can fix, whose message is all they need: of the modules imported so far, so no PyTorch."
     return (CLIError, *{getattr(sys.modules[m], n) for m, n in _USER_ERRORS if hasattr(sys.modules.get(m), n)})
 
+_OUTPUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS}   # a full or failing output
+
 def _run(prog: str, work) -> int:
     "Call `work()`; a user error becomes one line on stderr and the exit status of `EXIT_STATUS`."
     try: return work()
@@ -51,6 +53,11 @@ def _run(prog: str, work) -> int:
         print(f"{prog}: interrupted", file=sys.stderr); return 130
     except BrokenPipeError:                                     # `melanoma-predict ... | head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno()); return 141
+    except OSError as e:
+        if e.errno not in _OUTPUT_ERRNOS: raise                 # anything else is a bug: keep the traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # nothing more can be written there
+        print(f"{prog}: error: cannot write the output ({e.strerror}); free some space or send it elsewhere", file=sys.stderr)
+        return 2
     except Exception as e:
         if not isinstance(e, user_errors()): raise              # a bug: keep the traceback
         print(f"{prog}: error: {e}", file=sys.stderr)
@@ -87,6 +94,23 @@ def _int_in(lo: int, hi: int | None = None, unit: str = ''):
                                              f"{unit}, not {v}")
         return v
     return check
+
+def _float_in(lo: float, hi: float):
+    "An argparse type: a finite number in [lo, hi]."
+    def check(s: str) -> float:
+        try: v = float(s)
+        except ValueError: v = math.nan
+        if not lo <= v <= hi: raise argparse.ArgumentTypeError(f"must be a number between {lo:g} and {hi:g}, not {s!r}")
+        return v
+    return check
+
+def _size(s: str) -> str:
+    "An argparse type: a size in bytes, or with K, M, G or T (checked here; the library reads it)."
+    from melanoma_nb.data import DataError, _parse_size           # numpy and OpenCV, not PyTorch: only when given
+    try: n = _parse_size(s, 'SIZE')
+    except DataError: raise argparse.ArgumentTypeError(f"{s!r} is not a size: give bytes, or a number with K, M, G or T (e.g. 40G)") from None
+    if n <= 0: raise argparse.ArgumentTypeError(f"must be more than 0 bytes, not {s!r}")
+    return s
 
 def _minutes(s: str) -> float:
     "An argparse type: a time budget, a positive finite number of minutes."
@@ -139,7 +163,7 @@ def _cache_args() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument('--cache', type=_path, metavar='DIR',
                    help='where image caches and unpacked archives go (default: $MELANOMA_CACHE, else ~/.cache/melanoma_nb)')
-    p.add_argument('--max-unpacked', metavar='SIZE', help="the most a zip or tar archive given as the data may unpack "
+    p.add_argument('--max-unpacked', type=_size, metavar='SIZE', help="the most a zip or tar archive given as the data may unpack "
                    "to, e.g. 40G (default: $MELANOMA_MAX_UNPACKED, else 20 times the archive's size, at least 256 MiB)")
     return p
 
@@ -245,7 +269,7 @@ def _train_recipe_args(p):
     p.add_argument('--no-amp', dest='amp', action='store_false', default=None, help='no mixed precision on CUDA (default: on)')
     p.add_argument('--sync-bn', action='store_true', default=None, help='SyncBatchNorm under multi-GPU torchrun (default: off)')
     p.add_argument('--compile', action='store_true', default=None, help='torch.compile the model (default: off)')
-    p.add_argument('--workers', type=int, metavar='N', help='data loader workers (default: automatic)')
+    p.add_argument('--workers', type=_int_in(0, 64), metavar='N', help='data loader workers, 0 to 64 (default: automatic)')
     p.add_argument('--positive', metavar='NAME', help="the positive (malignant) class folder (default: the one named "
                    "malignant or melanoma, in any case)")
 
@@ -516,7 +540,7 @@ def _expand(paths):
 
 def _overlay_path(out_dir: Path, src: Path, used: set) -> Path:
     name, k = f"{src.stem}_gradcam.png", 1
-    while name in used: k += 1; name = f"{src.stem}_{k}_gradcam.png"
+    while name in used or (out_dir/name).exists(): k += 1; name = f"{src.stem}_{k}_gradcam.png"   # never over a file
     used.add(name)
     return out_dir/name
 
@@ -614,7 +638,7 @@ def audit_parser() -> argparse.ArgumentParser:
                    help=f'a data set root (test/ against train/) or one folder; {_DATA_DEFAULT}')
     p.add_argument('--radius', type=_int_in(0, 64), default=r, metavar='D',
                    help=f'largest hash distance of a candidate pair, of 64 bits (default: {r})')
-    p.add_argument('--min-corr', type=float, default=c, metavar='R', help=f'smallest detail correlation that confirms a copy (default: {c})')
+    p.add_argument('--min-corr', type=_float_in(0, 1), default=c, metavar='R', help=f'smallest detail correlation that confirms a copy (default: {c})')
     p.add_argument('--no-dihedral', action='store_true', help='do not look for rotated or flipped copies')
     p.add_argument('--json', type=_path, metavar='FILE', help='also write the pairs and the summary to FILE')
     return p
