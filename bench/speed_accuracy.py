@@ -126,6 +126,7 @@ def main():
             opt.step(); opt.zero_grad(set_to_none=True); sched.step(); ema.update_parameters(net)
         m = evaluate(net, x, y, va, tfv, final, a.bf16, dev)
         hist.append({'epoch': e + 1, 'size': size, 'acc': round(m['val_acc'], 4), 'auc': round(m['val_auc'], 4)})
+        print(json.dumps({**hist[-1], 'seconds': round(time.time() - t0, 1)}), file=sys.stderr, flush=True)
     best = max(hist, key=lambda h: h['auc'])
     res = dict(tag=a.tag, arch=a.arch, sizes=a.sizes, bf16=a.bf16, seed=a.seed, batch=a.batch, epochs=len(plan),
                n_train=nb * a.batch, n_val=len(va), final=hist[-1], best_auc_epoch=best,
