@@ -133,7 +133,7 @@ _DATA_DEFAULT = ("default: $MELANOMA_DATA, ./melanoma_cancer_dataset, the Kaggle
 PRESETS_HELP = {   # name: (size, channels, what it is); a test checks these against training.PRESETS
     'default': (64, 3, "custom CNN, RGB 64 px, 10 epochs, batch 32, lr 0.002 (AdamW, one-cycle, augmentation): "
                        "a first run on a CPU, seconds on the bundled sample"),
-    'cpu':     (96, 3, "ResNet-18 from scratch, RGB 96 px, batch 32, lr 0.002, as many epochs as fit a 15-minute "
+    'cpu':     (96, 3, "narrow ResNet-18 (resnet18w32: widths 32-256) from scratch, RGB 96 px, batch 32, lr 0.002, as many epochs as fit a 15-minute "
                       "budget on this machine (--budget; --epochs N instead fixes them): the full data set on a CPU"),
     'gpu':     (224, 3, "ResNet-18 from ImageNet weights (downloaded), RGB 224 px, 10 epochs, batch 64, lr 0.001, "
                         "the head alone in the first epoch: the full data set on a GPU"),
@@ -142,7 +142,7 @@ PRESETS_HELP = {   # name: (size, channels, what it is); a test checks these aga
 }
 DEFAULT_RECIPE = dict(arch='cnn', channels=3, size=64, epochs=10, batch_size=32, lr=2e-3, weight_decay=0.05,
                       label_smoothing=0.1, seed=0, val_frac=0.2, freeze_epochs=0)   # the 'default' preset's values
-ARCHS = ('resnet18', 'resnet34', 'resnet50', 'cnn')                                  # cnn.ARCHS
+ARCHS = ('resnet18', 'resnet34', 'resnet50', 'resnet18w32', 'cnn')                   # cnn.ARCHS
 
 def _presets_help() -> str:
     return 'presets (--preset NAME; each flag given overrides its value):\n' + '\n'.join(
@@ -238,7 +238,7 @@ def _train_recipe_args(p):
     "The recipe flags; None (not given) leaves the preset's value."
     D = DEFAULT_RECIPE
     def dflt(k): return f"(default: the preset's, {D[k]} for 'default')"
-    p.add_argument('--arch', choices=ARCHS, help=f"the model: a ResNet or the small custom CNN {dflt('arch')}")
+    p.add_argument('--arch', choices=ARCHS, help=f"the model: a ResNet (resnet18w32: a narrow ResNet-18 for CPUs) or the small custom CNN {dflt('arch')}")
     p.add_argument('--epochs', type=int, metavar='N', help=f"passes over the training images {dflt('epochs')}; "
                    "given without --budget, it replaces the preset's budget")
     p.add_argument('--budget', type=_minutes, metavar='MINUTES', help="minutes for the whole run (cache, training, "

@@ -11,11 +11,11 @@ from collections import OrderedDict
 import torch
 from torch import nn
 import torchvision
-from .resnet import RESNETS, resnet
+from .resnet import RESNETS, resnet, narrow_resnet18
 
 # %% auto #0
-__all__ = ['ARCHS', 'conv_out', 'conv_block', 'MelanomaCNN', 'cnn_param_count', 'model_in_chans', 'get_feature_dims',
-           'receptive_field', 'create_model', 'cam_layer']
+__all__ = ['ARCHS', 'SCRATCH_ONLY', 'conv_out', 'conv_block', 'MelanomaCNN', 'cnn_param_count', 'model_in_chans',
+           'get_feature_dims', 'receptive_field', 'create_model', 'cam_layer']
 
 # %% ../nbs/04_cnn.ipynb #ea1c303a
 def conv_out(n: int, k: int, s: int = 1, p: int = 0) -> int:
@@ -102,7 +102,8 @@ def receptive_field(model: nn.Module) -> int:
     return r
 
 # %% ../nbs/04_cnn.ipynb #31bfb573
-ARCHS = ('resnet18', 'resnet34', 'resnet50', 'cnn')
+ARCHS = ('resnet18', 'resnet34', 'resnet50', 'resnet18w32', 'cnn')
+SCRATCH_ONLY = ('resnet18w32', 'cnn')      # no pretrained weights exist for these
 
 def create_model(arch: str,                 # one of `ARCHS`
                  in_chans: int = 3,         # 1 (grayscale) or 3 (RGB)
@@ -112,11 +113,11 @@ def create_model(arch: str,                 # one of `ARCHS`
     "Build the model called `arch`."
     if arch not in ARCHS:
         raise ValueError(f"Unknown architecture {arch!r}: choose one of {', '.join(ARCHS)}.")
-    if arch == 'cnn':
-        if pretrained is not False and pretrained is not None:
-            raise ValueError("No pretrained weights exist for the custom 'cnn' (it is trained from scratch): "
-                             "pass pretrained=False, or choose a ResNet (e.g. arch='resnet18') to use ImageNet weights.")
-        return MelanomaCNN(in_chans=in_chans, num_classes=num_classes)
+    if arch in SCRATCH_ONLY and pretrained is not False and pretrained is not None:
+        raise ValueError(f"No pretrained weights exist for {arch!r} (it is trained from scratch): pass pretrained=False, "
+                         f"or choose a ResNet (e.g. arch='resnet18') to use ImageNet weights.")
+    if arch == 'cnn': return MelanomaCNN(in_chans=in_chans, num_classes=num_classes)
+    if arch == 'resnet18w32': return narrow_resnet18(32, in_chans=in_chans, num_classes=num_classes)
     return resnet(arch, in_chans=in_chans, num_classes=num_classes, pretrained=pretrained)
 
 def cam_layer(model: nn.Module) -> nn.Module:

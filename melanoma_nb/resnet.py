@@ -13,7 +13,7 @@ from torch import nn
 import torchvision
 
 # %% auto #0
-__all__ = ['RESNETS', 'WeightsError', 'adapt_conv1', 'resnet', 'freeze_backbone', 'unfreeze', 'n_trainable']
+__all__ = ['RESNETS', 'WeightsError', 'adapt_conv1', 'resnet', 'narrow_resnet18', 'freeze_backbone', 'unfreeze', 'n_trainable']
 
 # %% ../nbs/03_resnet.ipynb #2d57f689
 RESNETS = ('resnet18', 'resnet34', 'resnet50')
@@ -89,6 +89,26 @@ def resnet(arch: str = 'resnet18', # 'resnet18', 'resnet34' or 'resnet50'
     adapt_conv1(model, in_chans)
     model.fc = nn.Linear(model.fc.in_features, num_classes)
     return model
+
+# %% ../nbs/03_resnet.ipynb #61f95e45
+def narrow_resnet18(width: int = 32,        # channels of the first stage; the stages have width * (1, 2, 4, 8)
+                    in_chans: int = 3,      # 3 (RGB) or 1 (grayscale)
+                    num_classes: int = 2,
+                   ) -> torchvision.models.ResNet:
+    "ResNet-18 with stage widths `width`*(1, 2, 4, 8) (64 in torchvision's), trained from scratch."
+    from torchvision.models.resnet import BasicBlock
+    if in_chans not in (1, 3): raise ValueError(f"in_chans={in_chans} is not supported: use 3 (RGB) or 1 (grayscale).")
+    if not 4 <= width <= 64: raise ValueError(f"width must be between 4 and 64, not {width}")
+    net = torchvision.models.ResNet(BasicBlock, [2, 2, 2, 2], num_classes=num_classes)
+    net.inplanes = width
+    net.conv1, net.bn1 = nn.Conv2d(in_chans, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width)
+    net.layer1, net.layer2, net.layer3, net.layer4 = (net._make_layer(BasicBlock, width * 2**i, 2, stride=1 if i == 0 else 2)
+                                                      for i in range(4))
+    net.fc = nn.Linear(8 * width, num_classes)
+    for m in net.modules():                       # torchvision's initialisation, for the new layers
+        if isinstance(m, nn.Conv2d): nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
+        elif isinstance(m, nn.BatchNorm2d): nn.init.ones_(m.weight); nn.init.zeros_(m.bias)
+    return net
 
 # %% ../nbs/03_resnet.ipynb #1bb2325a
 def _head(model: nn.Module) -> nn.Module:

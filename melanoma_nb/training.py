@@ -23,7 +23,7 @@ from .audit import copy_groups
 from .dataset import (norm_stats, train_val_split, CachedImages, make_loader, DeviceBatches,
                                  BatchTransform, class_weights)
 from .resnet import freeze_backbone, unfreeze
-from .cnn import ARCHS, create_model
+from .cnn import ARCHS, SCRATCH_ONLY, create_model
 from .metrics import positive_index, binary_metrics, choose_threshold, fit_temperature, positive_proba
 from .checkpoint import (CheckpointError, OutputError, atomic_write, write_json, save_checkpoint,
                                     read_checkpoint, cpu_state, _plain, _unwrap, _torch_load, RESUME_FORMAT,
@@ -54,7 +54,7 @@ BALANCES = ('weights', 'none')
 @dataclass
 class Recipe:
     "Everything that decides what a training run computes; saved inside every checkpoint."
-    arch: str = 'cnn'                  # one of ARCHS: 'resnet18', 'resnet34', 'resnet50', 'cnn'
+    arch: str = 'cnn'                  # one of ARCHS: 'resnet18', 'resnet34', 'resnet50', 'resnet18w32', 'cnn'
     channels: int = 3                  # 3 (RGB) or 1 (gray)
     size: int = 64                     # images are size x size pixels
     epochs: int = 10
@@ -97,8 +97,8 @@ class Recipe:
         if not 0 <= self.label_smoothing < 1: bad(f"label_smoothing must be in [0, 1), not {self.label_smoothing}")
         if not 0 < self.val_frac < 1: bad(f"val_frac must be between 0 and 1, not {self.val_frac}")
         if self.pretrained and self.weights: bad("give either pretrained=True or a weights file, not both")
-        if (self.pretrained or self.weights) and self.arch == 'cnn':
-            bad("the custom 'cnn' has no pretrained weights; use a ResNet (e.g. arch='resnet18') or train from scratch")
+        if (self.pretrained or self.weights) and self.arch in SCRATCH_ONLY:
+            bad(f"{self.arch!r} has no pretrained weights; use a ResNet (e.g. arch='resnet18') or train from scratch")
         if not 0 <= self.freeze_epochs < self.epochs:
             bad(f"freeze_epochs must be in [0, epochs={self.epochs}), not {self.freeze_epochs}")
         if self.freeze_epochs and self.arch == 'cnn': bad("freeze_epochs is for ResNets; the 'cnn' has no backbone to freeze")
@@ -134,7 +134,7 @@ _RUNTIME_FIELDS = ('workers',)   # fields that do not change what is computed: a
 # %% ../nbs/07_training.ipynb #c560061b
 PRESETS = {
     'default': Recipe(arch='cnn', channels=3, size=64, epochs=10, batch_size=32, lr=2e-3),
-    'cpu':     Recipe(arch='resnet18', channels=3, size=96, epochs=10, batch_size=32, lr=2e-3, budget=15),
+    'cpu':     Recipe(arch='resnet18w32', channels=3, size=96, epochs=10, batch_size=32, lr=2e-3, budget=15),
     'gpu':     Recipe(arch='resnet18', channels=3, size=224, epochs=10, batch_size=64, lr=1e-3, pretrained=True,
                       freeze_epochs=1),
     'seed':    Recipe(arch='cnn', channels=1, size=224, epochs=10, batch_size=16, lr=1e-3, weight_decay=0.0,
