@@ -610,7 +610,7 @@ def _gradcam_maker(gradcam_dir, model, meta, device, pos, threshold):
     if not gradcam_dir: return None
     import torch
     from melanoma_nb.data import DataError
-    from melanoma_nb.gradcam import GradCAM, save_overlay
+    from melanoma_nb.gradcam import GradCAM, save_overlay, overlay_text
     from melanoma_nb.dataset import BatchTransform
     gdir = Path(gradcam_dir).expanduser()
     try: gdir.mkdir(parents=True, exist_ok=True)
@@ -620,7 +620,9 @@ def _gradcam_maker(gradcam_dir, model, meta, device, pos, threshold):
         with GradCAM(model) as cam:
             targets = [pos if v >= threshold or len(meta['classes']) != 2 else 1 - pos for v in p]
             maps = cam(tf(torch.from_numpy(x).to(device).permute(0, 3, 1, 2)), targets).cpu().numpy()
-        return [save_overlay(x[i], maps[i], _overlay_path(gdir, Path(f), used)) for i, f in enumerate(files)]
+        return [save_overlay(x[i], maps[i], _overlay_path(gdir, Path(f), used),      # >= 256 px, p and the decision on it
+                             text=overlay_text(float(p[i]), threshold, meta['classes'], meta['classes'][pos]))
+                for i, f in enumerate(files)]
     return make
 
 # %% ../nbs/11_cli.ipynb #f48f7793

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from .cnn import cam_layer
 from .dataset import denormalize
-from .metrics import positive_index
+from .metrics import positive_index, decision_names
 
 # %% ../nbs/09_gradcam.ipynb #8fb54639
 @contextmanager
@@ -195,8 +195,8 @@ def annotate(image: np.ndarray, text) -> np.ndarray:
 # %% ../nbs/09_gradcam.ipynb #f373de57
 def overlay_text(p: float, threshold: float, classes=('benign', 'malignant'), positive: str = 'malignant') -> list:
     "The lines an overlay carries: `p(positive) = 0.xx` and the decision at `threshold` (positive when p >= threshold)."
-    other = next((c for c in classes if c != positive), 'other')
-    decided = positive if p >= threshold else other
+    neg, pos = decision_names(classes, positive_index(classes, positive))   # 'not <positive>' with more than two classes
+    decided = pos if p >= threshold else neg
     return [f"p({positive}) = {p:.2f}", f"{decided} (threshold {threshold:.2f})"]
 
 def draw_overlay(image: np.ndarray, cam, text=None, min_size: int = 256, alpha: float = 0.4, cmap: str = 'jet') -> np.ndarray:

@@ -30,12 +30,12 @@ from .checkpoint import (CheckpointError, OutputError, atomic_write, write_json,
                                     RESUME_VERSION, SIZE_RANGE)
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'BALANCES', 'PRESETS', 'HISTORY_COLS', 'MAX_EPOCHS', 'BUDGET_MARGIN', 'TrainingError', 'RecipeError',
-           'NonFiniteLossError', 'Recipe', 'pick_device', 'balanced_cross_entropy', 'make_optimizer', 'make_scheduler',
-           'epoch_seed', 'seed_everything', 'save_history', 'load_history', 'warmup_epochs', 'best_row', 'plot_history',
-           'DistInfo', 'dist_info', 'init_distributed', 'all_gather_rows', 'state_hash', 'check_output_dir',
-           'sigterm_as_interrupt', 'load_resume_state', 'resume_recipe', 'FitResult', 'Trainer', 'validation_split',
-           'data_fingerprint', 'fit', 'runs_home', 'full_run']
+__all__ = ['SCHEDULES', 'BALANCES', 'PRESETS', 'HISTORY_COLS', 'MAX_EPOCHS', 'BUDGET_MARGIN', 'EPOCH_ALLOWANCE', 'TrainingError',
+           'RecipeError', 'NonFiniteLossError', 'Recipe', 'pick_device', 'balanced_cross_entropy', 'make_optimizer',
+           'make_scheduler', 'epoch_seed', 'seed_everything', 'save_history', 'load_history', 'warmup_epochs',
+           'best_row', 'plot_history', 'DistInfo', 'dist_info', 'init_distributed', 'all_gather_rows', 'state_hash',
+           'check_output_dir', 'sigterm_as_interrupt', 'load_resume_state', 'resume_recipe', 'FitResult', 'Trainer',
+           'validation_split', 'data_fingerprint', 'fit', 'runs_home', 'full_run']
 
 # %% ../nbs/07_training.ipynb #6384a6a2
 class TrainingError(Exception):
@@ -479,6 +479,7 @@ def make_batches(self: Trainer):
 # %% ../nbs/07_training.ipynb #b3e0e006
 MAX_EPOCHS = 40         # a budget on a fast machine buys epochs up to this many
 BUDGET_MARGIN = 0.95    # plan for this share of what is left: timings scatter
+EPOCH_ALLOWANCE = 1.08  # a real epoch also loads its batches from the cache: measured 5-10 % over the timed steps
 
 @patch
 def _time_steps(self: Trainer, n: int = 3) -> tuple:
@@ -517,7 +518,7 @@ def plan(self: Trainer):
         t_step, t_val = self._time_steps()
         nbytes = sum(t.numel() * t.element_size() for t in self.net.state_dict().values())
         t_save = 4 * nbytes / 200e6 if self.out is not None else 0.0      # last.pt + model.pt at about 200 MB/s
-        per_epoch = len(self.train_b) * t_step + len(self.val_b) * t_val + t_save
+        per_epoch = EPOCH_ALLOWANCE * (len(self.train_b) * t_step + len(self.val_b) * t_val) + t_save
         left = BUDGET_MARGIN * (60 * r.budget - (time.monotonic() - self.started)) - 5.0   # 5 s for the end of the run
         epochs = _agree(min(MAX_EPOCHS, int(left // per_epoch)), info)
         if epochs < 1:
@@ -547,23 +548,32 @@ def _agree(value: int, info: DistInfo) -> int:
 # %% ../nbs/07_training.ipynb #c7b5fed2
 @patch
 def keep_pace(self: Trainer, e: int, epoch_s: float) -> bool:
-    "After epoch `e` (0-based) took `epoch_s`: cut the schedule if the rest no longer fits the budget; True to stop now."
+    "After epoch `e` (0-based): if the epochs left no longer fit the budget at the pace so far, cut the schedule; True to stop now."
     r = self.recipe
     if r.budget is None or self.plan_info is None or e + 1 >= self.end: return False
-    per_epoch = max(epoch_s, self.plan_info['epoch_s'])
+    self.epoch_times = getattr(self, 'epoch_times', []) + [epoch_s]
+    pace = float(np.mean(self.epoch_times[-3:]))       # the recent pace, not one noisy epoch
     left = 60 * r.budget - (time.monotonic() - self.started) - 5.0
-    fit_n = _agree(int(left // per_epoch), self.info)
+    fit_n = _agree(int(left // pace), self.info)
     if fit_n >= self.end - (e + 1): return False
     if fit_n < 1:
         self.say(f"Out of time: the {r.budget:g}-min budget leaves no room for epoch {e + 2}; the run ends after epoch {e + 1}.")
         return True
-    self.end = e + 1 + fit_n
-    self.cut = {'epoch': e + 1, 'end': self.end}
-    for g in self.opt.param_groups: g['initial_lr'] = g['lr']
-    self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=fit_n * len(self.train_b), eta_min=0.0)
-    self.say(f"Running behind ({epoch_s:.0f} s per epoch, planned {self.plan_info['epoch_s']:.0f} s): the schedule now "
-             f"anneals over the {fit_n} epoch(s) that still fit, ending after epoch {self.end}.")
+    self.end, self.cut = e + 1 + fit_n, {'epoch': e + 1, 'end': e + 1 + fit_n, 'warmup': e + 1 < self.warmup}
+    self.sched = _cut_schedule(self.opt, r.lr, fit_n * len(self.train_b), max(0, self.warmup - (e + 1)) / fit_n)
+    self.say(f"Running behind ({pace:.0f} s per epoch, planned {self.plan_info['epoch_s']:.0f} s): the schedule now "
+             f"{'finishes its warm-up and ' if self.cut['warmup'] else ''}anneals over the {fit_n} epoch(s) that still fit, "
+             f"ending after epoch {self.end}.")
     return False
+
+def _cut_schedule(opt, peak: float, steps: int, warm: float):
+    "The rest of a one-cycle schedule squeezed into `steps`: from the current rate up to `peak` over the share `warm`, then down."
+    lr = opt.param_groups[0]['lr']
+    if warm <= 0 or lr >= peak:                        # past the warm-up: a cosine from the current rate to zero
+        for g in opt.param_groups: g['initial_lr'] = g['lr']
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=0.0)
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=peak, total_steps=steps, pct_start=min(max(warm, 1.5 / steps), 0.5),
+                                               div_factor=peak / lr)
 
 # %% ../nbs/07_training.ipynb #2463485f
 @patch
@@ -606,7 +616,9 @@ def restore(self: Trainer):
         self.say(f"Note: the run was started with {st['world']} process(es) and goes on with {info.world}; the global "
                  f"batch is the same, the per-process random streams differ.")
     self.end, self.cut, self.plan_info = st.get('end', self.recipe.epochs), st.get('cut'), st.get('plan')
-    if self.cut: self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=1)   # its state is loaded below
+    if self.cut:                                       # the cut schedule's kind; its state is loaded below
+        self.sched = (torch.optim.lr_scheduler.OneCycleLR(self.opt, max_lr=self.recipe.lr, total_steps=2) if self.cut.get('warmup')
+                      else torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=1))
     self.net.load_state_dict(st['model']); self.opt.load_state_dict(st['optimizer'])
     self.sched.load_state_dict(st['scheduler']); self.scaler.load_state_dict(st['scaler'])
     _set_rng_state(st['rng'])

@@ -1,6 +1,6 @@
 """Data-parallel training on CPU: `melanoma-train` under torchrun with 2 Gloo processes, on the bundled sample.
 
-What is checked (issue #10):
+What is checked:
 * the 2-process run finishes and writes exactly one set of output files (only rank 0 writes and prints);
 * after every epoch both ranks hold bit-identical weights and buffers (each rank logs a SHA-256 of its state_dict
   through tests/_train_hooks.py's ddp-hash mode, which wraps `Trainer.train_epoch`);

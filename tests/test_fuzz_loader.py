@@ -1,4 +1,4 @@
-"""Issue 8: random bytes to the image loader. `read_image` either returns a (size, size, channels) uint8 array or raises
+"""Random bytes to the image loader. `read_image` either returns a (size, size, channels) uint8 array or raises
 its own `ImageReadError` (a `DataError`); any other exception, or a crash, fails. Hypothesis drives 2,000 cases of
 pure random bytes and 2,000 of real JPEG/PNG/BMP/TIFF/WebP files damaged the way files get damaged (bit flips, bytes
 overwritten, cut short, chunks dropped or repeated, another file's header spliced in). Derandomised: every run tries

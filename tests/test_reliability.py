@@ -1,4 +1,4 @@
-"""Issue 8, part 1: what users feed the tool. Bad image files, unusual image formats, tiny and huge images, a wrong
+"""What users feed the tool. Bad image files, unusual image formats, tiny and huge images, a wrong
 data folder layout, unsafe archives, and checkpoints that are damaged, foreign, unsafe or made for another model.
 
 Each test would fail if the behaviour it names regressed. Child processes run the real console scripts."""

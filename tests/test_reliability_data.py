@@ -1,4 +1,4 @@
-"""Issue 17 (reliability, round two), the data side: what an outside attack on the console scripts found.
+"""The data side of what an outside attack on the console scripts found.
 
 Special files in a data folder (a named pipe, dangling and looping links, an unreadable class folder), JPEGs whose data
 is damaged but still decode, archives that share a name, archives that are damaged, malformed or bombs, two

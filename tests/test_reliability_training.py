@@ -1,4 +1,4 @@
-"""Issue 8, part 2: what can happen while training. A loss that turns non-finite, SIGINT/SIGTERM/SIGKILL during a run
+"""What can happen while training. A loss that turns non-finite, SIGINT/SIGTERM/SIGKILL during a run
 (then --resume), a resume with another model, a full disk or an unwritable output folder.
 
 Interrupted runs are real `melanoma-train` processes. To strike at an exact moment instead of racing a timer, the
