@@ -99,6 +99,7 @@ def frame_mask(gray: np.ndarray, rel: float = 0.25, margin: int = 2) -> np.ndarr
     if margin: m = cv2.erode(m, np.ones((2 * margin + 1,) * 2, np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=1)
     return m if m.sum() >= 0.05 * m.size else np.ones_like(m)     # (almost) all dark: compare everything
 
+# %% ../nbs/01_audit.ipynb #98dba5bd
 def detail(gray: np.ndarray, sigma: float = DETAIL_SIGMA) -> np.ndarray:
     "A thumbnail's detail (minus its Gaussian blur) off the frame, zero mean, unit norm: a dot product of two is a correlation."
     g = np.asarray(gray, np.float32)
@@ -150,6 +151,7 @@ def _source(data):
         raise TypeError(f"audit_leakage takes a data folder, an ImageIndex or an ImageCache, not {type(data).__name__}")
     return [str(p) for p in data.paths], np.asarray(data.splits)
 
+# %% ../nbs/01_audit.ipynb #eff7d22b
 def audit_leakage(data, radius: int = PHASH_RADIUS, min_corr: float = MATCH_MIN, dihedral: bool = True,
                   workers=None, progress: bool = True, chunk: int = 256) -> Leaks:
     "Test images that are exact or near copies of training images (in a single folder: copies among its images)."
@@ -193,6 +195,7 @@ def audit_leakage(data, radius: int = PHASH_RADIUS, min_corr: float = MATCH_MIN,
     settings = dict(radius=radius, min_corr=min_corr, dihedral=dihedral, candidates=len(cand))
     return Leaks(pairs, len(te), len(tr), 'within' if within else 'test-vs-train', skipped, time.perf_counter() - t0, settings)
 
+# %% ../nbs/01_audit.ipynb #7e7cccf1
 def dedup_keep(paths, leaks) -> np.ndarray:
     "Boolean mask over `paths`: True for the images that are not the test side of a leak pair."
     bad = leaks.test_paths() if hasattr(leaks, 'test_paths') else {l[0] for l in leaks}

@@ -46,6 +46,7 @@ def user_errors() -> tuple:
 
 _OUTPUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS}   # a full or failing output
 
+# %% ../nbs/11_cli.ipynb #fa959bbd
 def _run(prog: str, work) -> int:
     "Call `work()`; a user error becomes one line on stderr and the exit status of `EXIT_STATUS`."
     try: return work()
@@ -104,6 +105,7 @@ def _float_in(lo: float, hi: float):
         return v
     return check
 
+# %% ../nbs/11_cli.ipynb #f6c176ba
 def _size(s: str) -> str:
     "An argparse type: a size in bytes, or with K, M, G or T (checked here; the library reads it)."
     from melanoma_nb.data import DataError, _parse_size           # numpy and OpenCV, not PyTorch: only when given
@@ -167,6 +169,7 @@ def _cache_args() -> argparse.ArgumentParser:
                    "to, e.g. 40G (default: $MELANOMA_MAX_UNPACKED, else 20 times the archive's size, at least 256 MiB)")
     return p
 
+# %% ../nbs/11_cli.ipynb #f7477e5b
 def _progress_args() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument('--no-progress', action='store_true', help='no progress bars')
@@ -234,6 +237,7 @@ _RECIPE_FLAGS = ('arch', 'channels', 'size', 'epochs', 'batch_size', 'lr', 'pret
                  'freeze_epochs', 'early_stop', 'target_sensitivity', 'weight_decay', 'label_smoothing', 'augment',
                  'amp', 'sync_bn', 'compile', 'workers', 'positive', 'budget')
 
+# %% ../nbs/11_cli.ipynb #209069a7
 def _train_recipe_args(p):
     "The recipe flags; None (not given) leaves the preset's value."
     D = DEFAULT_RECIPE
@@ -273,6 +277,7 @@ def _train_recipe_args(p):
     p.add_argument('--positive', metavar='NAME', help="the positive (malignant) class folder (default: the one named "
                    "malignant or melanoma, in any case)")
 
+# %% ../nbs/11_cli.ipynb #b06f3b33
 def train_parser() -> argparse.ArgumentParser:
     p = _Parser(prog='melanoma-train', parents=[_shape_args(), _cache_args(), _progress_args(), _device_args()],
                 description=_fill("Train a melanoma classifier on the train/ split of the data (test/ is never read) and "
@@ -346,6 +351,7 @@ def check_run_dir(out: Path, overwrite: bool = False):
         except OSError as e: raise CLIError(f"--overwrite: cannot delete {out/f} ({e.strerror}); delete it yourself or "
                                             f"choose another folder (--out).") from None
 
+# %% ../nbs/11_cli.ipynb #c202af6a
 def _preflight(args):
     "The checks that need no PyTorch, done before importing it, so that these mistakes are reported at once."
     from melanoma_nb.data import locate_data
@@ -460,6 +466,7 @@ def _threshold(args, model, meta, cache, device) -> float:
     try: return float(threshold_for(model, meta, cache, tta=args.tta, batch_size=args.batch_size, device=device))
     except ValueError as e: raise DataError(str(e)) from None   # --tta on a test folder alone: no validation images
 
+# %% ../nbs/11_cli.ipynb #27c69572
 def _eval_figures(out, images, y, p, threshold, classes):
     "confusion.png, curves.png, predictions.png, errors.png of 08_evaluation, each written whole or not at all."
     import matplotlib; matplotlib.use('Agg')
@@ -562,6 +569,7 @@ def _record(f, v, threshold, classes) -> dict:
     if not math.isfinite(v): return {'path': str(f), 'p_malignant': None, 'label': None, 'error': f'the model gave p = {v}'}
     return {'path': str(f), 'p_malignant': round(float(v), 6), 'label': classes[1] if v >= threshold else classes[0]}
 
+# %% ../nbs/11_cli.ipynb #b965e55a
 def predict_main(argv=None) -> int:
     "`melanoma-predict --model M PATH... [--tta] [--gradcam OUT_DIR]`: one JSON line per image."
     args = predict_parser().parse_args(argv)
@@ -605,6 +613,7 @@ def predict_main(argv=None) -> int:
         return 0
     return _run('melanoma-predict', work)
 
+# %% ../nbs/11_cli.ipynb #37353818
 def _gradcam_maker(gradcam_dir, model, meta, device, pos, threshold):
     "None without --gradcam; else `f(x, p, files) -> overlay paths`: Grad-CAM for the decided class, one PNG per image."
     if not gradcam_dir: return None

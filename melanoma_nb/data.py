@@ -119,6 +119,7 @@ def _archive_error(archive: Path, e: Exception, name: str | None = None) -> Data
     return DataError(f"{archive}: cannot be extracted{at} ({type(e).__name__}: {e}): the archive is damaged, incomplete "
                      "or of an unsupported kind. Download or copy it again, or extract it yourself and pass the folder.")
 
+# %% ../nbs/00_data.ipynb #c0ace6b6
 @contextmanager
 def _archive_members(archive: Path):
     "The members of a zip or tar archive (kept open while the caller reads them), or a `DataError` saying why not."
@@ -326,6 +327,7 @@ def _not_regular(f: Path) -> str | None:
     if stat.S_ISDIR(mode): return 'is a folder, not a file'
     return f'is {_kind(mode)}, not a regular file: only regular files are read'
 
+# %% ../nbs/00_data.ipynb #b3c65d68
 def _scan_split(d: Path, split: str, classes=None):
     class_dirs = [s for s in _listdir(d) if s.is_dir() and not s.name.startswith('.')]
     names = [c.name for c in class_dirs]
@@ -389,6 +391,7 @@ def _jpeg_header(buf: bytes):
         i += 2 + seg
     return None
 
+# %% ../nbs/00_data.ipynb #7c90cfb0
 def _tiff_header(buf: bytes):
     "(width, height, bits per sample, sample format: 1 unsigned, 2 signed, 3 float) from a TIFF's first IFD, or None."
     e = {b'II*\0': '<', b'MM\0*': '>'}.get(buf[:4])
@@ -460,6 +463,7 @@ def _jpeg_decode(path, buf: bytes, channels: int):
 _ORIENT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1], 5: lambda a: a.swapaxes(0, 1),
            6: lambda a: np.rot90(a, -1), 7: lambda a: a.swapaxes(0, 1)[::-1, ::-1], 8: lambda a: np.rot90(a, 1)}
 
+# %% ../nbs/00_data.ipynb #c7298ead
 def _upright(img: np.ndarray, orientation: int) -> np.ndarray:
     "The image turned as its EXIF `orientation` (1-8) says it should be shown."
     f = _ORIENT.get(orientation)
@@ -493,6 +497,7 @@ def _cv2_silent():
     try: yield
     finally: log.setLogLevel(old)
 
+# %% ../nbs/00_data.ipynb #c6305ce5
 def _fit(img: np.ndarray, out: np.ndarray, size: int, bgr: bool = False):
     "Resize a decoded image (gray, RGB, or BGR with `bgr`) into `out`, `(size, size, channels)` RGB or gray."
     ih, iw = img.shape[:2]
@@ -636,6 +641,7 @@ def _new_array(f: Path, shape: tuple) -> np.ndarray:
         raise DataError(f"{f}: cannot write the cache ({e.strerror}). Free some disk space or pass --cache DIR (or set "
                         "MELANOMA_CACHE) to another folder.") from None
 
+# %% ../nbs/00_data.ipynb #49e30036
 def _open_cached(d: Path, meta: dict, index: ImageIndex, source: str, quiet: bool = False):
     "The cache in `d` when its manifest matches `meta` and its images file has the shape it records, else None."
     man_f, img_f = d/'manifest.json', d/'images.npy'

@@ -289,6 +289,7 @@ def deletion_curve(model, x: torch.Tensor, order: torch.Tensor, targets, steps: 
             out[i] = probs[:, int(targets[i])].cpu()
     return out
 
+# %% ../nbs/09_gradcam.ipynb #f73741a6
 class Deletion(NamedTuple):
     "Deletion curves and their areas: guided by the map, and in a random order."
     fractions: torch.Tensor   # (steps + 1,) fraction of the pixels removed

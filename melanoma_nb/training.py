@@ -51,6 +51,7 @@ class NonFiniteLossError(TrainingError, FloatingPointError):
 SCHEDULES = ('onecycle', 'constant')
 BALANCES = ('weights', 'none')
 
+# %% ../nbs/07_training.ipynb #60c7005e
 @dataclass
 class Recipe:
     "Everything that decides what a training run computes; saved inside every checkpoint."
@@ -129,6 +130,7 @@ class Recipe:
         if unknown: raise RecipeError(f"unknown recipe field(s): {', '.join(sorted(unknown))}")
         return replace(self, **{k: v for k, v in kw.items() if v is not None})
 
+# %% ../nbs/07_training.ipynb #c25bbdc1
 _RUNTIME_FIELDS = ('workers',)   # fields that do not change what is computed: a resumed run may change them
 
 # %% ../nbs/07_training.ipynb #c560061b
@@ -224,6 +226,7 @@ def best_row(history, skip: int = 0) -> dict:
     "The epoch with the highest validation ROC-AUC (lowest validation loss where AUC is undefined), the earliest on ties, among those after the first `skip` (all when there are none)."
     return max(history[skip:] or history, key=lambda r: (_score(r), -r['epoch']))
 
+# %% ../nbs/07_training.ipynb #39e92191
 def plot_history(history, fname=None, best=None, warmup: int = 0):
     "Loss, accuracy and ROC-AUC per epoch with the kept epoch `best` marked and the `warmup` epochs shaded; saved to `fname` when given."
     from matplotlib.figure import Figure
