@@ -10,7 +10,7 @@ import os
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')   # must precede `import torch` (see 07_training, "CPU settings")
 os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')   # a local app reports nothing to anyone
 
-import argparse, base64, html, json, math, shutil, socket, sys, tempfile, threading, time, traceback
+import argparse, base64, html, importlib.util, json, math, shutil, socket, sys, tempfile, threading, time, traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from .data import ImageReadError, image_size, read_image
 
 # %% auto #0
 __all__ = ['APP_EXTRA', 'LATEST', 'TRAIN_CMD', 'MAX_UPLOAD_MB', 'MAX_IMAGES', 'DISPLAY_MIN', 'DISPLAY_MAX', 'METHODS', 'NOTICE',
-           'CSS', 'AppError', 'need_gradio', 'default_model', 'temperature', 'positive_of', 'UploadError',
+           'CSS', 'APP_EXIT', 'AppError', 'need_gradio', 'default_model', 'temperature', 'positive_of', 'UploadError',
            'read_upload', 'Result', 'Analyser', 'data_uri', 'threshold_meaning', 'result_html', 'evaluation_beside',
            'model_card', 'analyse_uploads', 'redraw', 'build_app', 'free_port', 'serve', 'close_app', 'app_parser',
            'app_main']
@@ -336,8 +336,9 @@ def free_port(host: str = '127.0.0.1') -> int:
 def _theme(gr):
     return gr.themes.Default(font=['ui-sans-serif', 'system-ui', 'sans-serif'], font_mono=['ui-monospace', 'monospace'])
 
-def serve(an: Analyser, host: str = '127.0.0.1', port: int | None = None, block: bool = False, quiet: bool = True):
-    "Build and launch the app on `host:port` (default: a free port); -> the running `Blocks` (`.local_url`)."
+def serve(an: Analyser, host: str = '127.0.0.1', port: int | None = None, block: bool = False, quiet: bool = True,
+          ready=None):
+    "Launch the app on `host:port` (default: a free port), call `ready(demo)` once it answers; -> the running `Blocks`."
     gr = need_gradio()
     port = port or free_port(host)
     demo = build_app(an)
@@ -347,6 +348,7 @@ def serve(an: Analyser, host: str = '127.0.0.1', port: int | None = None, block:
     except OSError as e:
         close_app(demo)
         raise AppError(f"cannot serve on {host}:{port} ({e}); is the port in use? Pass another with --port N.") from None
+    if ready: ready(demo)
     if block:
         try:
             while True: time.sleep(3600)
@@ -361,34 +363,55 @@ def close_app(demo):
         if getattr(demo, 'upload_dir', None): shutil.rmtree(demo.upload_dir, ignore_errors=True)
 
 # %% ../nbs/12_app.ipynb #f217aa05
+APP_EXIT = {0: "the page was served until Ctrl+C or SIGTERM stopped it",
+            1: "a bug: a traceback instead of one line; please report it",
+            2: f"a user error: no model, or a file that is not a usable checkpoint; the web framework not installed "
+               f"({APP_EXTRA}); a port in use; a PyTorch install whose torch and torchvision do not belong together; "
+               f"one line on stderr says what to do"}
+
 class _Parser(argparse.ArgumentParser):
     "argparse, with a bad flag reported in one line (and exit status 2)."
     def error(self, message): self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 def app_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog='melanoma-app',
-                description="A local web page to try a trained model: drop images, see p(malignant), the decision at "
-                            "the model's threshold and its Grad-CAM, with the model's card. Not a medical device.",
-                epilog=f"Example:  melanoma-train && melanoma-app   (needs {APP_EXTRA})")
+    import textwrap
+    statuses = '\n'.join(textwrap.fill(w, 78, initial_indent=f"  {k:<4} ", subsequent_indent=' ' * 7) for k, w in APP_EXIT.items())
+    p = _Parser(prog='melanoma-app', formatter_class=argparse.RawDescriptionHelpFormatter,
+                description=textwrap.fill("A local web page to try a trained model: drop images, see p(malignant), the "
+                                          "decision at the model's threshold and its Grad-CAM, with the model's card. "
+                                          "Not a medical device.", 78),
+                epilog=f"example:\n  melanoma-train && melanoma-app   (needs {APP_EXTRA})\n\nexit status:\n{statuses}")
     p.add_argument('--model', metavar='PATH', help=f"the model.pt written by melanoma-train (default: {LATEST})")
     p.add_argument('--host', default='127.0.0.1', help='address to serve on (default: 127.0.0.1, this machine only)')
     p.add_argument('--port', type=int, default=7860, metavar='N', help='port (default: 7860)')
     return p
 
+# %% ../nbs/12_app.ipynb #a99c0e11
+def _ready(path, an, host):
+    "What `melanoma-app` prints once its page answers."
+    def say(demo):
+        print(f"melanoma-app: {path} ({an.meta['arch']}, {an.meta['size']} px); serving on {demo.local_url} "
+              f"(Ctrl+C stops it)", flush=True)
+        if host not in ('127.0.0.1', 'localhost', '::1'):
+            print(f"melanoma-app: note: --host {host} lets other machines reach this page.", flush=True)
+    return say
+
 def app_main(argv=None) -> int:
     "`melanoma-app [--model PATH] [--host H] [--port N]`: serve the page until interrupted."
+    from .cli import torch_pair_problem, torch_import_problem
     args = app_parser().parse_args(argv)
     try:
+        if importlib.util.find_spec('gradio') is None: need_gradio()   # the missing extra, said before anything loads
+        if (broken := torch_pair_problem()): raise AppError(broken)
         from melanoma_nb.checkpoint import CheckpointError
         path = Path(args.model).expanduser() if args.model else default_model()
         try: an = Analyser.from_file(path)
         except (CheckpointError, ValueError) as e: raise AppError(str(e)) from None
         need_gradio()
-        print(f"melanoma-app: {path} ({an.meta['arch']}, {an.meta['size']} px); serving on http://{args.host}:{args.port} "
-              f"(Ctrl+C stops it)", flush=True)
-        if args.host not in ('127.0.0.1', 'localhost', '::1'):
-            print(f"melanoma-app: note: --host {args.host} lets other machines reach this page.", flush=True)
-        serve(an, args.host, args.port, block=True, quiet=True)
+        serve(an, args.host, args.port, block=True, quiet=True, ready=_ready(path, an, args.host))
         return 0
     except AppError as e:
         print(f"melanoma-app: error: {e}", file=sys.stderr); return 2
+    except Exception:
+        if not (broken := torch_import_problem()): raise                # a bug: keep the traceback
+        print(f"melanoma-app: error: {broken}", file=sys.stderr); return 2

@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')   # must precede `import torch` (see 07_training, "CPU settings")
 
-import argparse, csv, dataclasses, datetime, errno, io, json, math, sys, textwrap, time
+import argparse, csv, dataclasses, datetime, errno, io, json, math, re, sys, textwrap, time
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['EXIT_STATUS', 'PRESETS_HELP', 'DEFAULT_RECIPE', 'ARCHS', 'RUN_FILES', 'AUDIT_DEFAULTS', 'CLIError',
-           'NonFiniteOutputError', 'user_errors', 'prepare_parser', 'prepare_shape', 'prepare_main', 'train_parser',
+__all__ = ['EXIT_STATUS', 'RUN_FAILED', 'REINSTALL', 'PRESETS_HELP', 'DEFAULT_RECIPE', 'ARCHS', 'RUN_FILES', 'AUDIT_DEFAULTS',
+           'CLIError', 'NonFiniteOutputError', 'user_errors', 'pair_problem', 'torch_pair_problem',
+           'torch_import_problem', 'prepare_parser', 'prepare_shape', 'prepare_main', 'train_parser',
            'recipe_from_args', 'run_dir', 'check_run_dir', 'train_main', 'evaluate_parser', 'evaluate_main',
            'predict_parser', 'predict_main', 'audit_parser', 'audit_main']
 
@@ -28,10 +29,10 @@ class NonFiniteOutputError(CLIError, FloatingPointError):
 EXIT_STATUS = {
     0: "success; files that cannot be read are skipped and listed on stderr, with the reason, as long as something "
        "usable remains",
-    1: "the run itself failed: the training loss became NaN or infinite (the last good checkpoint is kept), or the "
-       "model gave a probability that is not a finite number; a traceback instead of one line is a bug: please report it",
+    1: "the run itself failed; a traceback instead of one line is a bug: please report it",
     2: "a user error: a bad flag, a missing or unreadable file or folder, data or a checkpoint that cannot be used, "
-       "an output that cannot be written, a finished run in --out; one line on stderr says what to do",
+       "an output that cannot be written, a finished run in --out, a PyTorch install whose torch and torchvision do "
+       "not belong together; one line on stderr says what to do",
     130: "interrupted (Ctrl-C or SIGTERM); an interrupted melanoma-train continues with --resume",
     141: "the reader of the output went away (e.g. `| head`): the command stopped quietly",
 }
@@ -44,12 +45,56 @@ def user_errors() -> tuple:
     "The exception types a user can fix, whose message is all they need: of the modules imported so far, so no PyTorch."
     return (CLIError, *{getattr(sys.modules[m], n) for m, n in _USER_ERRORS if hasattr(sys.modules.get(m), n)})
 
+# how each command's run can fail (exit status 1), for its --help
+RUN_FAILED = {'melanoma-train': "the training loss became NaN or infinite (the last good checkpoint is kept)",
+              'melanoma-evaluate': "the model gave a probability that is not a finite number",
+              'melanoma-predict': "the model gave a probability that is not a finite number"}
+
 _OUTPUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS}   # a full or failing output
+
+# %% ../nbs/11_cli.ipynb #0c11160a
+_PAIR_OFFSET = {1: 1, 2: 15}   # torch major -> torchvision minor minus torch minor, for the releases that follow this rule
+REINSTALL = ("reinstall both from one index, e.g. pip install --force-reinstall torch torchvision --index-url "
+             "https://download.pytorch.org/whl/cpu (drop --index-url for the CUDA build)")
+
+def _release(v: str) -> tuple:
+    "'2.14.1+cpu' -> (2, 14)."
+    m = re.match(r'(\d+)\.(\d+)', v or '')
+    return (int(m[1]), int(m[2])) if m else ()
+
+def pair_problem(torch_v: str, vision_v: str) -> str | None:
+    "None when torchvision `vision_v` belongs with torch `torch_v` (or the rule is not known); else the one-line reason."
+    t, v = _release(torch_v), _release(vision_v)
+    if not t or not v or t[0] not in _PAIR_OFFSET or v[0] != 0: return None
+    want = t[1] + _PAIR_OFFSET[t[0]]
+    if v[1] == want: return None
+    return (f"torch {torch_v} and torchvision {vision_v} do not belong together (torch {t[0]}.{t[1]} needs torchvision "
+            f"0.{want}); {REINSTALL}")
+
+# %% ../nbs/11_cli.ipynb #47c1e965
+def torch_pair_problem() -> str | None:
+    "`pair_problem` of the installed torch and torchvision (read from their metadata, nothing imported)."
+    from importlib.metadata import version, PackageNotFoundError
+    try: return pair_problem(version('torch'), version('torchvision'))
+    except PackageNotFoundError as e: return f"{e.name} is not installed; {REINSTALL}"
+
+def torch_import_problem() -> str | None:
+    "None when torch and torchvision import; else one line naming the failure (called after an unexpected error)."
+    try: import torch, torchvision
+    except Exception as e:
+        from importlib.metadata import version
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        try: which = f"torch {version('torch')} and torchvision {version('torchvision')}"
+        except Exception: which = "torch and torchvision"
+        return f"{which} cannot be imported together ({first}): they come from different builds; {REINSTALL}"
+    return None
 
 # %% ../nbs/11_cli.ipynb #fa959bbd
 def _run(prog: str, work) -> int:
     "Call `work()`; a user error becomes one line on stderr and the exit status of `EXIT_STATUS`."
-    try: return work()
+    try:
+        if (broken := torch_pair_problem()): raise CLIError(broken)    # versions read from metadata: no import, fast
+        return work()
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr); return 130
     except BrokenPipeError:                                     # `melanoma-predict ... | head`: stop quietly
@@ -60,7 +105,9 @@ def _run(prog: str, work) -> int:
         print(f"{prog}: error: cannot write the output ({e.strerror}); free some space or send it elsewhere", file=sys.stderr)
         return 2
     except Exception as e:
-        if not isinstance(e, user_errors()): raise              # a bug: keep the traceback
+        if not isinstance(e, user_errors()):
+            if not (broken := torch_import_problem()): raise    # a bug: keep the traceback
+            e = CLIError(broken)                                # PyTorch itself cannot be imported: say so, status 2
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 1 if isinstance(e, FloatingPointError) else 2    # NaN loss or output: the run failed, not the user
 
@@ -68,7 +115,7 @@ def _run(prog: str, work) -> int:
 class _Parser(argparse.ArgumentParser):
     "argparse with a bad flag reported in one line (exit status 2), help kept as written, and the exit statuses listed."
     def __init__(self, *a, examples=(), **kw):
-        parts = ['examples:\n' + '\n'.join(f"  {e}" for e in examples) if examples else '', kw.pop('epilog', ''), _exit_help()]
+        parts = ['examples:\n' + '\n'.join(f"  {e}" for e in examples) if examples else '', kw.pop('epilog', ''), _exit_help(kw.get('prog'))]
         epilog = '\n\n'.join(x for x in parts if x)
         super().__init__(*a, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=epilog, **kw)
     def error(self, message):
@@ -76,9 +123,11 @@ class _Parser(argparse.ArgumentParser):
 
 def _fill(text: str) -> str: return textwrap.fill(' '.join(text.split()), 78)
 
-def _exit_help() -> str:
-    return 'exit status:\n' + '\n'.join(textwrap.fill(why, 78, initial_indent=f"  {k:<4} ", subsequent_indent=' ' * 7)
-                                        for k, why in EXIT_STATUS.items())
+def _exit_help(prog: str | None = None) -> str:
+    "The exit statuses for `prog`'s --help: status 1 says how that command's run can fail."
+    why = {**EXIT_STATUS, 1: f"{RUN_FAILED[prog]}; " + EXIT_STATUS[1] if prog in RUN_FAILED else EXIT_STATUS[1]}
+    return 'exit status:\n' + '\n'.join(textwrap.fill(w, 78, initial_indent=f"  {k:<4} ", subsequent_indent=' ' * 7)
+                                        for k, w in why.items())
 
 def _path(s: str) -> str:
     "A path argument; an empty one is refused (Path('') is the current folder, which nobody means by it)."

@@ -127,3 +127,34 @@ def test_gradio_missing_is_one_line(tiny_model, tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [r.stderr.strip()], r.stderr
     assert "pip install 'melanoma_nb[app]'" in r.stderr
+
+
+def test_gradio_not_installed_said_at_once(tiny_model):
+    "Gradio absent (as without the [app] extra): the one line comes before any model or PyTorch is loaded, under 1.5 s."
+    import time
+    code = ("import sys; sys.modules['gradio'] = None; from melanoma_nb.app import app_main; r = app_main(); "
+            "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules)); sys.exit(r)")
+    t = time.perf_counter()
+    r = subprocess.run([sys.executable, '-c', code, '--model', str(tiny_model)], capture_output=True, text=True, timeout=120)
+    took = time.perf_counter() - t
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [r.stderr.strip()], r.stderr
+    assert "pip install 'melanoma_nb[app]'" in r.stderr and r.stdout.strip() == '[]', (r.stdout, r.stderr)
+    assert took < 1.5, f"{took:.2f} s"
+
+
+def test_serving_line_means_the_page_answers(tiny_model):
+    "The moment 'serving on URL' is printed, the URL answers; Ctrl+C (SIGINT) then stops the app with status 0."
+    import signal, urllib.request
+    port = A.free_port()
+    p = subprocess.Popen([sys.executable, '-c', 'import sys; from melanoma_nb.app import app_main; sys.exit(app_main())',
+                          '--model', str(tiny_model), '--port', str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        line = p.stdout.readline()
+        assert 'serving on http://127.0.0.1:' in line, (line, p.stderr.read() if p.poll() is not None else '')
+        url = line.split('serving on ')[1].split()[0]
+        with urllib.request.urlopen(url, timeout=5) as resp: assert resp.status == 200
+        p.send_signal(signal.SIGINT)
+        assert p.wait(60) == 0
+    finally:
+        if p.poll() is None: p.kill(); p.wait()
