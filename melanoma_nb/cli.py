@@ -603,7 +603,7 @@ def _overlay_path(out_dir: Path, src: Path, used: set) -> Path:
 def predict_parser() -> argparse.ArgumentParser:
     p = _Parser(prog='melanoma-predict', parents=[_model_args(), _device_args()],
                 description=_fill("p(malignant) for images or folders of images: one JSON line per image on stdout, "
-                                  "{\"path\", \"p_malignant\", \"label\"}. Files that cannot be read are listed on stderr "
+                                  "{\"path\", \"p_malignant\", \"call\"} (call: the model's decision at its threshold, not the truth). Files that cannot be read are listed on stderr "
                                   "with the reason and skipped (exit status 0 while at least one image was scored; 2 when "
                                   "none could be read)."),
                 examples=['melanoma-predict --model runs/latest/model.pt "$(melanoma-prepare --where)/test/malignant"',
@@ -615,8 +615,8 @@ def predict_parser() -> argparse.ArgumentParser:
 # %% ../nbs/11_cli.ipynb #427535c0
 def _record(f, v, threshold, classes) -> dict:
     "One output line; a probability that is not a finite number becomes null, with the reason."
-    if not math.isfinite(v): return {'path': str(f), 'p_malignant': None, 'label': None, 'error': f'the model gave p = {v}'}
-    return {'path': str(f), 'p_malignant': round(float(v), 6), 'label': classes[1] if v >= threshold else classes[0]}
+    if not math.isfinite(v): return {'path': str(f), 'p_malignant': None, 'call': None, 'error': f'the model gave p = {v}'}
+    return {'path': str(f), 'p_malignant': round(float(v), 6), 'call': classes[1] if v >= threshold else classes[0]}
 
 # %% ../nbs/11_cli.ipynb #b965e55a
 def predict_main(argv=None) -> int:

@@ -69,8 +69,8 @@ def test_predict_folder_with_a_bad_file(model_file, tmp_path):
     lines = [json.loads(l) for l in r.stdout.splitlines()]
     assert sorted(Path(l['path']).name for l in lines) == sorted(f.name for f in good)
     for l in lines:
-        assert set(l) == {'path', 'p_malignant', 'label'} and 0 <= l['p_malignant'] <= 1
-        assert l['label'] in ('benign', 'malignant')
+        assert set(l) == {'path', 'p_malignant', 'call'} and 0 <= l['p_malignant'] <= 1
+        assert l['call'] in ('benign', 'malignant')
     err = [l for l in r.stderr.splitlines() if l.strip()]
     assert len(err) == 1 and 'broken.jpg' in err[0]
     # nothing readable: a user error

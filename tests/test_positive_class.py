@@ -50,7 +50,7 @@ def test_positive_class_end_to_end(case, tmp_path, sample, run_script):
     r = run_script('melanoma-predict', '--model', run/'model.pt', img)
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout.strip().splitlines()[0])
-    assert out['label'] in names, out
+    assert out['call'] in names, out
     from melanoma_nb.checkpoint import load_checkpoint
     from melanoma_nb.data import read_image
     from melanoma_nb.evaluation import predict_proba
@@ -59,7 +59,7 @@ def test_positive_class_end_to_end(case, tmp_path, sample, run_script):
     p = predict_proba(model, x, meta['mean'], meta['std'], positive=meta['classes'].index(positive),
                       temperature=meta['temperature'])[0]
     assert abs(out['p_malignant'] - float(p)) < 1e-4, (out, p)
-    assert out['label'] == (positive if p >= meta['threshold'] else names[0])
+    assert out['call'] == (positive if p >= meta['threshold'] else names[0])
 
 
 def test_three_classes_refused_unless_positive_named(tmp_path, sample, run_script):
@@ -75,7 +75,7 @@ def test_three_classes_refused_unless_positive_named(tmp_path, sample, run_scrip
     img = sorted((root/'test'/'other').iterdir())[0]
     r = run_script('melanoma-predict', '--model', tmp_path/'run2'/'model.pt', img)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert json.loads(r.stdout.splitlines()[0])['label'] in ('malignant', 'not malignant')   # never a silent 'benign'
+    assert json.loads(r.stdout.splitlines()[0])['call'] in ('malignant', 'not malignant')   # never a silent 'benign'
 
 
 def test_names_that_say_nothing_are_refused(tmp_path, sample, run_script):
