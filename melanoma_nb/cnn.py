@@ -6,11 +6,10 @@ Docs: https://melanoma-nb.github.io/melanoma_nb/cnn.html.md"""
 
 # %% ../nbs/04_cnn.ipynb #6caa5ed2
 from __future__ import annotations
-import os
+import os, sys
 from collections import OrderedDict
 import torch
 from torch import nn
-import torchvision
 from .resnet import RESNETS, resnet, narrow_resnet18
 
 # %% auto #0
@@ -122,7 +121,8 @@ def create_model(arch: str,                 # one of `ARCHS`
 
 def cam_layer(model: nn.Module) -> nn.Module:
     "The module whose output Grad-CAM should use: the last block with a spatial feature map."
-    if isinstance(model, torchvision.models.ResNet): return model.layer4[-1]
+    tv = sys.modules.get('torchvision')   # a torchvision ResNet exists only once torchvision is imported
+    if tv is not None and isinstance(model, tv.models.ResNet): return model.layer4[-1]
     if isinstance(model, MelanomaCNN): return model.features[-1]
     raise TypeError(f"cam_layer does not know {type(model).__name__}: build the model with create_model "
                     f"(one of {', '.join(ARCHS)}) or pick its last convolutional block yourself.")

@@ -10,7 +10,8 @@ import functools, os
 from pathlib import Path
 import torch
 from torch import nn
-import torchvision
+# torchvision is imported inside the functions that build a ResNet: importing it costs seconds (it loads
+# torch._dynamo), which a run with the custom CNN, or a command that stops at a user error, never needs
 
 # %% auto #0
 __all__ = ['RESNETS', 'WeightsError', 'adapt_conv1', 'resnet', 'narrow_resnet18', 'freeze_backbone', 'unfreeze', 'n_trainable']
@@ -23,12 +24,14 @@ class WeightsError(RuntimeError):
 
 def _download_state_dict(arch: str) -> dict:
     "Fetch (or read from the torch hub cache) torchvision's DEFAULT ImageNet weights for `arch`."
+    import torchvision
     weights = torchvision.models.get_model_weights(arch).DEFAULT
     return weights.get_state_dict(progress=True, check_hash=True)
 
 # %% ../nbs/03_resnet.ipynb #bb5bc3cd
 def _imagenet_state_dict(arch: str, pretrained) -> dict:
     "The ImageNet `state_dict` for `arch` described by `pretrained` (`True` or a path); raises `WeightsError`."
+    import torchvision
     if pretrained is True:
         try: return _download_state_dict(arch)
         except Exception as e:
@@ -73,6 +76,7 @@ def resnet(arch: str = 'resnet18', # 'resnet18', 'resnet34' or 'resnet50'
            pretrained: bool | str | os.PathLike = False, # False, True (torchvision download) or a local state_dict path
           ) -> nn.Module:
     "A torchvision ResNet for `in_chans` channels and `num_classes` outputs, optionally from ImageNet weights."
+    import torchvision
     if arch not in RESNETS: raise ValueError(f"Unknown ResNet {arch!r}; choose one of {RESNETS}.")
     if in_chans not in (1, 3):
         raise ValueError(f"in_chans={in_chans} is not supported: use in_chans=3 (RGB) or in_chans=1 (grayscale).")
@@ -96,6 +100,7 @@ def narrow_resnet18(width: int = 32,        # channels of the first stage; the s
                     num_classes: int = 2,
                    ) -> torchvision.models.ResNet:
     "ResNet-18 with stage widths `width`*(1, 2, 4, 8) (64 in torchvision's), trained from scratch."
+    import torchvision
     from torchvision.models.resnet import BasicBlock
     if in_chans not in (1, 3): raise ValueError(f"in_chans={in_chans} is not supported: use 3 (RGB) or 1 (grayscale).")
     if not 4 <= width <= 64: raise ValueError(f"width must be between 4 and 64, not {width}")
