@@ -1,5 +1,5 @@
 """Run `melanoma-train` (melanoma_nb.cli.train_main) with a pause planted at an exact moment, so a test can signal or
-kill it there deterministically instead of racing a timer. Used by tests/test_reliability_training.py.
+kill it there deterministically instead of racing a timer. Used by tests/test_training.py.
 
     HOOK_MODE=mid-epoch|mid-write HOOK_MARKER=FILE HOOK_OUT=RUN_DIR python _train_hooks.py <melanoma-train flags>
     HOOK_MODE=ddp-hash HOOK_OUT=DIR torchrun ... _train_hooks.py <melanoma-train flags>

@@ -6,6 +6,23 @@ import pytest
 
 from melanoma_nb.data import prepare, sample_root
 
+def pytest_addoption(parser):
+    parser.addoption('--slow', action='store_true',
+                     help="also run the slow end-to-end cases (DDP, the browser, signals); .ci/run does")
+
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', "slow: an end-to-end case that takes minutes (DDP, the browser, signals)")
+
+
+def pytest_collection_modifyitems(config, items):
+    "Slow cases are skipped, with the reason (-rs lists it), unless --slow is given."
+    if config.getoption('--slow'): return
+    skip = pytest.mark.skip(reason="slow end-to-end case (DDP, browser or signals): .ci/run runs it; here: pytest --slow")
+    for item in items:
+        if 'slow' in item.keywords: item.add_marker(skip)
+
+
 # console script -> the function in melanoma_nb.cli it runs (pyproject.toml [project.scripts])
 SCRIPTS = {'melanoma-prepare': 'prepare_main', 'melanoma-train': 'train_main', 'melanoma-evaluate': 'evaluate_main',
            'melanoma-predict': 'predict_main', 'melanoma-audit': 'audit_main'}
@@ -50,7 +67,18 @@ def sample():
 @pytest.fixture(scope='session')
 def cache32(tmp_path_factory):
     "The bundled sample decoded at 32 px, 3 channels (shared by the in-process training tests)."
-    return prepare(size=32, channels=3, cache_dir=tmp_path_factory.mktemp('cache32'), progress=False, verbose=False)
+    return prepare(sample_root(), size=32, channels=3, cache_dir=tmp_path_factory.mktemp('cache32'), progress=False,
+                   verbose=False)
+
+
+@pytest.fixture(scope='session')
+def model_file(tmp_path_factory, cache32):
+    """A real checkpoint, trained once per session: 1 epoch of the custom CNN at 32 px, 3 channels, on the bundled sample.
+    Tests only read it (each writes its outputs in its own tmp_path)."""
+    from melanoma_nb.training import Recipe, fit
+    out = tmp_path_factory.mktemp('trained')/'run'
+    fit(Recipe(arch='cnn', size=32, channels=3, epochs=1, seed=0), cache32, out_dir=out, progress=False, verbose=False)
+    return out/'model.pt'
 
 
 def assert_user_error(r, prog: str, *needles, status: int = 2):

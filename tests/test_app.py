@@ -13,19 +13,8 @@ from melanoma_nb import app as A
 
 
 @pytest.fixture(scope='module')
-def tiny_model(tmp_path_factory):
-    "A checkpoint trained for one epoch at 32 px on the bundled sample, as melanoma-train writes it."
-    from melanoma_nb.training import PRESETS, fit
-    d = tmp_path_factory.mktemp('app_model')
-    recipe = PRESETS['default'].update(size=32, epochs=1)
-    cache = prepare(sample_root(), size=32, channels=3, cache_dir=d/'cache', progress=False, verbose=False)
-    fit(recipe, cache, out_dir=d/'run', progress=False, verbose=False)
-    return d/'run'/'model.pt'
-
-
-@pytest.fixture(scope='module')
-def server(tiny_model):
-    an = A.Analyser.from_file(tiny_model)
+def server(model_file):
+    an = A.Analyser.from_file(model_file)
     demo = A.serve(an)
     yield an, demo
     A.close_app(demo)
@@ -119,35 +108,35 @@ def test_refused_at_start(what, tmp_path):
     if what == 'no_model_here': assert '`melanoma-train`' in err and 'runs/latest/model.pt' in err
 
 
-def test_gradio_missing_is_one_line(tiny_model, tmp_path):
+def test_gradio_missing_is_one_line(model_file, tmp_path):
     "Without Gradio the command names the extra to install."
     (tmp_path/'gradio').mkdir(); (tmp_path/'gradio'/'__init__.py').write_text("raise ImportError('No module named gradio')")
     r = subprocess.run([sys.executable, '-c', f'import sys; sys.path.insert(0, {str(tmp_path)!r}); '
-                        'from melanoma_nb.app import app_main; sys.exit(app_main())', '--model', str(tiny_model)],
+                        'from melanoma_nb.app import app_main; sys.exit(app_main())', '--model', str(model_file)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [r.stderr.strip()], r.stderr
     assert "pip install 'melanoma_nb[app]'" in r.stderr
 
 
-def test_gradio_not_installed_said_at_once(tiny_model):
+def test_gradio_not_installed_said_at_once(model_file):
     "Gradio absent (as without the [app] extra): the one line comes before any model or PyTorch is loaded, under 1.5 s."
     import time
     code = ("import sys; sys.modules['gradio'] = None; from melanoma_nb.app import app_main; r = app_main(); "
             "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules)); sys.exit(r)")
     t = time.perf_counter()
-    r = subprocess.run([sys.executable, '-c', code, '--model', str(tiny_model)], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, '-c', code, '--model', str(model_file)], capture_output=True, text=True, timeout=120)
     took = time.perf_counter() - t
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [r.stderr.strip()], r.stderr
     assert "pip install 'melanoma_nb[app]'" in r.stderr and r.stdout.strip() == '[]', (r.stdout, r.stderr)
     assert took < 1.5, f"{took:.2f} s"
 
 
-def test_serving_line_means_the_page_answers(tiny_model):
+def test_serving_line_means_the_page_answers(model_file):
     "The moment 'serving on URL' is printed, the URL answers; Ctrl+C (SIGINT) then stops the app with status 0."
     import signal, urllib.request
     port = A.free_port()
     p = subprocess.Popen([sys.executable, '-c', 'import sys; from melanoma_nb.app import app_main; sys.exit(app_main())',
-                          '--model', str(tiny_model), '--port', str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          '--model', str(model_file), '--port', str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True)
     try:
         line = p.stdout.readline()

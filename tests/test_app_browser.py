@@ -10,6 +10,8 @@ import pytest
 
 from melanoma_nb.data import prepare, sample_root
 
+pytestmark = pytest.mark.slow   # minutes: run by .ci/run, or with pytest --slow
+
 CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
 
 

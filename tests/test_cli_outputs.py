@@ -8,16 +8,6 @@ from conftest import assert_user_error, script_cmd
 from melanoma_nb.data import sample_root
 
 
-@pytest.fixture(scope='module')
-def model_file(tmp_path_factory):
-    "A real (tiny, 1-epoch) checkpoint trained on the bundled sample."
-    from melanoma_nb.data import prepare
-    from melanoma_nb.training import Recipe, fit
-    d = tmp_path_factory.mktemp('run')
-    cache = prepare(size=32, channels=3, cache_dir=d/'cache', progress=False, verbose=False)
-    return fit(Recipe(arch='cnn', size=32, epochs=1), cache, out_dir=d/'run', progress=False, verbose=False).out_dir/'model.pt'
-
-
 def _strict(line: str):
     "json.loads that refuses NaN and Infinity, as any strict JSON reader does."
     return json.loads(line, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}: {line}"))

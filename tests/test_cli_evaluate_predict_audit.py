@@ -17,16 +17,6 @@ def run_cli(main, *args, cwd=None):
                           timeout=300, env={**__import__('os').environ, 'MPLBACKEND': 'Agg'})
 
 
-@pytest.fixture(scope='module')
-def model_file(tmp_path_factory):
-    "A real (tiny, 1-epoch) checkpoint trained on the bundled sample by `fit`."
-    from melanoma_nb.training import Recipe, fit
-    d = tmp_path_factory.mktemp('run')
-    cache = prepare(size=32, channels=3, cache_dir=d/'cache', progress=False, verbose=False)
-    res = fit(Recipe(arch='cnn', size=32, epochs=1), cache, out_dir=d/'run', progress=False, verbose=False)
-    return res.out_dir/'model.pt'
-
-
 def test_evaluate_writes_the_keys(model_file, tmp_path):
     out = tmp_path/'eval'
     r = run_cli('evaluate_main', '--model', model_file, '--data', sample_root(), '--out', out, '--dedup', '--no-progress',

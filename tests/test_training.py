@@ -115,6 +115,7 @@ def resume_and_compare(out: Path, tmp: Path, sample, run_script, baseline: Path)
     assert strip(out/'metrics.json') == strip(baseline/'metrics.json')
     assert not (out/'last.pt').exists()
 
+@pytest.mark.slow
 @pytest.mark.parametrize('mode, sig', [('mid-epoch', signal.SIGTERM), ('mid-write', signal.SIGINT)],
                          ids=['SIGTERM-mid-epoch', 'SIGINT-mid-write'])
 def test_signal_then_resume(mode, sig, tmp_path, sample, cli_env, run_script, baseline):
@@ -126,6 +127,7 @@ def test_signal_then_resume(mode, sig, tmp_path, sample, cli_env, run_script, ba
     assert temp_files(out) == []                       # the half-written temporary file was removed
     resume_and_compare(out, tmp_path, sample, run_script, baseline)
 
+@pytest.mark.slow
 def test_sigkill_mid_write_then_resume(tmp_path, sample, cli_env, run_script, baseline):
     "SIGKILL cannot be caught: only the atomic writes protect the files; a kill mid-write leaves last.pt as it was."
     out, rc, err = interrupt(tmp_path, sample, cli_env, 'mid-write', signal.SIGKILL)

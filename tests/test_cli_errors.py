@@ -9,16 +9,6 @@ import pytest
 from conftest import assert_user_error
 
 
-@pytest.fixture(scope='module')
-def model(tmp_path_factory, sample, run_script):
-    "A tiny trained checkpoint (1 epoch of the custom CNN at 32 px on the bundled sample)."
-    d = tmp_path_factory.mktemp('attack')
-    r = run_script('melanoma-train', '--data', sample, '--size', 32, '--epochs', 1, '--arch', 'cnn', '--out', d/'run',
-                   '--cache', d/'cache', '--device', 'cpu', '--no-progress')
-    assert r.returncode == 0, r.stderr[-3000:]
-    return d/'run'/'model.pt'
-
-
 @pytest.mark.parametrize('cmd, args, needle', [
     ('melanoma-train', ['--workers', '1000'], 'argument --workers: must be between 0 and 64'),
     ('melanoma-audit', ['--min-corr', 'nan', '.'], 'argument --min-corr: must be a number between 0 and 1'),
@@ -30,22 +20,22 @@ def test_bad_flags_refused_even_when_unused(cmd, args, needle, run_script):
     assert_user_error(run_script(cmd, *args), cmd, needle)
 
 
-def test_full_output_is_one_line(model, sample, run_script, tmp_path):
+def test_full_output_is_one_line(model_file, sample, run_script, tmp_path):
     img = sorted((sample/'test'/'malignant').iterdir())[0]
     with open('/dev/full', 'w') as full:
         import subprocess
         from conftest import script_cmd
-        r = subprocess.run(script_cmd('melanoma-predict') + ['--model', str(model), str(img)], stdout=full,
+        r = subprocess.run(script_cmd('melanoma-predict') + ['--model', str(model_file), str(img)], stdout=full,
                            stderr=subprocess.PIPE, text=True, timeout=300)
     r.stdout = ''
     assert_user_error(r, 'melanoma-predict', 'cannot write the output (No space left on device)')
 
 
-def test_gradcam_never_overwrites_a_users_file(model, sample, run_script, tmp_path):
+def test_gradcam_never_overwrites_a_users_file(model_file, sample, run_script, tmp_path):
     img = sorted((sample/'test'/'malignant').iterdir())[0]
     mine = tmp_path/'cams'/f'{img.stem}_gradcam.png'
     mine.parent.mkdir(); mine.write_text('my own file')
-    r = run_script('melanoma-predict', '--model', model, img, '--gradcam', tmp_path/'cams')
+    r = run_script('melanoma-predict', '--model', model_file, img, '--gradcam', tmp_path/'cams')
     assert r.returncode == 0, r.stderr[-3000:]
     assert mine.read_text() == 'my own file'
     assert (tmp_path/'cams'/f'{img.stem}_2_gradcam.png').read_bytes()[:4] == b'\x89PNG'

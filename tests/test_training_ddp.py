@@ -26,6 +26,8 @@ import pytest
 FILES = ['curves.png', 'history.csv', 'metrics.json', 'model.pt']
 ARGS = ['--size', '32', '--epochs', '3', '--batch-size', '32', '--seed', '0', '--device', 'cpu', '--no-progress']
 
+pytestmark = pytest.mark.slow   # minutes: run by .ci/run, or with pytest --slow
+
 
 def _script() -> str:
     s = shutil.which('melanoma-train')

@@ -364,14 +364,6 @@ def test_exif_orientation_matches_pil(tmp_path, orientation):
 # --------------------------------------------------------------------------------------------------------------------
 # melanoma-predict reads the same way: a pipe, a damaged JPEG and a dangling link named on the command line.
 
-@pytest.fixture(scope='module')
-def model_file(tmp_path_factory):
-    from melanoma_nb.data import prepare
-    from melanoma_nb.training import Recipe, fit
-    d = tmp_path_factory.mktemp('run')
-    cache = prepare(size=32, channels=3, cache_dir=d/'cache', progress=False, verbose=False)
-    return fit(Recipe(arch='cnn', size=32, epochs=1), cache, out_dir=d/'run', progress=False, verbose=False).out_dir/'model.pt'
-
 def test_predict_special_and_damaged(tmp_path, sample, run_script, model_file):
     good = sorted((sample/'test'/'benign').glob('*.jpg'))[0]
     os.mkfifo(tmp_path/'pipe.jpg')
