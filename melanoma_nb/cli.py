@@ -525,7 +525,8 @@ def _eval_figures(out, images, y, p, threshold, classes):
     shown = np.random.default_rng(0).permutation(len(y))[:16]
     for name, draw in [('confusion.png', lambda: plot_confusion(y, p, threshold, classes)),
                        ('curves.png', lambda: plot_curves(y, p, threshold)),
-                       ('predictions.png', lambda: plot_predictions(images, y, p, classes, threshold, idx=shown)),
+                       ('predictions.png', lambda: plot_predictions(images, y, p, classes, threshold, idx=shown,
+                                                                 title=f'{len(shown)} random test images')),
                        ('errors.png', lambda: plot_confident_errors(images, y, p, classes, threshold))]:
         fig, buf = draw(), io.BytesIO()
         fig.savefig(buf, format='png', dpi=120, bbox_inches='tight'); plt.close(fig)

@@ -108,7 +108,7 @@ def plot_confusion(y_true, p, threshold: float = 0.5, classes=('benign', 'malign
             ax.text(j, i, f"{cm[i, j]}\n{frac[i, j]:.0%}", ha='center', va='center',
                     color='white' if frac[i, j] > 0.5 else 'black', fontsize=11)
     ax.set_xticks([0, 1], [f"called {c}" for c in classes]); ax.set_yticks([0, 1], [f"truly {c}" for c in classes])
-    ax.set_title(f"Confusion matrix (p ≥ {threshold:.2f} → {classes[1]})", fontsize=10)
+    ax.set_title(f"Confusion matrix (p({classes[1]}) ≥ {threshold:.2f} → called {classes[1]})", fontsize=10)
     return _finish(fig, fname)
 
 def plot_curves(y_true, p, threshold: float = 0.5, fname=None):
@@ -118,7 +118,7 @@ def plot_curves(y_true, p, threshold: float = 0.5, fname=None):
     m = metrics(y, p, threshold)
     fpr, tpr, _ = skm.roc_curve(y, p)
     prec, rec, _ = skm.precision_recall_curve(y, p)
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 4))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 4.6))
     a.plot(fpr, tpr, lw=2, label=f"ROC, AUC = {m['roc_auc']:.3f}")
     a.plot([0, 1], [0, 1], ls=':', c='gray', label='chance')
     a.plot([1 - m['specificity']], [m['sensitivity']], 'o', c='crimson', ms=8, label=f"t = {threshold:.2f}")
@@ -127,30 +127,38 @@ def plot_curves(y_true, p, threshold: float = 0.5, fname=None):
     b.axhline(y.mean(), ls=':', c='gray', label=f'prevalence {y.mean():.2f}')
     b.plot([m['sensitivity']], [m['precision']], 'o', c='crimson', ms=8, label=f"t = {threshold:.2f}")
     b.set(xlabel='recall (sensitivity)', ylabel='precision', title='Precision–recall', xlim=(-.01, 1.01), ylim=(-.01, 1.01))
-    for ax in (a, b): ax.legend(loc='lower left' if ax is b else 'lower right', fontsize=8); ax.grid(alpha=.3)
+    for ax in (a, b):   # legends below the axes, off the curves
+        ax.legend(loc='upper center', bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8, frameon=False); ax.grid(alpha=.3)
+    fig.suptitle(f"p(malignant) on {len(y)} images ({int(y.sum())} malignant): ROC and precision–recall, "
+                 f"the threshold t marked", fontsize=10)
     fig.tight_layout()
     return _finish(fig, fname)
 
 # %% ../nbs/08_evaluation.ipynb #a245d52c
 def plot_predictions(images, y_true, p, classes=('benign', 'malignant'), threshold: float = 0.5, idx=None,
                      n: int = 16, ncols: int = 8, title=None, fname=None):
-    "A grid of uint8 images with true class, p(malignant) and the decision (green: right, red: wrong)."
+    "A grid of uint8 images with true class and p(malignant); the frame says whether the call at `threshold` was right."
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
     y, p = _check(y_true, p)
     idx = np.arange(min(n, len(y))) if idx is None else np.asarray(idx)[:n]
     nrows = max(1, math.ceil(len(idx) / ncols))
-    fig, axs = plt.subplots(nrows, ncols, figsize=(1.7 * ncols, 2.0 * nrows + (0.3 if title else 0)), squeeze=False)
+    fig, axs = plt.subplots(nrows, ncols, figsize=(1.7 * ncols, 2.0 * nrows + 0.9), squeeze=False)
     for ax in axs.flat: ax.axis('off')
     for ax, i in zip(axs.flat, idx):
         im = np.asarray(images[i])
         ax.imshow(im[..., 0] if im.shape[-1] == 1 else im, cmap='gray' if im.shape[-1] == 1 else None, interpolation='nearest')
         right = int(p[i] >= threshold) == y[i]
-        ax.set_title(f"true: {classes[y[i]]}\np={p[i]:.2f}", fontsize=8, color='green' if right else 'red')
+        ax.set_title(f"true: {classes[y[i]]}\np = {p[i]:.2f}", fontsize=8, color='green' if right else 'red')
         ax.axis('on'); ax.set_xticks([]); ax.set_yticks([])
         for s in ax.spines.values(): s.set_color('green' if right else 'red'); s.set_linewidth(2.5)
     if len(idx) == 0: axs.flat[0].text(0.5, 0.5, 'nothing to show', ha='center', va='center')
-    if title: fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.suptitle(f"{title or f'{len(idx)} images'}: p = p({classes[1]}) from the model; called {classes[1]} when "
+                 f"p ≥ {threshold:.2f}", fontsize=10)
+    fig.legend(handles=[Patch(fc='none', ec='green', lw=2.5, label='right call (green frame)'),
+                        Patch(fc='none', ec='red', lw=2.5, label='wrong call (red frame)')],
+               loc='lower center', ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return _finish(fig, fname)
 
 def confident_errors(y_true, p, threshold: float = 0.5, k: int = 8) -> np.ndarray:

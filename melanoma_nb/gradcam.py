@@ -6,8 +6,9 @@ Docs: https://melanoma-nb.github.io/melanoma_nb/gradcam.html.md"""
 
 # %% auto #0
 __all__ = ['inference_state', 'minmax_scale', 'GradCAM', 'GradCAMPlusPlus', 'to_images', 'heatmap', 'overlay', 'upscale',
-           'annotate', 'overlay_text', 'draw_overlay', 'save_overlay', 'show_gradcam', 'explain', 'deletion_order',
-           'random_order', 'mean_fill', 'deletion_curve', 'Deletion', 'deletion_score', 'plot_deletion']
+           'text_band', 'annotate', 'overlay_text', 'draw_overlay', 'colour_scale', 'gradcam_panel', 'save_overlay',
+           'show_gradcam', 'explain', 'deletion_order', 'random_order', 'mean_fill', 'deletion_curve', 'Deletion',
+           'deletion_score', 'plot_deletion']
 
 # %% ../nbs/09_gradcam.ipynb #34f0af5c
 from contextlib import contextmanager
@@ -175,22 +176,29 @@ def upscale(image: np.ndarray, min_size: int = 256) -> np.ndarray:
     return cv2.resize(image, (round(w * k), round(h * k)), interpolation=cv2.INTER_LINEAR).reshape(
         round(h * k), round(w * k), *image.shape[2:])
 
+def text_band(text, width: int, ref: int | None = None) -> np.ndarray:
+    "`text` (a string or lines) in white on a dark uint8 RGB band `width` px wide, sized for an image of side `ref`."
+    lines = [text] if isinstance(text, str) else list(text)
+    font, line_h = cv2.FONT_HERSHEY_SIMPLEX, max(12, round((ref or width) * 0.075))
+    widest = max([cv2.getTextSize(l, font, 1.0, 2)[0][0] for l in lines] or [1])
+    scale = min(line_h / 30, 0.94 * width / max(widest, 1))   # 1.0 draws about 22 px caps; fit the widest line
+    line_h = max(8, round(30 * scale))
+    band = np.full((line_h * len(lines) + line_h // 3, width, 3), 0, np.uint8)
+    for k, l in enumerate(lines):
+        cv2.putText(band, l, (max(2, round(0.03 * width)), round(line_h * (k + 0.8))), font, scale,
+                    (255, 255, 255), max(1, round(2 * scale)), cv2.LINE_AA)
+    return band
+
 def annotate(image: np.ndarray, text) -> np.ndarray:
     "A copy of the uint8 RGB `image` with `text` (a string or a list of lines) in white on a darkened band at the top."
-    lines = [text] if isinstance(text, str) else list(text)
     out = np.ascontiguousarray(image).copy()
-    if not lines: return out
+    if not (lines := [text] if isinstance(text, str) else list(text)): return out
     h, w = out.shape[:2]
-    font, line_h = cv2.FONT_HERSHEY_SIMPLEX, max(12, round(min(h, w) * 0.075))
-    widest = max(cv2.getTextSize(l, font, 1.0, 2)[0][0] for l in lines)
-    scale = min(line_h / 30, 0.94 * w / max(widest, 1))   # 1.0 draws about 22 px caps; fit the widest line
-    line_h = max(8, round(30 * scale))
-    band = min(h, line_h * len(lines) + line_h // 3)
-    out[:band] = (out[:band].astype(np.float32) * 0.35).astype(np.uint8)
-    for k, l in enumerate(lines):
-        cv2.putText(out, l, (max(2, round(0.03 * w)), round(line_h * (k + 0.8))), font, scale,
-                    (255, 255, 255), max(1, round(2 * scale)), cv2.LINE_AA)
+    band = text_band(lines, w, min(h, w))[:h]
+    dark = (out[:len(band)].astype(np.float32) * 0.35).astype(np.uint8)
+    out[:len(band)] = np.maximum(dark, band)                  # the text in white over the darkened image
     return out
+
 
 # %% ../nbs/09_gradcam.ipynb #f373de57
 def overlay_text(p: float, threshold: float, classes=('benign', 'malignant'), positive: str = 'malignant') -> list:
@@ -204,13 +212,36 @@ def draw_overlay(image: np.ndarray, cam, text=None, min_size: int = 256, alpha: 
     out = overlay(upscale(np.asarray(image), min_size), cam, alpha, cmap)
     return annotate(out, text) if text else out
 
+def colour_scale(height: int, cmap: str = 'jet', width: int = 16) -> np.ndarray:
+    "A vertical colour scale of Grad-CAM maps (uint8 RGB on white), labelled 1 (most weight) at the top and 0 at the bottom."
+    bar = heatmap(np.repeat(np.linspace(1, 0, height, dtype=np.float32)[:, None], width, 1), cmap)
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, max(0.35, height / 700)
+    labels = [('1 most', 0.06), ('0.5', 0.52), ('0 least', 0.98)]
+    lw = max(cv2.getTextSize(l, font, scale, 1)[0][0] for l, _ in labels) + 8
+    out = np.full((height, width + lw, 3), 255, np.uint8); out[:, :width] = bar
+    for l, y in labels:
+        cv2.putText(out, l, (width + 4, round(y * height + 5 * scale * (1 if y < .5 else -1 if y > .5 else 0) + 4 * scale)),
+                    font, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return out
+
+def gradcam_panel(image: np.ndarray, cam, text=None, min_size: int = 256, alpha: float = 0.4, cmap: str = 'jet') -> np.ndarray:
+    "The image and its Grad-CAM overlay side by side, a colour scale, and `text` in a band above: never over the lesion."
+    img = upscale(np.asarray(image), min_size)
+    img = img[..., None] if img.ndim == 2 else img
+    ov = overlay(img, cam, alpha, cmap)
+    h = ov.shape[0]; gap = np.full((h, max(4, h // 40), 3), 255, np.uint8)
+    row = np.concatenate([np.repeat(img, 3, -1) if img.shape[-1] == 1 else img, gap, ov, gap, colour_scale(h, cmap)], 1)
+    lines = ([text] if isinstance(text, str) else list(text or [])) + ["left: the image; right: Grad-CAM, red = most weight"]
+    return np.concatenate([text_band(lines, row.shape[1], h), row], 0)
+
 def save_overlay(image: np.ndarray, cam, path, alpha: float = 0.4, cmap: str = 'jet', text=None,
                  min_size: int = 256) -> Path:
-    "Write `draw_overlay(image, cam, text, min_size, alpha, cmap)` to the PNG file `path` (its folder is created)."
+    "Write `gradcam_panel(image, cam, text, min_size, alpha, cmap)` to the PNG file `path` (its folder is created)."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    plt.imsave(path, draw_overlay(image, cam, text, min_size, alpha, cmap), format='png')
+    plt.imsave(path, gradcam_panel(image, cam, text, min_size, alpha, cmap), format='png')
     return path
+
 
 # %% ../nbs/09_gradcam.ipynb #87c2c039
 def show_gradcam(images,                     # uint8 (N, H, W, C) (see `to_images`)

@@ -233,15 +233,17 @@ def plot_history(history, fname=None, best=None, warmup: int = 0):
     from matplotlib.ticker import MaxNLocator
     ep = [r['epoch'] for r in history]
     if best is None and history: best = best_row(history, warmup)['epoch']
-    fig = Figure(figsize=(12, 3.4), layout='constrained')
+    fig = Figure(figsize=(12, 4.0), layout='constrained')
     panels = [('loss', [('train_loss', 'train (smoothed, weighted)'), ('val_loss', 'validation')]),
               ('accuracy (threshold 0.5)', [('val_acc', 'validation')]), ('ROC-AUC', [('val_auc', 'validation')])]
     for ax, (title, series) in zip(fig.subplots(1, 3), panels):
         for key, label in series: ax.plot(ep, [r[key] for r in history], marker='o', ms=3, label=label)
         if warmup: ax.axvspan(0.5, warmup + 0.5, color='gray', alpha=.12, lw=0, label='warm-up (not kept if later epochs exist)')
         if best is not None: ax.axvline(best, color='gray', ls=':', lw=1, label=f'kept: epoch {best}' + (' (best after warm-up)' if warmup else ' (best)'))
-        ax.set_title(title); ax.set_xlabel('epoch'); ax.grid(alpha=.3); ax.legend(fontsize=8)
+        ax.set_title(title); ax.set_xlabel('epoch'); ax.grid(alpha=.3)
+        ax.legend(fontsize=8, loc='upper center', bbox_to_anchor=(0.5, -0.2), frameon=False)   # below the axes, off the data
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle(f"Training: {len(ep)} epoch(s), measured on the validation split (train loss on the training batches)", fontsize=10)
     if fname is not None: atomic_write(fname, lambda f: fig.savefig(f, format='png', dpi=100))
     return fig
 
