@@ -280,7 +280,8 @@ def ring_table(rep: dict) -> str:
                      f"  sensitivity {v['sensitivity']:.3f}  specificity {v['specificity']:.3f}")
     for r in rep['ring_added']:
         what = 'as they are' if r['radius'] is None else f"ring r={r['radius']:.2f} soft={r['softness']:.2f}"
-        lines.append(f"  negatives {what:24s} called positive {r['called_positive']:.1%}  mean p {r['mean_p']:.3f}")
+        flip = '' if r['radius'] is None else f"  flipped {r['flipped']:.1%} of those called negative without it"
+        lines.append(f"  negatives {what:24s} called positive {r['called_positive']:.1%}  mean p {r['mean_p']:.3f}{flip}")
     rm = rep['ring_removed']
     lines.append(f"  positives with dark corners (n={rm['n']}): call changed when the ring is filled {pct(rm['fill'])}, cropped {pct(rm['crop'])}")
     return '\n'.join(lines)
