@@ -125,7 +125,8 @@ def _fill(text: str) -> str: return textwrap.fill(' '.join(text.split()), 78)
 
 def _exit_help(prog: str | None = None) -> str:
     "The exit statuses for `prog`'s --help: status 1 says how that command's run can fail."
-    why = {**EXIT_STATUS, 1: f"{RUN_FAILED[prog]}; " + EXIT_STATUS[1] if prog in RUN_FAILED else EXIT_STATUS[1]}
+    why = {**EXIT_STATUS, 1: EXIT_STATUS[1].replace('failed;', f'failed: {RUN_FAILED[prog]};', 1) if prog in RUN_FAILED
+                             else EXIT_STATUS[1]}
     return 'exit status:\n' + '\n'.join(textwrap.fill(w, 78, initial_indent=f"  {k:<4} ", subsequent_indent=' ' * 7)
                                         for k, w in why.items())
 

@@ -2,7 +2,7 @@
 pickled code, or made for another model (architecture, channels, image size).
 
 Each test would fail if the behaviour it names regressed. Child processes run the real console scripts."""
-import os, pickle, shutil
+import os, pickle, shutil, stat, zipfile
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +14,16 @@ from conftest import assert_user_error, has_entry_point
 
 def _sample_jpgs(sample, cls, n):
     return sorted((sample/'train'/cls).glob('*.jpg'))[:n]
+
+
+def _zip(path: Path, members):
+    "members: (name, bytes) or (name, bytes, 'link')"
+    with zipfile.ZipFile(path, 'w') as z:
+        for m in members:
+            zi = zipfile.ZipInfo(m[0])
+            if len(m) == 3: zi.external_attr = (stat.S_IFLNK | 0o777) << 16
+            z.writestr(zi, m[1])
+    return path
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import pytest
 
 from melanoma_nb.data import prepare, sample_root
 
-METRIC_KEYS = {'n', 'accuracy', 'sensitivity', 'specificity', 'precision', 'f1', 'roc_auc', 'pr_auc', 'threshold',
+METRIC_KEYS = {'n', 'rings', 'accuracy', 'sensitivity', 'specificity', 'precision', 'f1', 'roc_auc', 'pr_auc', 'threshold',
                'confusion', 'ci'}
 
 
