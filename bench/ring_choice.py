@@ -6,9 +6,9 @@ corners, the share of benign validation images called malignant once a black rin
 softnesses), and the share of malignant validation images with dark corners whose call changes once the ring is
 filled or cropped away (`evaluation.ring_report`).
 
-    python bench/ring_choice.py --data /path/to/melanoma_cancer_dataset --ring 0.5 0.8 --budget 7 --out /tmp/ring
+    python bench/ring_choice.py --data /path/to/melanoma_cancer_dataset --ring 0.5 0.8 --epochs 8 --out /tmp/ring
 """
-import argparse, json, sys, time
+import argparse, dataclasses, json, sys, time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ def main(argv=None):
     ap.add_argument('--preset', default='cpu', choices=sorted(PRESETS))
     ap.add_argument('--ring', type=float, nargs='+', default=[0.0, 0.5])
     ap.add_argument('--budget', type=float, default=None, help='minutes per run (default: the preset\'s)')
+    ap.add_argument('--epochs', type=int, default=None, help='fixed epochs instead of a budget (results then do not depend on the load)')
     ap.add_argument('--out', default=None, help='keep each run in OUT/ring-P (default: not kept)')
     a = ap.parse_args(argv)
     base = PRESETS[a.preset]
@@ -32,6 +33,7 @@ def main(argv=None):
     summary = []
     for ring in a.ring:
         r = base.update(ring=ring, budget=a.budget)
+        if a.epochs: r = dataclasses.replace(r, budget=None, epochs=a.epochs)
         t = time.monotonic()
         res = fit(r, cache, out_dir=None if a.out is None else Path(a.out)/f'ring-{ring:g}', progress=False, verbose=False)
         wall = time.monotonic() - t
