@@ -370,7 +370,8 @@ class ArtefactReport(dict):
             s, r = max(bad.items(), key=lambda kv: kv[1]['mi_bits'])
             (hi, vh), (lo, vl) = [max(r['classes'].items(), key=lambda kv: kv[1]['share'] if kv[1]['n'] else -1),
                                   min(r['classes'].items(), key=lambda kv: kv[1]['share'] if kv[1]['n'] else 2)]
-            out.append(f"{name} predict the class ({', '.join(bad)}): in {s}, {vh['share']:.1%} of {hi} vs "
+            where = f" ({', '.join(bad)}): in {s}," if list(splits) != ['all'] else ':'
+            out.append(f"{name} predict the class{where} {vh['share']:.1%} of {hi} vs "
                        f"{vl['share']:.1%} of {lo} images (ratio {r['ratio']:.1f}, {r['mi_bits']:.3f} bits); a model can "
                        f"learn the artefact instead of the lesion")
         return out

@@ -1,4 +1,4 @@
-"""`melanoma-prepare`, `melanoma-train`, `melanoma-evaluate`, `melanoma-predict` and `melanoma-audit`: the data cache, training, evaluation, prediction and the leakage audit from a shell, one clear line per user error.
+"""`melanoma-prepare`, `melanoma-train`, `melanoma-evaluate`, `melanoma-predict` and `melanoma-audit`: the data cache, training, evaluation, prediction and the leakage and artefact audit from a shell, one clear line per user error.
 
 Docs: https://melanoma-nb.github.io/melanoma_nb/cli.html.md"""
 
