@@ -17,14 +17,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .data import ImageReadError, image_size, read_image
+from .data import ImageReadError, image_size, read_image, _jpeg_header
 
 # %% auto #0
 __all__ = ['APP_EXTRA', 'LATEST', 'TRAIN_CMD', 'MAX_UPLOAD_MB', 'MAX_IMAGES', 'DISPLAY_MIN', 'DISPLAY_MAX', 'METHODS', 'NOTICE',
            'CSS', 'AppError', 'need_gradio', 'default_model', 'temperature', 'positive_of', 'UploadError',
            'read_upload', 'Result', 'Analyser', 'data_uri', 'threshold_meaning', 'result_html', 'evaluation_beside',
-           'model_card', 'analyse_uploads', 'redraw', 'build_app', 'free_port', 'serve', 'close_app', 'app_parser',
-           'app_main']
+           'model_card', 'analyse_uploads', 'redraw', 'build_app', 'free_port', 'serve', 'wait', 'close_app',
+           'app_parser', 'app_main']
 
 # %% ../nbs/12_app.ipynb #6d53d7ea
 APP_EXTRA = "pip install 'melanoma_nb[app]'"
@@ -73,9 +73,10 @@ DISPLAY_MIN, DISPLAY_MAX = 256, 1024
 class UploadError(Exception):
     "An upload that cannot be analysed; the message is shown on the page."
 
-def _display_size(path: Path) -> tuple:
-    "(width, height) to show `path` at: its own, with the longer side between DISPLAY_MIN and DISPLAY_MAX."
-    w, h = image_size(path, path.read_bytes())
+def _display_size(path: Path, buf: bytes) -> tuple:
+    "(width, height) to show `path` at: its own as shown (EXIF orientation applied), the longer side between DISPLAY_MIN and DISPLAY_MAX."
+    w, h = image_size(path, buf)
+    if buf[:2] == b'\xff\xd8' and (hdr := _jpeg_header(buf)) and hdr[2] >= 5: w, h = h, w   # turned a quarter: sides swap
     k = min(max(1.0, DISPLAY_MIN / max(w, h)), DISPLAY_MAX / max(w, h))
     return max(1, round(w * k)), max(1, round(h * k))
 
@@ -89,7 +90,7 @@ def read_upload(path, size: int, channels: int, max_mb: float = MAX_UPLOAD_MB) -
                           f"send a smaller copy (the model sees it at a few hundred pixels anyway)")
     try:
         x = read_image(path, size, channels)
-        w, h = _display_size(path)
+        with open(path, 'rb') as f: w, h = _display_size(path, f.read(64 * 2**10) + f.read(int(max_mb * 2**20)))
         side = max(w, h)
         disp = cv2.resize(read_image(path, side, 3), (w, h), interpolation=cv2.INTER_AREA) if w != h else read_image(path, side, 3)
     except ImageReadError as e: raise UploadError(f"not a usable image: {e.reason}") from None
@@ -238,44 +239,32 @@ def model_card(meta: dict, path=None) -> str:
     return '\n\n'.join(lines)
 
 # %% ../nbs/12_app.ipynb #5ad93888
-def _remove(path, upload_dir):
-    "Delete `path` if it lies inside `upload_dir`, and its folder if that is now empty (Gradio gives each upload one)."
-    if upload_dir is None: return
-    p, root = Path(path).resolve(), Path(upload_dir).resolve()
-    if root not in p.parents: return
-    try: p.unlink()
-    except OSError: pass
-    if p.parent != root:
-        try: p.parent.rmdir()
-        except OSError: pass
-
 def _page(cards: list, total: int, t0: float) -> str:
     done = f"{len(cards)} of {total} image(s) analysed in {time.perf_counter() - t0:.1f} s" if total else ''
     return f'<div class="mn-results">{"".join(cards)}</div><p class="mn-status">{done}</p>'
 
-def analyse_uploads(an: Analyser, files, method: str = 'Grad-CAM', upload_dir=None):
-    "Yield (page HTML, session images) after each of `files` (paths); those inside `upload_dir` are deleted."
+def analyse_uploads(an: Analyser, files, method: str = 'Grad-CAM'):
+    "Yield (page HTML, session images) after each of `files` (paths); the files are only read, never deleted (see below)."
     files = [str(f if isinstance(f, (str, os.PathLike)) else getattr(f, 'path', f)) for f in (files or [])]
     t0, cards, kept = time.perf_counter(), [], []
-    try:
-        for i, f in enumerate(files):
-            name, t1 = Path(f).name, time.perf_counter()
-            if i >= MAX_IMAGES: r = Result(name, error=f"not analysed: at most {MAX_IMAGES} images per upload")
-            else:
-                try:
-                    x, disp = read_upload(f, an.meta['size'], an.meta['in_chans'])
-                    _remove(f, upload_dir)
-                    r = an.analyse(x, disp, name, method); kept.append((name, x, disp))
-                except UploadError as e: r = Result(name, error=str(e))
-                except Exception as e:   # a bug must not take the page down: say so, log it, go on
-                    traceback.print_exc()
-                    r = Result(name, error=f"could not be analysed (internal error: {type(e).__name__}: {e})")
-            _remove(f, upload_dir)
-            r.seconds = time.perf_counter() - t1
-            cards.append(result_html(r, an, method))
-            yield _page(cards, len(files), t0), kept
-    finally:
-        for f in files: _remove(f, upload_dir)
+    for i, f in enumerate(files):
+        name, t1 = Path(f).name, time.perf_counter()
+        if i >= MAX_IMAGES: r = Result(name, error=f"not analysed: at most {MAX_IMAGES} images per upload")
+        else:
+            try:
+                x, disp = read_upload(f, an.meta['size'], an.meta['in_chans'])
+                r = an.analyse(x, disp, name, method); kept.append((name, x, disp))
+            except UploadError as e: r = Result(name, error=str(e))
+            except Exception as e:   # a bug must not take the page down: say so, log it, go on
+                traceback.print_exc()
+                r = Result(name, error=f"could not be analysed (internal error: {type(e).__name__}: {e})")
+        r.seconds = time.perf_counter() - t1
+        try: card = result_html(r, an, method)
+        except Exception as e:
+            traceback.print_exc()
+            card = result_html(Result(name, error=f"could not be shown (internal error: {type(e).__name__}: {e})"), an, method)
+        cards.append(card)
+        yield _page(cards, len(files), t0), kept
 
 # %% ../nbs/12_app.ipynb #c27ca02d
 def redraw(an: Analyser, kept, method: str = 'Grad-CAM') -> str:
@@ -321,7 +310,7 @@ def build_app(an: Analyser, upload_dir=None):
         kept = gr.State([])
         gr.Markdown(model_card(an.meta, an.path), elem_id='mn-card')
         def on_upload(fs, m):   # the upload box is emptied at once, ready for the next images
-            for page, k in analyse_uploads(an, fs, m, upload_dir): yield page, k, None
+            for page, k in analyse_uploads(an, fs, m): yield page, k, None
         files.upload(on_upload, [files, method], [out, kept, files], concurrency_limit=2, show_progress='minimal')
         method.change(lambda k, m: redraw(an, k, m), [kept, method], out, concurrency_limit=2)
     demo.upload_dir = upload_dir
@@ -339,20 +328,29 @@ def _theme(gr):
 def serve(an: Analyser, host: str = '127.0.0.1', port: int | None = None, block: bool = False, quiet: bool = True):
     "Build and launch the app on `host:port` (default: a free port); -> the running `Blocks` (`.local_url`)."
     gr = need_gradio()
+    if port is not None and not 0 <= port <= 65535: raise AppError(f"port {port} is not a TCP port: give 1 to 65535 (0: any free one)")
     port = port or free_port(host)
     demo = build_app(an)
     try:
         demo.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=quiet, inline=False, show_error=False,
                     max_file_size=f'{MAX_UPLOAD_MB}mb', theme=_theme(gr), css=CSS, footer_links=[], ssr_mode=False)
-    except OSError as e:
+    except Exception as e:                   # a busy port (OSError), an impossible one (OverflowError): one line
         close_app(demo)
         raise AppError(f"cannot serve on {host}:{port} ({e}); is the port in use? Pass another with --port N.") from None
-    if block:
-        try:
-            while True: time.sleep(3600)
-        except KeyboardInterrupt: pass
-        finally: close_app(demo)
+    if block: wait(demo)
     return demo
+
+def wait(demo):
+    "Serve until Ctrl+C or SIGTERM, then stop and delete the upload folder (with the images in it)."
+    import signal
+    def stop(signum, frame): raise KeyboardInterrupt
+    old = signal.signal(signal.SIGTERM, stop) if threading.current_thread() is threading.main_thread() else None
+    try:
+        while True: time.sleep(3600)
+    except KeyboardInterrupt: pass
+    finally:
+        close_app(demo)
+        if old is not None: signal.signal(signal.SIGTERM, old)
 
 def close_app(demo):
     "Stop the server and delete its upload folder."
@@ -365,6 +363,13 @@ class _Parser(argparse.ArgumentParser):
     "argparse, with a bad flag reported in one line (and exit status 2)."
     def error(self, message): self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
+def _port(s: str) -> int:
+    "An argparse type: a TCP port, 0 to 65535."
+    try: v = int(s)
+    except ValueError: raise argparse.ArgumentTypeError(f"{s!r} is not a whole number") from None
+    if not 0 <= v <= 65535: raise argparse.ArgumentTypeError(f"must be a port between 1 and 65535 (or 0: any free one), not {v}")
+    return v
+
 def app_parser() -> argparse.ArgumentParser:
     p = _Parser(prog='melanoma-app',
                 description="A local web page to try a trained model: drop images, see p(malignant), the decision at "
@@ -372,7 +377,7 @@ def app_parser() -> argparse.ArgumentParser:
                 epilog=f"Example:  melanoma-train && melanoma-app   (needs {APP_EXTRA})")
     p.add_argument('--model', metavar='PATH', help=f"the model.pt written by melanoma-train (default: {LATEST})")
     p.add_argument('--host', default='127.0.0.1', help='address to serve on (default: 127.0.0.1, this machine only)')
-    p.add_argument('--port', type=int, default=7860, metavar='N', help='port (default: 7860)')
+    p.add_argument('--port', type=_port, default=7860, metavar='N', help='port, 1 to 65535, or 0 for any free one (default: 7860)')
     return p
 
 def app_main(argv=None) -> int:
@@ -384,11 +389,12 @@ def app_main(argv=None) -> int:
         try: an = Analyser.from_file(path)
         except (CheckpointError, ValueError) as e: raise AppError(str(e)) from None
         need_gradio()
-        print(f"melanoma-app: {path} ({an.meta['arch']}, {an.meta['size']} px); serving on http://{args.host}:{args.port} "
-              f"(Ctrl+C stops it)", flush=True)
+        demo = serve(an, args.host, args.port, block=False, quiet=True)
+        print(f"melanoma-app: {path} ({an.meta['arch']}, {an.meta['size']} px); serving on http://{args.host}:"
+              f"{demo.server_port} (Ctrl+C stops it)", flush=True)    # the port it listens on (--port 0: the one chosen)
         if args.host not in ('127.0.0.1', 'localhost', '::1'):
             print(f"melanoma-app: note: --host {args.host} lets other machines reach this page.", flush=True)
-        serve(an, args.host, args.port, block=True, quiet=True)
+        wait(demo)
         return 0
     except AppError as e:
         print(f"melanoma-app: error: {e}", file=sys.stderr); return 2

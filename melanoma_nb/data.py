@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# OpenCV refuses images over this many pixels, judged from the header as ITS decoder reads it (read when cv2 is imported)
+os.environ.setdefault('OPENCV_IO_MAX_IMAGE_PIXELS', os.environ.get('MELANOMA_MAX_PIXELS', '80000000'))
 import cv2
 import numpy as np
 import simplejpeg                          # libjpeg-turbo: fast JPEG decoding that reports damaged data
@@ -407,9 +409,7 @@ def scan(root) -> ImageIndex:
     return ImageIndex(root, paths, np.array(labels, dtype=np.int64), np.array(splits), classes, layout, skipped)
 
 # %% ../nbs/00_data.ipynb #8a578878
-MAX_PIXELS = int(os.environ.get('MELANOMA_MAX_PIXELS', 80_000_000))
-os.environ.setdefault('OPENCV_IO_MAX_IMAGE_PIXELS', str(MAX_PIXELS))   # OpenCV refuses, from the header IT reads, what
-                                                                       # our header check might have misjudged
+MAX_PIXELS = int(os.environ.get('MELANOMA_MAX_PIXELS', 80_000_000))   # (OpenCV is given the same limit on import, above)
 
 def _exif_orientation(app1: bytes) -> int:
     "The EXIF orientation tag (1-8) in an APP1 segment's payload; 1 when there is none, 0 when it cannot be read."
@@ -593,7 +593,10 @@ def decode_into(path, out: np.ndarray, size: int = 224, channels: int = 3) -> np
     if isinstance(img, np.ndarray): _fit(_upright(img, hdr[2]), out, size); return out
     if tif and (tif[3] == 3 or tif[2] > 16): _fit(_deep_tiff(path, buf, tif[2], tif[3], channels), out, size, bgr=True); return out
     try: dec = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR)
-    except cv2.error: dec = None             # OpenCV raises on some damaged headers instead of returning None
+    except cv2.error as e:                   # OpenCV raises on some damaged headers instead of returning None
+        if 'MAX_IMAGE_PIXELS' in str(e): raise ImageReadError(path, f'over the limit of {MAX_PIXELS:,} pixels, by the size its '
+                                                              'decoder reads (a possible decompression bomb); resize it first') from None
+        dec = None
     if dec is None or dec.size == 0:
         raise ImageReadError(path, 'could not be decoded (corrupt or unsupported image' + (f'; libjpeg: {img})' if img else ')'))
     _fit(dec, out, size, bgr=True)
