@@ -23,8 +23,8 @@ from .data import ImageReadError, image_size, read_image, _jpeg_header
 __all__ = ['APP_EXTRA', 'LATEST', 'TRAIN_CMD', 'MAX_UPLOAD_MB', 'MAX_IMAGES', 'DISPLAY_MIN', 'DISPLAY_MAX', 'METHODS', 'NOTICE',
            'CSS', 'AppError', 'need_gradio', 'default_model', 'temperature', 'positive_of', 'UploadError',
            'read_upload', 'Result', 'Analyser', 'data_uri', 'threshold_meaning', 'result_html', 'evaluation_beside',
-           'model_card', 'analyse_uploads', 'redraw', 'build_app', 'free_port', 'serve', 'wait', 'close_app',
-           'app_parser', 'app_main']
+           'temperature_note', 'model_card', 'analyse_uploads', 'redraw', 'build_app', 'free_port', 'serve', 'wait',
+           'close_app', 'app_parser', 'app_main']
 
 # %% ../nbs/12_app.ipynb #6d53d7ea
 APP_EXTRA = "pip install 'melanoma_nb[app]'"
@@ -163,13 +163,21 @@ def data_uri(img: np.ndarray, quality: int = 90) -> str:
     ok, buf = cv2.imencode('.jpg', np.ascontiguousarray(img[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
     return 'data:image/jpeg;base64,' + base64.b64encode(buf.tobytes()).decode()
 
-def _pct(v) -> str: return 'n/a' if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.0f} %"
+def _real(v) -> float | None:
+    "`v` as a finite number, or None: a checkpoint's or metrics file's values are shown only when they are numbers."
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+def _dict(v) -> dict: return v if isinstance(v, dict) else {}
+
+def _pct(v) -> str: return 'n/a' if _real(v) is None else f"{100 * v:.0f} %"
+
+def _num(v) -> str: return 'n/a' if _real(v) is None else f"{v:.3f}"
 
 def threshold_meaning(meta: dict) -> str:
     "One sentence: what the checkpoint's threshold did on its validation images."
-    m, classes = meta.get('metrics', {}), list(meta['classes'])
+    m, classes = _dict(meta.get('metrics')), list(meta['classes'])
     pos = classes[positive_of(meta)]
-    n = f" {m['n_val']}" if 'n_val' in m else ''
+    n = f" {m['n_val']}" if _real(m.get('n_val')) is not None else ''
     return (f"At threshold {float(meta['threshold']):.2f} the model flagged {_pct(m.get('val_sens'))} of the {pos} "
             f"lesions among its{n} validation images (sensitivity) and cleared {_pct(m.get('val_spec'))} of the others "
             f"(specificity).")
@@ -209,29 +217,41 @@ def evaluation_beside(model_path) -> dict | None:
     return None
 
 def _ci(m: dict, k: str) -> str:
-    v, ci = m.get(k), m.get('ci', {}).get(k)
-    if v is None: return 'n/a'
-    return f"{v:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and None not in ci else '')
+    v, ci = m.get(k), _dict(m.get('ci')).get(k)
+    if _real(v) is None: return 'n/a'
+    ok = isinstance(ci, (list, tuple)) and len(ci) == 2 and all(_real(c) is not None for c in ci)
+    return f"{v:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ok else '')
 
 # %% ../nbs/12_app.ipynb #20396dd1
+def _count(v) -> str: return str(int(v)) if _real(v) is not None else '?'
+
+def temperature_note(meta: dict) -> str:
+    "What the card says of the temperature: its value, how it was fitted, and a warning when it sits at its bound."
+    T = temperature(meta)
+    if T <= 0.0505 or T >= 19.8:
+        return (f"softmax temperature {T:g}, **at the bound of its fit**: the validation images were too few or too easy to "
+                f"calibrate on, so the probabilities are over-{'confident' if T < 1 else 'cautious'}; retrain with this "
+                f"version (which keeps T near 1 then) or read p as a ranking only.")
+    return (f"softmax temperature {T:g} (fitted on the validation images with a prior that keeps it near 1 when they are "
+            f"few; 1: the model's own probabilities).")
+
 def model_card(meta: dict, path=None) -> str:
     "The model card in Markdown: data, recipe, validation metrics, test metrics with CIs when evaluated."
-    m, r = meta.get('metrics', {}), meta.get('recipe', {})
+    m, r = _dict(meta.get('metrics')), _dict(meta.get('recipe'))
     lines = [f"### Model card: `{Path(path).name if path else 'model'}`",
              f"**Model.** {meta['arch']}, {meta['in_chans']} channel(s) at {meta['size']}x{meta['size']} pixels; "
-             f"classes {', '.join(meta['classes'])}; best epoch {meta.get('epoch', '?')}; softmax temperature "
-             f"{temperature(meta):g}.",
-             f"**Data.** Trained on {m.get('n_train', '?')} images and validated on {m.get('n_val', '?')} held-out "
+             f"classes {', '.join(meta['classes'])}; best epoch {meta.get('epoch', '?')}; {temperature_note(meta)}",
+             f"**Data.** Trained on {_count(m.get('n_train'))} images and validated on {_count(m.get('n_val'))} held-out "
              f"images of the training split (the test split was not used for training or for choosing the threshold).",
              "**Recipe.** " + ', '.join(f"{k} {v}" for k, v in r.items() if k in
                                         ('epochs', 'batch_size', 'lr', 'weight_decay', 'label_smoothing', 'augment',
                                          'pretrained', 'target_sensitivity', 'seed')) + '.',
-             f"**Validation** (at threshold {float(meta['threshold']):.2f}): ROC-AUC {m.get('val_auc', float('nan')):.3f}, "
-             f"accuracy {m.get('val_acc', float('nan')):.3f}, sensitivity {m.get('val_sens', float('nan')):.3f}, "
-             f"specificity {m.get('val_spec', float('nan')):.3f}."]
+             f"**Validation** (at threshold {float(meta['threshold']):.2f}): ROC-AUC {_num(m.get('val_auc'))}, "
+             f"accuracy {_num(m.get('val_acc'))}, sensitivity {_num(m.get('val_sens'))}, "
+             f"specificity {_num(m.get('val_spec'))}."]
     ev = evaluation_beside(path)
     if ev:
-        lines.append(f"**Test** ({ev.get('n', '?')} images, melanoma-evaluate, 95 % bootstrap intervals): "
+        lines.append(f"**Test** ({_count(ev.get('n'))} images, melanoma-evaluate, 95 % bootstrap intervals): "
                      + ', '.join(f"{k.replace('_', '-')} {_ci(ev, k)}" for k in ('roc_auc', 'accuracy', 'sensitivity', 'specificity')) + '.')
     else:
         lines.append("**Test.** Not evaluated yet: `melanoma-evaluate --model MODEL.pt` writes eval/metrics.json beside "

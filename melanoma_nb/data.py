@@ -688,6 +688,14 @@ def _fsync(path: Path):
     except OSError: pass                     # (some file systems cannot sync a folder)
     finally: os.close(fd)
 
+def _cache_write_error(f: Path, e: OSError) -> DataError:
+    "One line for a cache that cannot be written: free space only when space is what ran out."
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG): what = 'Free some disk space or pass'
+    elif e.errno in (errno.EISDIR, errno.ENOTDIR, errno.EEXIST):
+        what = f"Something that is not the cache's own file is in the way ({e.filename}): remove it, or pass"
+    else: what = 'Check the permissions of that folder, or pass'
+    return DataError(f"{f}: cannot write the cache ({e.strerror}). {what} --cache DIR (or set MELANOMA_CACHE) to another folder.")
+
 def _new_array(f: Path, shape: tuple) -> np.ndarray:
     "A memory-mapped uint8 .npy of `shape`, its disk space reserved now: a full disk is an error here, not a crash later."
     try:
@@ -699,9 +707,7 @@ def _new_array(f: Path, shape: tuple) -> np.ndarray:
                 if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS): raise
             finally: os.close(fd)
         return a
-    except OSError as e:
-        raise DataError(f"{f}: cannot write the cache ({e.strerror}). Free some disk space or pass --cache DIR (or set "
-                        "MELANOMA_CACHE) to another folder.") from None
+    except OSError as e: raise _cache_write_error(f, e) from None
 
 # %% ../nbs/00_data.ipynb #49e30036
 def _open_cached(d: Path, meta: dict, index: ImageIndex, source: str, quiet: bool = False):
@@ -713,7 +719,9 @@ def _open_cached(d: Path, meta: dict, index: ImageIndex, source: str, quiet: boo
     problem = None if isinstance(man, dict) and {'keep', 'skipped'} <= set(man) else f'its manifest {man_f} is unreadable'
     if problem is None and not all(man.get(k) == v for k, v in meta.items()): return None   # the inputs changed
     if problem is None:
-        keep = np.array(man.get('keep', []), dtype=np.int64)
+        try: keep, skipped = np.array(man['keep'], dtype=np.int64).reshape(-1), [(str(p), str(r)) for p, r in man['skipped']]
+        except (TypeError, ValueError, OverflowError): problem, keep = f'its manifest {man_f} is damaged (wrong types)', None
+    if problem is None:
         want = (len(keep), meta['size'], meta['size'], meta['channels'])
         try:
             images = np.load(img_f, mmap_mode='r')
@@ -726,14 +734,15 @@ def _open_cached(d: Path, meta: dict, index: ImageIndex, source: str, quiet: boo
         if not quiet: print(f"Cache {d} cannot be used: {problem}. Rebuilding it.", file=sys.stderr, flush=True)
         return None
     return ImageCache(images, index.labels[keep], index.splits[keep], [str(index.paths[i]) for i in keep], index.classes,
-                      meta['size'], meta['channels'], [tuple(s) for s in man['skipped']], str(index.root), index.layout,
+                      meta['size'], meta['channels'], skipped, str(index.root), index.layout,
                       source, str(d), 0.0, True)
 
 # %% ../nbs/00_data.ipynb #0d5992a5
 def _write_cache(d: Path, meta: dict, index: ImageIndex, workers, progress, source) -> ImageCache:
     "Decode `index` into `d`: images first (flushed to disk), the manifest last, as the mark of a complete cache."
     size, channels, n = meta['size'], meta['channels'], len(index)
-    (d/'manifest.json').unlink(missing_ok=True)   # from here on the old manifest would vouch for the new file
+    try: (d/'manifest.json').unlink(missing_ok=True)   # from here on the old manifest would vouch for the new file
+    except IsADirectoryError: shutil.rmtree(d/'manifest.json', ignore_errors=True)   # inside our own cache folder
     tmp_f = d/'images.partial.npy'
     out = _new_array(tmp_f, (n, size, size, channels))
     t0 = time.perf_counter()
@@ -754,9 +763,7 @@ def _write_cache(d: Path, meta: dict, index: ImageIndex, workers, progress, sour
         _fsync(man_tmp)
         os.replace(man_tmp, d/'manifest.json')   # written last: a cache without a manifest is never trusted
         _fsync(d)
-    except OSError as e:
-        raise DataError(f"{d}: cannot write the cache ({e.strerror}). Free some disk space or pass --cache DIR (or set "
-                        "MELANOMA_CACHE) to another folder.") from None
+    except OSError as e: raise _cache_write_error(d, e) from None
     return ImageCache(np.load(d/'images.npy', mmap_mode='r'), index.labels[keep], index.splits[keep],
                       [str(index.paths[i]) for i in keep], index.classes, size, channels, skipped,
                       str(index.root), index.layout, source, str(d), seconds, False)
