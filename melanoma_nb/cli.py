@@ -66,6 +66,10 @@ class _sigterm_interrupts:
 # %% ../nbs/11_cli.ipynb #fa959bbd
 def _run(prog: str, work) -> int:
     "Call `work()`; a user error becomes one line on stderr and the exit status of `EXIT_STATUS`."
+    if sys.stdout is None:                                      # started with stdout closed (>&-): the results would vanish
+        if sys.stderr is not None: print(f"{prog}: error: standard output is closed, so the results would be lost; send "
+                                         f"them to a file or a pipe", file=sys.stderr)
+        return 2
     try:
         with _sigterm_interrupts(): _tolerant_streams(); return work()
     except KeyboardInterrupt:
@@ -582,9 +586,14 @@ def _expand(paths):
     for a in paths:
         q = Path(a).expanduser()
         if q.is_dir():
-            found = []
-            for d, dirs, names in os.walk(q, onerror=unreadable):
+            found, seen = [], set()
+            for d, dirs, names in os.walk(q, onerror=unreadable, followlinks=True):   # linked folders are searched too,
+                real = os.path.realpath(d)                                          # each once (a link loop ends here)
+                if real in seen: bad.append((Path(d), 'a folder already searched (a link leads back to it)')); dirs[:] = []; continue
+                seen.add(real)
+                bad += [(Path(d)/x, 'hidden folder: not searched (give it as an argument to score it)') for x in dirs if x.startswith('.')]
                 dirs[:] = [x for x in dirs if not x.startswith('.')]
+                bad += [(Path(d)/n, 'hidden file: skipped') for n in names if n.startswith('.') and Path(n).suffix.lower() in IMAGE_EXTS]
                 found += [Path(d)/n for n in names if Path(n).suffix.lower() in IMAGE_EXTS and not n.startswith('.')]
             files += sorted(found)
         elif os.path.lexists(q): files.append(q)     # read_image refuses what is not a regular file, with the reason
