@@ -20,11 +20,11 @@ import numpy as np
 from .data import ImageReadError, image_size, read_image, _jpeg_header
 
 # %% auto #0
-__all__ = ['APP_EXTRA', 'LATEST', 'TRAIN_CMD', 'MAX_UPLOAD_MB', 'MAX_IMAGES', 'DISPLAY_MIN', 'DISPLAY_MAX', 'METHODS', 'NOTICE',
-           'CSS', 'AppError', 'need_gradio', 'default_model', 'temperature', 'positive_of', 'UploadError',
-           'read_upload', 'Result', 'Analyser', 'data_uri', 'threshold_meaning', 'result_html', 'evaluation_beside',
-           'temperature_note', 'model_card', 'analyse_uploads', 'redraw', 'build_app', 'free_port', 'serve', 'wait',
-           'close_app', 'app_parser', 'app_main']
+__all__ = ['APP_EXTRA', 'LATEST', 'TRAIN_CMD', 'MAX_UPLOAD_MB', 'MAX_IMAGES', 'MAX_ASPECT', 'DISPLAY_MIN', 'DISPLAY_MAX',
+           'METHODS', 'NOTICE', 'CSS', 'AppError', 'need_gradio', 'default_model', 'temperature', 'positive_of',
+           'UploadError', 'read_upload', 'Result', 'Analyser', 'data_uri', 'threshold_meaning', 'result_html',
+           'evaluation_beside', 'temperature_note', 'model_card', 'analyse_uploads', 'redraw', 'build_app', 'free_port',
+           'serve', 'wait', 'close_app', 'app_parser', 'app_main']
 
 # %% ../nbs/12_app.ipynb #6d53d7ea
 APP_EXTRA = "pip install 'melanoma_nb[app]'"
@@ -68,6 +68,7 @@ def positive_of(meta: dict) -> int:
 # %% ../nbs/12_app.ipynb #fc68a84d
 MAX_UPLOAD_MB = 20
 MAX_IMAGES = 50        # per upload; more are listed as not analysed
+MAX_ASPECT = 8         # longer side / shorter side: a lesion photo is near square; a 1x50000 strip is not one
 DISPLAY_MIN, DISPLAY_MAX = 256, 1024
 
 class UploadError(Exception):
@@ -89,11 +90,17 @@ def read_upload(path, size: int, channels: int, max_mb: float = MAX_UPLOAD_MB) -
         raise UploadError(f"the file is {n / 2**20:.1f} MB, over the limit of {max_mb:g} MB per image; "
                           f"send a smaller copy (the model sees it at a few hundred pixels anyway)")
     try:
+        with open(path, 'rb') as f: buf = f.read(int(max_mb * 2**20) + 1)     # (its size was checked above)
+        w, h = image_size(path, buf)                                           # from the header: nothing decoded yet
+        if max(w, h) > MAX_ASPECT * max(min(w, h), 1):
+            raise UploadError(f"the image is {w}x{h} pixels, a strip rather than a photo (more than {MAX_ASPECT}:1); crop it "
+                              f"to the lesion")
         x = read_image(path, size, channels)
-        with open(path, 'rb') as f: w, h = _display_size(path, f.read(64 * 2**10) + f.read(int(max_mb * 2**20)))
+        w, h = _display_size(path, buf)
         side = max(w, h)
         disp = cv2.resize(read_image(path, side, 3), (w, h), interpolation=cv2.INTER_AREA) if w != h else read_image(path, side, 3)
     except ImageReadError as e: raise UploadError(f"not a usable image: {e.reason}") from None
+    except OSError as e: raise UploadError(f"the upload could not be read ({e.strerror})") from None
     return x, disp
 
 # %% ../nbs/12_app.ipynb #32174807
@@ -161,6 +168,7 @@ class Analyser:
 def data_uri(img: np.ndarray, quality: int = 90) -> str:
     "A uint8 RGB image as a `data:image/jpeg;base64,...` URI (nothing written to disk)."
     ok, buf = cv2.imencode('.jpg', np.ascontiguousarray(img[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok: raise ValueError(f"an image of {img.shape[1]}x{img.shape[0]} pixels cannot be encoded as a JPEG")
     return 'data:image/jpeg;base64,' + base64.b64encode(buf.tobytes()).decode()
 
 def _real(v) -> float | None:
