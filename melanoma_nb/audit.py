@@ -18,9 +18,9 @@ from tqdm.auto import tqdm
 from .data import ImageReadError, ImageCache, ImageIndex, MAX_PIXELS, image_size, scan, _read_bytes
 
 # %% auto #0
-__all__ = ['DIHEDRAL', 'AUDIT_SIZE', 'PHASH_RADIUS', 'MATCH_MIN', 'DETAIL_SIGMA', 'gray_thumb', 'audit_features', 'phash',
-           'popcount64', 'frame_mask', 'detail', 'LeakPair', 'Leaks', 'audit_leakage', 'dedup_keep', 'synthetic_copy',
-           'calibrate_audit', 'copy_groups']
+__all__ = ['DIHEDRAL', 'AUDIT_SIZE', 'PHASH_RADIUS', 'MATCH_MIN', 'DETAIL_SIGMA', 'DARK_LEVEL', 'DARK_SHARE', 'gray_thumb',
+           'audit_features', 'phash', 'popcount64', 'frame_mask', 'detail', 'LeakPair', 'Leaks', 'audit_leakage',
+           'dedup_keep', 'synthetic_copy', 'calibrate_audit', 'copy_groups', 'dark_corner_score', 'has_dark_corners']
 
 # %% ../nbs/01_audit.ipynb #ba34bfe9
 DIHEDRAL = tuple(range(8))   # view k: k % 4 quarter turns, then a left-right flip when k >= 4 (the symmetries of the square)
@@ -255,3 +255,29 @@ def copy_groups(paths, progress: bool = False, **audit_kw) -> tuple:
         a, b = root(where[l.test]), root(where[l.train])
         if a != b: parent[max(a, b)] = min(a, b)
     return np.array([root(i) for i in range(len(paths))], np.int64), leaks
+
+# %% ../nbs/01_audit.ipynb #e377cbaf
+DARK_LEVEL = 45      # gray level (0-255) under which a corner pixel counts as dark
+DARK_SHARE = 0.5     # share of dark corner pixels from which an image has dark corners
+
+def _corner_region(size: int) -> np.ndarray:
+    "Boolean (size, size): the pixels outside the circle inscribed in the square."
+    p = (np.arange(size) + 0.5) / size * 2 - 1
+    return np.hypot(p[:, None], p[None, :]) > 1
+
+def dark_corner_score(images, batch: int = 1024) -> np.ndarray:
+    "Per image of a uint8 (N, H, W, C) array: the share of its corner pixels darker than `DARK_LEVEL`."
+    images = np.asarray(images) if not isinstance(images, np.memmap) else images
+    if images.ndim != 4 or images.shape[1] != images.shape[2]:
+        raise ValueError(f"expected square uint8 images (N, H, W, C), not shape {images.shape}")
+    corner = _corner_region(images.shape[1])
+    w = np.array([0.299, 0.587, 0.114] if images.shape[-1] == 3 else [1.0], np.float32)
+    out = np.empty(len(images), np.float32)
+    for s in range(0, len(images), batch):
+        px = images[s:s + batch][:, corner].astype(np.float32) @ w     # (n, corner pixels) gray levels
+        out[s:s + batch] = (px < DARK_LEVEL).mean(1)
+    return out
+
+def has_dark_corners(images, share: float = DARK_SHARE) -> np.ndarray:
+    "Boolean per image: its corners are dark (the dermoscope's ring)."
+    return dark_corner_score(images) >= share

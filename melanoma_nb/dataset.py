@@ -12,11 +12,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from fastcore.basics import patch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'LUMA', 'train_val_split', 'CachedImages', 'EpochSampler', 'make_loader',
-           'DeviceBatches', 'norm_stats', 'denormalize', 'BatchTransform', 'show_batch', 'class_weights']
+__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'LUMA', 'RING_RADIUS', 'RING_SOFTNESS', 'RING_SHIFT', 'RING_DARK', 'train_val_split',
+           'CachedImages', 'EpochSampler', 'make_loader', 'DeviceBatches', 'norm_stats', 'denormalize',
+           'BatchTransform', 'ring_mask', 'add_ring', 'show_batch', 'class_weights']
 
 # %% ../nbs/02_dataset.ipynb #91af7851
 def _units(labels, indices, groups):
@@ -166,16 +168,18 @@ def denormalize(x: torch.Tensor, mean, std) -> torch.Tensor:
 
 # %% ../nbs/02_dataset.ipynb #d968185b
 class BatchTransform(nn.Module):
-    "uint8 NCHW -> normalised float on the batch's device; with `train=True` also random crop, 90° rotation, flip, colour jitter."
+    "uint8 NCHW -> normalised float on the batch's device; with `train=True` also random crop, 90° rotation, flip, dark ring (`ring`: its probability), colour jitter."
     def __init__(self, mean, std, train: bool = False, flip: bool = True, rot90: bool = True,
                  crop_scale=(0.6, 1.0), crop_ratio=(3/4, 4/3), brightness: float = 0.2, contrast: float = 0.2,
-                 saturation: float = 0.2):
+                 saturation: float = 0.2, ring: float = 0.0):
         super().__init__()
         self.register_buffer('mean', torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.register_buffer('std', torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.train_mode, self.flip, self.rot90 = train, flip, rot90
         self.crop_scale, self.crop_ratio = crop_scale, crop_ratio
         self.brightness, self.contrast, self.saturation = brightness, contrast, saturation
+        if not 0 <= ring <= 1: raise ValueError(f"ring is a probability in [0, 1], not {ring}")
+        self.ring = ring
 
     def _rand(self, n, g, device): return torch.rand(n, generator=g, device=device)
 
@@ -217,8 +221,41 @@ class BatchTransform(nn.Module):
         x = x.float().div_(255)
         if self.train_mode:
             x = self._geometry(x, generator)
+            if self.ring > 0: x = self._ring(x, generator)      # no random numbers drawn without it: same stream as before
             x = self._colour(x, generator)
         return (x - self.mean) / self.std
+
+# %% ../nbs/02_dataset.ipynb #c9019af9
+def ring_mask(n: int, size: int, radius, softness=0.0, centre=None, device='cpu') -> torch.Tensor:
+    "(n, 1, size, size) float masks: 1 inside a circle of `radius` half-sides around `centre` ((n, 2) x, y in [-1, 1]; default the middle), 0 outside."
+    def per_image(v): return torch.as_tensor(v, dtype=torch.float32, device=device).reshape(-1, 1, 1, 1).expand(n, 1, 1, 1)
+    r, s = per_image(radius), per_image(softness)
+    c = torch.zeros(n, 2, device=device) if centre is None else torch.as_tensor(centre, dtype=torch.float32, device=device).reshape(n, 2)
+    p = (torch.arange(size, device=device, dtype=torch.float32) + 0.5) / size * 2 - 1   # pixel centres in [-1, 1]
+    d = torch.hypot(p.view(1, 1, 1, -1) - c[:, 0].view(n, 1, 1, 1), p.view(1, 1, -1, 1) - c[:, 1].view(n, 1, 1, 1))
+    hard = (d <= r).float()
+    return torch.where(s > 0, ((r - d) / s.clamp_min(1e-6)).clamp(0, 1), hard)
+
+def add_ring(x: torch.Tensor, mask: torch.Tensor, value=0.0) -> torch.Tensor:
+    "Float images `x` in [0, 1] seen through `mask`: outside it they fade to `value` (a number, or one per image)."
+    v = torch.as_tensor(value, dtype=x.dtype, device=x.device)
+    if v.ndim: v = v.reshape(-1, 1, 1, 1)
+    return x * mask + v * (1 - mask)
+
+# %% ../nbs/02_dataset.ipynb #fe6885fe
+RING_RADIUS, RING_SOFTNESS, RING_SHIFT, RING_DARK = (0.6, 1.45), 0.3, 0.1, 0.08
+
+@patch
+def _ring(self: BatchTransform, x, g):
+    "A random dark ring on a random share `self.ring` of the images."
+    n, dev = x.shape[0], x.device
+    hit = self._rand(n, g, dev) < self.ring
+    radius = RING_RADIUS[0] + (RING_RADIUS[1] - RING_RADIUS[0]) * self._rand(n, g, dev)
+    soft = RING_SOFTNESS * self._rand(n, g, dev)
+    centre = RING_SHIFT * (2 * torch.stack([self._rand(n, g, dev), self._rand(n, g, dev)], 1) - 1)
+    m = ring_mask(n, x.shape[-1], radius, soft, centre, dev)
+    m = torch.where(hit.view(n, 1, 1, 1), m, torch.ones_like(m))
+    return add_ring(x, m, RING_DARK * self._rand(n, g, dev))
 
 # %% ../nbs/02_dataset.ipynb #617f820a
 def show_batch(x, y, classes, mean=None, std=None, n: int = 16, ncols: int = 8, probs=None, figsize=None):

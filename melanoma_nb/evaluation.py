@@ -14,16 +14,19 @@ import torch
 from sklearn import metrics as skm
 from tqdm.auto import tqdm
 
-from .audit import DIHEDRAL
-from .dataset import BatchTransform
+import cv2
+
+from .audit import DIHEDRAL, DARK_LEVEL, has_dark_corners
+from .dataset import BatchTransform, ring_mask
 from .cnn import model_in_chans
 from .metrics import (_check, confusion, metrics, bootstrap_ci, choose_threshold, calibration_bins, ece,
                                  positive_index)
 from .training import Recipe, validation_split, data_fingerprint
 
 # %% auto #0
-__all__ = ['dihedral', 'predict_proba', 'evaluate', 'threshold_for', 'plot_confusion', 'plot_curves', 'plot_predictions',
-           'confident_errors', 'plot_confident_errors', 'plot_reliability']
+__all__ = ['RING_PROBES', 'dihedral', 'predict_proba', 'evaluate', 'threshold_for', 'plot_confusion', 'plot_curves',
+           'plot_predictions', 'confident_errors', 'plot_confident_errors', 'plot_reliability', 'subgroup_metrics',
+           'with_ring', 'ring_flips', 'ring_region', 'unring', 'unring_changes', 'ring_report', 'ring_table']
 
 # %% ../nbs/08_evaluation.ipynb #6a9ba72b
 def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -192,3 +195,101 @@ def plot_reliability(y_true, probs: dict, bins: int = 10, fname=None):
     b.set(xlabel='p(malignant)', ylabel='images', title='How the probabilities spread'); b.legend(fontsize=8)
     fig.tight_layout()
     return _finish(fig, fname)
+
+# %% ../nbs/08_evaluation.ipynb #db58a873
+def subgroup_metrics(y, p, groups: dict, threshold: float = 0.5, n_boot: int = 1000, seed: int = 0) -> dict:
+    "Metrics with bootstrap intervals (`ci`) and the image count `n` for each boolean mask in `groups` ({name: mask})."
+    y, p, out = np.asarray(y), np.asarray(p), {}
+    for name, m in groups.items():
+        m = np.asarray(m, bool)
+        if not m.any(): continue                       # an empty subgroup has no metrics; it is not listed
+        r = metrics(y[m], p[m], threshold)
+        r['ci'] = bootstrap_ci(y[m], p[m], threshold, n_boot=n_boot, seed=seed)
+        out[name] = {**r, 'n': int(m.sum())}
+    return out
+
+# %% ../nbs/08_evaluation.ipynb #91ef7e51
+RING_PROBES = ((0.8, 0.0), (0.9, 0.0), (1.0, 0.0), (1.1, 0.0), (1.2, 0.0), (0.9, 0.15), (1.05, 0.15))   # (radius, softness)
+
+def with_ring(images: np.ndarray, radius: float, softness: float = 0.0) -> np.ndarray:
+    "uint8 (N, H, W, C) copies of `images` with every pixel outside a centred circle (`radius` in half-sides) set to black."
+    m = ring_mask(1, images.shape[1], radius, softness)[0, 0].numpy()[None, :, :, None]
+    return np.rint(images.astype(np.float32) * m).astype(np.uint8)
+
+def ring_flips(predict, images: np.ndarray, threshold: float, probes=RING_PROBES) -> list:
+    "For each (radius, softness) probe: the share of `images` called positive (`predict(images) >= threshold`) with that ring, and the mean p."
+    p0 = predict(images)
+    rows = [dict(radius=None, softness=None, called_positive=float((p0 >= threshold).mean()), mean_p=float(p0.mean()))]
+    for radius, soft in probes:
+        p = predict(with_ring(images, radius, soft))
+        rows.append(dict(radius=radius, softness=soft, called_positive=float((p >= threshold).mean()), mean_p=float(p.mean()),
+                         flipped=float(((p >= threshold) & (p0 < threshold)).sum() / max(1, (p0 < threshold).sum()))))
+    return rows
+
+# %% ../nbs/08_evaluation.ipynb #0032e5a2
+def ring_region(image: np.ndarray, level: int = DARK_LEVEL) -> np.ndarray:
+    "Boolean (H, W): the dark pixels of `image` connected to its border (the ring), slightly widened over its soft edge."
+    gray = image.mean(-1) if image.ndim == 3 else image
+    dark = (gray < level).astype(np.uint8)
+    n, lab = cv2.connectedComponents(dark, connectivity=8)
+    border = np.unique(np.r_[lab[0], lab[-1], lab[:, 0], lab[:, -1]])
+    ring = np.isin(lab, border[border > 0])
+    k = max(1, image.shape[0] // 48)
+    return cv2.dilate(ring.astype(np.uint8), np.ones((2 * k + 1, 2 * k + 1), np.uint8)).astype(bool) if ring.any() else ring
+
+def unring(image: np.ndarray, how: str = 'fill') -> np.ndarray:
+    "`image` (uint8 H, W, C) without its ring: filled with the median colour of the skin beside it, or `how='crop'`: the largest centred square inside it, resized back."
+    ring = ring_region(image)
+    if not ring.any(): return image.copy()
+    n = image.shape[0]
+    if how == 'fill':
+        near = cv2.dilate(ring.astype(np.uint8), np.ones((n // 8 + 1,) * 2, np.uint8)).astype(bool) & ~ring
+        colour = np.median(image[near if near.any() else ~ring], 0) if (~ring).any() else np.full(image.shape[-1], 128)
+        out = image.copy(); out[ring] = np.rint(colour).astype(np.uint8)
+        return out
+    if how != 'crop': raise ValueError(f"how must be 'fill' or 'crop', not {how!r}")
+    yy, xx = np.nonzero(ring)
+    r = np.hypot(yy + 0.5 - n / 2, xx + 0.5 - n / 2).min()        # nearest ring pixel from the centre, in pixels
+    h = max(int(r / math.sqrt(2)), n // 8)                        # half-side of the square inside that circle
+    crop = image[n // 2 - h:n // 2 + h, n // 2 - h:n // 2 + h]
+    out = cv2.resize(crop, (n, n), interpolation=cv2.INTER_LINEAR)
+    return out.reshape(image.shape)
+
+# %% ../nbs/08_evaluation.ipynb #98f31a73
+def unring_changes(predict, images: np.ndarray, threshold: float) -> dict:
+    "For images with a ring: the share whose call changes once the ring is filled with skin colour, and once cropped away."
+    p0 = predict(images) >= threshold
+    out = dict(n=len(images))
+    for how in ('fill', 'crop'):
+        p = predict(np.stack([unring(im, how) for im in images])) >= threshold if len(images) else p0
+        out[how] = float((p != p0).mean()) if len(images) else None
+    return out
+
+def ring_report(predict, images: np.ndarray, y: np.ndarray, threshold: float, n_boot: int = 1000, seed: int = 0,
+                positive: int = 1) -> dict:
+    "The three ring measurements for uint8 `images` with labels `y` (`positive` is the class a ring should not predict)."
+    y = np.asarray(y); ring = has_dark_corners(images); pos = (y == positive).astype(int)
+    p = predict(images)
+    def share(m): return float(ring[m].mean()) if m.any() else None
+    return dict(
+        dark_corners=dict(share_positive=share(pos == 1), share_negative=share(pos == 0)),
+        subgroups=subgroup_metrics(pos, p, {'dark corners': ring, 'no dark corners': ~ring}, threshold, n_boot, seed),
+        ring_added=ring_flips(predict, images[pos == 0], threshold) if (pos == 0).any() else [],
+        ring_removed=unring_changes(predict, images[(pos == 1) & ring], threshold))
+
+# %% ../nbs/08_evaluation.ipynb #e8ce81c2
+def ring_table(rep: dict) -> str:
+    "A plain-text view of `ring_report` (the console script prints the same)."
+    def pct(v): return 'n/a' if v is None else f"{v:.1%}"
+    dc = rep['dark_corners']
+    lines = [f"  dark corners in {pct(dc['share_positive'])} of the positive and {pct(dc['share_negative'])} of the negative images"]
+    for k, v in rep['subgroups'].items():
+        lines.append(f"  {k:16s} n={v['n']:4d}  accuracy {v['accuracy']:.3f} [{v['ci']['accuracy'][0]:.3f}, {v['ci']['accuracy'][1]:.3f}]"
+                     f"  sensitivity {v['sensitivity']:.3f}  specificity {v['specificity']:.3f}")
+    for r in rep['ring_added']:
+        what = 'as they are' if r['radius'] is None else f"ring r={r['radius']:.2f} soft={r['softness']:.2f}"
+        flip = '' if r['radius'] is None else f"  flipped {r['flipped']:.1%} of those called negative without it"
+        lines.append(f"  negatives {what:24s} called positive {r['called_positive']:.1%}  mean p {r['mean_p']:.3f}{flip}")
+    rm = rep['ring_removed']
+    lines.append(f"  positives with dark corners (n={rm['n']}): call changed when the ring is filled {pct(rm['fill'])}, cropped {pct(rm['crop'])}")
+    return '\n'.join(lines)

@@ -82,6 +82,7 @@ class Recipe:
     positive: str | None = None        # the positive class; None: the class named malignant or melanoma (see metrics)
     group_split: bool = True           # keep near-copies inside train/ on one side of the validation split
     budget: float | None = None        # minutes for the whole run (cache, training, validation, files); sets the epochs
+    ring: float = 0.0                  # share of training images given a random dark ring (the dermoscope's field of view)
 
     def __post_init__(self): self.check()
 
@@ -112,6 +113,7 @@ class Recipe:
         if self.budget is not None and not (isinstance(self.budget, (int, float)) and math.isfinite(self.budget) and self.budget > 0):
             bad(f"budget must be a positive number of minutes, not {self.budget}")
         if self.workers is not None and self.workers < 0: bad(f"workers must be >= 0, not {self.workers}")
+        if not (isinstance(self.ring, (int, float)) and 0 <= self.ring <= 1): bad(f"ring is a share of the images, in [0, 1], not {self.ring}")
         if self.target_sensitivity is not None and not 0 < self.target_sensitivity <= 1:
             bad(f"target_sensitivity must be in (0, 1], not {self.target_sensitivity}")
 
@@ -135,10 +137,10 @@ _RUNTIME_FIELDS = ('workers',)   # fields that do not change what is computed: a
 
 # %% ../nbs/07_training.ipynb #c560061b
 PRESETS = {
-    'default': Recipe(arch='cnn', channels=3, size=64, epochs=10, batch_size=32, lr=2e-3),
-    'cpu':     Recipe(arch='resnet18w32', channels=3, size=96, epochs=10, batch_size=32, lr=2e-3, budget=15),
+    'default': Recipe(arch='cnn', channels=3, size=64, epochs=10, batch_size=32, lr=2e-3, ring=1.0),
+    'cpu':     Recipe(arch='resnet18w32', channels=3, size=96, epochs=10, batch_size=32, lr=2e-3, budget=15, ring=1.0),
     'gpu':     Recipe(arch='resnet18', channels=3, size=224, epochs=10, batch_size=64, lr=1e-3, pretrained=True,
-                      freeze_epochs=1),
+                      freeze_epochs=1, ring=1.0),
     'seed':    Recipe(arch='cnn', channels=1, size=224, epochs=10, batch_size=16, lr=1e-3, weight_decay=0.0,
                       label_smoothing=0.0, augment=False, schedule='constant', grad_clip=None),
 }
@@ -484,7 +486,7 @@ def make_batches(self: Trainer):
         self.val_b = make_loader(CachedImages(c.images, self.labels, va), 2 * bs, shuffle=False, workers=r.workers, **shard)
         self.where = f'from the cache, {self.train_b.num_workers} loader workers'
     self.mean, self.std = norm_stats(r.channels)
-    self.tf_train = BatchTransform(self.mean, self.std, train=r.augment).to(dev)
+    self.tf_train = BatchTransform(self.mean, self.std, train=r.augment, ring=r.ring if r.augment else 0.0).to(dev)
     self.tf_val = BatchTransform(self.mean, self.std, train=False).to(dev)
     self.weight = None
     if r.balance == 'weights':
