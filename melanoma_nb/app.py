@@ -91,6 +91,7 @@ def read_upload(path, size: int, channels: int, max_mb: float = MAX_UPLOAD_MB) -
                           f"send a smaller copy (the model sees it at a few hundred pixels anyway)")
     try:
         with open(path, 'rb') as f: buf = f.read(int(max_mb * 2**20) + 1)     # (its size was checked above)
+        if not buf: raise ImageReadError(path, 'empty file (0 bytes)')
         w, h = image_size(path, buf)                                           # from the header: nothing decoded yet
         if max(w, h) > MAX_ASPECT * max(min(w, h), 1):
             raise UploadError(f"the image is {w}x{h} pixels, a strip rather than a photo (more than {MAX_ASPECT}:1); crop it "
@@ -138,8 +139,13 @@ class Analyser:
 
     def decide(self, p: float) -> str:
         "The class decided for p(positive) = `p` at the checkpoint's threshold."
-        other = next((c for i, c in enumerate(self.classes) if i != self.pos), 'other')
-        return self.classes[self.pos] if p >= self.threshold else other
+        from melanoma_nb.metrics import decision_names       # 'not <positive>' with more than two classes, as the CLI says
+        neg, pos = decision_names(self.classes, self.pos)
+        return pos if p >= self.threshold else neg
+
+    def target(self, p: float) -> int:
+        "The class Grad-CAM explains: the decided one; with more than two classes always the positive (as melanoma-predict)."
+        return 1 - self.pos if p < self.threshold and len(self.classes) == 2 else self.pos
 
     def explain(self, x: np.ndarray, method: str = 'Grad-CAM') -> tuple:
         "(p(positive) (N,), maps (N, size, size)) for uint8 images `x` (N, size, size, C); maps for the decided class."
@@ -149,7 +155,7 @@ class Analyser:
         xt = self.tf(torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2))
         with self.lock:
             with torch.no_grad(): p = positive_proba(self.model(xt).float(), self.pos, self.T)
-            targets = [self.classes.index(self.decide(float(v))) for v in p]
+            targets = [self.target(float(v)) for v in p]
             with (GradCAMPlusPlus if method == 'Grad-CAM++' else GradCAM)(self.model) as cam:
                 maps = cam(xt, targets).cpu().numpy()
         return p.astype(np.float64), maps

@@ -512,7 +512,8 @@ def _jpeg_decode(path, buf: bytes, channels: int):
     cs = 'GRAY' if channels == 1 else 'RGB'
     try: return simplejpeg.decode_jpeg(buf, colorspace=cs, strict=True)
     except ValueError as e: msg = str(e)
-    if any(k in msg for k in _JPEG_DAMAGE) and 'before marker 0xd9' not in msg:   # junk after the last block: harmless
+    harmless = 'before marker 0xd9' in msg or 'bad ICC marker' in msg   # junk after the last block, a broken colour profile
+    if any(k in msg for k in _JPEG_DAMAGE) and not harmless:
         raise ImageReadError(path, f'damaged JPEG data ({msg}): part of the image would come out gray or garbled; '
                                    'replace the file with an intact copy')
     try: return simplejpeg.decode_jpeg(buf, colorspace=cs, strict=False)       # a harmless warning

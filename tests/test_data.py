@@ -225,3 +225,12 @@ def test_is_a_directory_does_not_advise_free_space(tmp_path):
     e = _cache_write_error(tmp_path, IsADirectoryError(21, 'Is a directory', str(tmp_path/'x')))
     assert 'Free some disk space' not in str(e) and 'in the way' in str(e)
     assert 'Free some disk space' in str(_cache_write_error(tmp_path, OSError(28, 'No space left on device')))
+
+
+def test_broken_icc_profile_is_not_damage(tmp_path):
+    "A JPEG whose ICC colour profile marker is malformed has intact pixels: it is read, not skipped as damaged."
+    p = b'ICC_PROFILE\0' + bytes(100)                                  # sequence number 0 of 0: libjpeg says 'bad ICC marker'
+    buf = _jpeg()
+    (tmp_path/'icc.jpg').write_bytes(buf[:2] + b'\xff\xe2' + struct.pack('>H', len(p) + 2) + p + buf[2:])
+    np.testing.assert_array_equal(read_image(tmp_path/'icc.jpg', 32), read_image(sample_root()/'train'/'benign'/sorted(
+        os.listdir(sample_root()/'train'/'benign'))[0], 32))
