@@ -1,4 +1,4 @@
-"""Find test images that are exact or near copies of training images (a leak that makes test figures optimistic), and groups of copies inside `train/`, so that a copy never sits on both sides of the validation split.
+"""Find test images that are exact or near copies of training images (a leak that makes test figures optimistic), groups of copies inside `train/`, so that a copy never sits on both sides of the validation split, and artefacts such as the dermoscope's dark corners that predict the class.
 
 Docs: https://melanoma-nb.github.io/melanoma_nb/audit.html.md"""
 
@@ -6,7 +6,7 @@ Docs: https://melanoma-nb.github.io/melanoma_nb/audit.html.md"""
 
 # %% ../nbs/01_audit.ipynb #df8871c9
 from __future__ import annotations
-import hashlib, os, time
+import csv, hashlib, importlib.resources, os, time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
@@ -15,12 +15,14 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from .data import ImageReadError, ImageCache, ImageIndex, MAX_PIXELS, image_size, scan, _read_bytes
+from .data import DataError, ImageReadError, ImageCache, ImageIndex, MAX_PIXELS, image_size, scan, _read_bytes
 
 # %% auto #0
-__all__ = ['DIHEDRAL', 'AUDIT_SIZE', 'PHASH_RADIUS', 'MATCH_MIN', 'DETAIL_SIGMA', 'DARK_LEVEL', 'DARK_SHARE', 'gray_thumb',
-           'audit_features', 'phash', 'popcount64', 'frame_mask', 'detail', 'LeakPair', 'Leaks', 'audit_leakage',
-           'dedup_keep', 'synthetic_copy', 'calibrate_audit', 'copy_groups', 'dark_corner_score', 'has_dark_corners']
+__all__ = ['DIHEDRAL', 'AUDIT_SIZE', 'PHASH_RADIUS', 'MATCH_MIN', 'DETAIL_SIGMA', 'DARK_LEVEL', 'DARK_SHARE', 'RATIO_LIMIT',
+           'MI_LIMIT', 'MIN_COUNT', 'ARTEFACT_SIZE', 'ARTEFACTS', 'gray_thumb', 'audit_features', 'phash', 'popcount64',
+           'frame_mask', 'detail', 'LeakPair', 'Leaks', 'audit_leakage', 'dedup_keep', 'synthetic_copy',
+           'calibrate_audit', 'copy_groups', 'dark_corner_score', 'has_dark_corners', 'dark_corner_labels', 'agreement',
+           'mutual_information', 'share_ratio', 'ArtefactReport', 'artefact_report']
 
 # %% ../nbs/01_audit.ipynb #ba34bfe9
 DIHEDRAL = tuple(range(8))   # view k: k % 4 quarter turns, then a left-right flip when k >= 4 (the symmetries of the square)
@@ -258,26 +260,148 @@ def copy_groups(paths, progress: bool = False, **audit_kw) -> tuple:
 
 # %% ../nbs/01_audit.ipynb #e377cbaf
 DARK_LEVEL = 45      # gray level (0-255) under which a corner pixel counts as dark
-DARK_SHARE = 0.5     # share of dark corner pixels from which an image has dark corners
+DARK_SHARE = 0.03    # share of dark pixels in the second-darkest corner from which an image has dark corners
 
 def _corner_region(size: int) -> np.ndarray:
     "Boolean (size, size): the pixels outside the circle inscribed in the square."
     p = (np.arange(size) + 0.5) / size * 2 - 1
     return np.hypot(p[:, None], p[None, :]) > 1
 
+def _corner_quadrants(size: int) -> np.ndarray:
+    "Integer (size, size): 0-3 for the corner pixels (top-left, top-right, bottom-left, bottom-right), -1 elsewhere."
+    h = np.arange(size) >= size // 2
+    q = h[:, None] * 2 + h[None, :]
+    return np.where(_corner_region(size), q, -1)
+
 def dark_corner_score(images, batch: int = 1024) -> np.ndarray:
-    "Per image of a uint8 (N, H, W, C) array: the share of its corner pixels darker than `DARK_LEVEL`."
+    "Per image of a uint8 (N, H, W, C) array: the share of pixels darker than `DARK_LEVEL` in its second-darkest corner."
     images = np.asarray(images) if not isinstance(images, np.memmap) else images
     if images.ndim != 4 or images.shape[1] != images.shape[2]:
         raise ValueError(f"expected square uint8 images (N, H, W, C), not shape {images.shape}")
-    corner = _corner_region(images.shape[1])
+    quad = _corner_quadrants(images.shape[1])
+    onehot = (quad[quad >= 0][:, None] == np.arange(4)).astype(np.float32)    # (corner pixels, 4)
+    onehot /= onehot.sum(0)                                                    # a mean per corner
     w = np.array([0.299, 0.587, 0.114] if images.shape[-1] == 3 else [1.0], np.float32)
     out = np.empty(len(images), np.float32)
     for s in range(0, len(images), batch):
-        px = images[s:s + batch][:, corner].astype(np.float32) @ w     # (n, corner pixels) gray levels
-        out[s:s + batch] = (px < DARK_LEVEL).mean(1)
+        px = images[s:s + batch][:, quad >= 0].astype(np.float32) @ w         # (n, corner pixels) gray levels
+        shares = (px < DARK_LEVEL).astype(np.float32) @ onehot                 # (n, 4) dark share per corner
+        out[s:s + batch] = np.sort(shares, 1)[:, -2]
     return out
 
 def has_dark_corners(images, share: float = DARK_SHARE) -> np.ndarray:
     "Boolean per image: its corners are dark (the dermoscope's ring)."
     return dark_corner_score(images) >= share
+
+# %% ../nbs/01_audit.ipynb #3f55ce84
+def dark_corner_labels() -> tuple:
+    "The hand labels of dark corners shipped with the package: (rows of the CSV as dicts, (N, 96, 96, 3) uint8 thumbnails)."
+    folder = Path(str(importlib.resources.files('melanoma_nb')))/'labels'
+    csv_file, jpg = folder/'dark_corners.csv', folder/'dark_corners.jpg'
+    try:
+        with open(csv_file, newline='') as f: rows = list(csv.DictReader(f))
+        mosaic = cv2.imdecode(np.fromfile(jpg, np.uint8), cv2.IMREAD_COLOR)
+    except OSError as e:
+        raise DataError(f"{e.filename}: the hand labels of dark corners are missing; reinstall melanoma_nb.") from None
+    n, s = len(rows), 96
+    if mosaic is None or mosaic.shape[0] * mosaic.shape[1] < n * s * s:
+        raise DataError(f"{jpg}: the thumbnails do not match the {n} labels in {csv_file.name}; reinstall melanoma_nb.")
+    cols = mosaic.shape[1] // s
+    tiles = mosaic[..., ::-1].reshape(-1, s, cols, s, 3).transpose(0, 2, 1, 3, 4).reshape(-1, s, s, 3)
+    for r in rows: r['dark_corners'] = r['dark_corners'] == '1'
+    return rows, np.ascontiguousarray(tiles[:n])
+
+# %% ../nbs/01_audit.ipynb #301e6eed
+def agreement(pred, truth) -> dict:
+    "How boolean calls `pred` agree with reference labels `truth`: n, accuracy, sensitivity, specificity, Cohen's kappa."
+    p, t = np.asarray(pred, bool), np.asarray(truth, bool)
+    if p.shape != t.shape or p.ndim != 1: raise ValueError(f"pred and truth must be 1-D of one length, not {p.shape} and {t.shape}")
+    acc = float((p == t).mean()) if len(t) else float('nan')
+    chance = p.mean() * t.mean() + (1 - p.mean()) * (1 - t.mean()) if len(t) else float('nan')
+    return dict(n=len(t), accuracy=acc,
+                sensitivity=float(p[t].mean()) if t.any() else float('nan'),
+                specificity=float((~p[~t]).mean()) if (~t).any() else float('nan'),
+                kappa=float((acc - chance) / (1 - chance)) if chance < 1 else float('nan'))
+
+# %% ../nbs/01_audit.ipynb #05f6f6dc
+RATIO_LIMIT = 3.0    # warn when an artefact is this many times as common in one class as in another ...
+MI_LIMIT = 0.01      # ... or tells this much about the class (bits of mutual information)
+MIN_COUNT = 10       # fewer images with the artefact (in its commoner class): the ratio alone does not warn
+ARTEFACT_SIZE = 96   # side of the images the artefact audit reads (the command line decodes them at this size)
+
+def mutual_information(flag, y) -> float:
+    "Mutual information (bits) between a boolean flag and integer class labels, from their joint frequencies."
+    a, y = np.asarray(flag, bool), np.asarray(y)
+    if a.shape != y.shape: raise ValueError(f"flag and labels differ in shape: {a.shape} and {y.shape}")
+    if not len(y): return 0.0
+    joint = np.array([[np.mean((a == v) & (y == c)) for c in np.unique(y)] for v in (False, True)])
+    expect = joint.sum(1, keepdims=True) * joint.sum(0, keepdims=True)
+    nz = joint > 0
+    return float(max(0.0, (joint[nz] * np.log2(joint[nz] / expect[nz])).sum()))
+
+def share_ratio(counts, ns) -> float:
+    "Largest over smallest share of an artefact among classes, each share smoothed as (count + 0.5) / (n + 1)."
+    s = (np.asarray(counts, float) + 0.5) / (np.asarray(ns, float) + 1)
+    return float(s.max() / s.min())
+
+# %% ../nbs/01_audit.ipynb #46dd4d5f
+ARTEFACTS = {'dark corners': has_dark_corners}   # name -> detector: uint8 (N, H, W, C) images -> boolean per image
+
+def _artefact_split(flag, y, classes) -> dict:
+    "Counts and shares of one artefact per class in one split, its share ratio and mutual information, and the verdict."
+    per = {c: dict(n=int((y == k).sum()), count=int((flag & (y == k)).sum())) for k, c in enumerate(classes)}
+    for v in per.values(): v['share'] = v['count'] / v['n'] if v['n'] else float('nan')
+    present = [v for v in per.values() if v['n']]
+    ratio = share_ratio([v['count'] for v in present], [v['n'] for v in present]) if len(present) > 1 else float('nan')
+    mi = mutual_information(flag, y) if len(present) > 1 else 0.0
+    common = max((v['count'] for v in present), default=0)
+    warn = bool((ratio >= RATIO_LIMIT and common >= MIN_COUNT) or mi >= MI_LIMIT)
+    return dict(classes=per, ratio=ratio, mi_bits=mi, warn=warn)
+
+class ArtefactReport(dict):
+    "{artefact: {split: {classes: {class: n, count, share}, ratio, mi_bits, warn}}}, with `limits`, `summary()`, `warnings()`."
+    limits = dict(ratio=RATIO_LIMIT, mi_bits=MI_LIMIT, min_count=MIN_COUNT)
+    def warnings(self) -> list:
+        "One line per artefact that predicts the class in some split (the split where it tells most about the class)."
+        out = []
+        for name, splits in self.items():
+            bad = {s: r for s, r in splits.items() if r['warn']}
+            if not bad: continue
+            s, r = max(bad.items(), key=lambda kv: kv[1]['mi_bits'])
+            (hi, vh), (lo, vl) = [max(r['classes'].items(), key=lambda kv: kv[1]['share'] if kv[1]['n'] else -1),
+                                  min(r['classes'].items(), key=lambda kv: kv[1]['share'] if kv[1]['n'] else 2)]
+            where = f" ({', '.join(bad)}): in {s}," if list(splits) != ['all'] else ':'
+            out.append(f"{name} predict the class{where} {vh['share']:.1%} of {hi} vs "
+                       f"{vl['share']:.1%} of {lo} images (ratio {r['ratio']:.1f}, {r['mi_bits']:.3f} bits); a model can "
+                       f"learn the artefact instead of the lesion")
+        return out
+    def summary(self) -> str:
+        lim = self.limits
+        lines = [f"Artefact audit (warns at a share ratio >= {lim['ratio']:g} with >= {lim['min_count']} images, "
+                 f"or >= {lim['mi_bits']:g} bits of mutual information)"]
+        for name, splits in self.items():
+            for s, r in splits.items():
+                cls = '  '.join(f"{c} {v['count']}/{v['n']} ({v['share']:.1%})" for c, v in r['classes'].items() if v['n'])
+                lines.append(f"  {name:14s} {s:6s} {cls}  ratio {r['ratio']:.1f}  {r['mi_bits']:.3f} bits"
+                             + ('  WARNING' if r['warn'] else ''))
+        return '\n'.join(lines)
+    def to_json(self) -> dict:
+        return dict(limits=dict(self.limits), artefacts=dict(self), warnings=self.warnings())
+
+# %% ../nbs/01_audit.ipynb #81257b59
+def artefact_report(data, labels=None, splits=None, classes=None, detectors=None) -> ArtefactReport:
+    "Each artefact's count and share per split and class, share ratio and mutual information: an `ImageCache`, or uint8 images with labels (and splits, classes)."
+    if hasattr(data, 'images'):
+        images, labels, splits, classes = data.images, data.labels, data.splits, data.classes
+    else: images = data
+    labels = np.asarray(labels)
+    splits = np.asarray(splits) if splits is not None else np.full(len(labels), 'all')
+    classes = list(classes) if classes is not None else [str(c) for c in range(int(labels.max(initial=0)) + 1)]
+    if not len(images) == len(labels) == len(splits):
+        raise ValueError(f"images, labels and splits differ in length: {len(images)}, {len(labels)}, {len(splits)}")
+    order = sorted(set(splits.tolist()), key=lambda s: (s != 'train', s != 'test', s))
+    rep = ArtefactReport()
+    for name, detect in (detectors or ARTEFACTS).items():
+        flag = np.asarray(detect(images), bool)
+        rep[name] = {s: _artefact_split(flag[splits == s], labels[splits == s], classes) for s in order}
+    return rep

@@ -1,4 +1,4 @@
-"""`melanoma-prepare`, `melanoma-train`, `melanoma-evaluate`, `melanoma-predict` and `melanoma-audit`: the data cache, training, evaluation, prediction and the leakage audit from a shell, one clear line per user error.
+"""`melanoma-prepare`, `melanoma-train`, `melanoma-evaluate`, `melanoma-predict` and `melanoma-audit`: the data cache, training, evaluation, prediction and the leakage and artefact audit from a shell, one clear line per user error.
 
 Docs: https://melanoma-nb.github.io/melanoma_nb/cli.html.md"""
 
@@ -719,7 +719,9 @@ def audit_parser() -> argparse.ArgumentParser:
     p = _Parser(prog='melanoma-audit', parents=[_progress_args()],
                 description=_fill("Find test images that are exact or near copies of training images (in a single "
                                   "folder: copies among its images): SHA-1, perceptual-hash candidates, pixel-level "
-                                  "confirmation. One line per pair, then a summary."),
+                                  "confirmation. One line per pair, then a summary. Then the artefacts (the "
+                                  "dermoscope's dark corners) per split and class, with a warning line when one "
+                                  "predicts the class."),
                 examples=["melanoma-audit                          # the located data", 
                           "melanoma-audit melanoma_cancer_dataset --json leaks.json"])
     p.add_argument('data', nargs='?', type=_path, metavar='DATA',
@@ -728,21 +730,34 @@ def audit_parser() -> argparse.ArgumentParser:
                    help=f'largest hash distance of a candidate pair, of 64 bits (default: {r})')
     p.add_argument('--min-corr', type=_float_in(0, 1), default=c, metavar='R', help=f'smallest detail correlation that confirms a copy (default: {c})')
     p.add_argument('--no-dihedral', action='store_true', help='do not look for rotated or flipped copies')
-    p.add_argument('--json', type=_path, metavar='FILE', help='also write the pairs and the summary to FILE')
+    p.add_argument('--no-artefacts', action='store_true',
+                   help='skip the artefact audit (it decodes every image at 96 px once; later runs reuse that cache)')
+    p.add_argument('--json', type=_path, metavar='FILE', help='also write the pairs, the artefacts and the summary to FILE')
     return p
 
+def _audit_artefacts(index, source: str, progress: bool):
+    "The artefact report of a scanned data set (decoded at `audit.ARTEFACT_SIZE`), printed; each warning one line on stderr."
+    from melanoma_nb.data import build_cache
+    from melanoma_nb.audit import ARTEFACT_SIZE, artefact_report
+    rep = artefact_report(build_cache(index, ARTEFACT_SIZE, 3, progress=progress, source=source))
+    print(rep.summary())
+    for w in rep.warnings(): print(f"melanoma-audit: warning: {w}", file=sys.stderr)
+    return rep
+
 def audit_main(argv=None) -> int:
-    "`melanoma-audit DATA`: the leakage pairs and a summary."
+    "`melanoma-audit DATA`: the leakage pairs and a summary, then the artefacts per split and class."
     args = audit_parser().parse_args(argv)
     def work():
         from melanoma_nb.data import DataError, locate_data, scan
         root, source = locate_data(args.data, verbose=False)
         index = scan(root)
         from melanoma_nb.audit import audit_leakage
+        progress = not args.no_progress and sys.stderr.isatty()
         leaks = audit_leakage(index, radius=args.radius, min_corr=args.min_corr, dihedral=not args.no_dihedral,
-                              progress=not args.no_progress and sys.stderr.isatty())
+                              progress=progress)
         for l in leaks: print(f"{l.kind:24s} {l.distance:.4f}  {l.test}  <-  {l.train}")
         print(leaks.summary())
+        art = None if args.no_artefacts else _audit_artefacts(index, source, progress)
         if args.json:
             f = Path(args.json).expanduser()
             try: f.parent.mkdir(parents=True, exist_ok=True)
@@ -750,6 +765,6 @@ def audit_main(argv=None) -> int:
             from melanoma_nb.checkpoint import write_json
             write_json(f, {'root': str(root), 'mode': leaks.mode, 'n_test': leaks.n_test, 'n_train': leaks.n_train,
                            'settings': leaks.settings, 'pairs': [l._asdict() for l in leaks],
-                           'skipped': [list(s) for s in leaks.skipped]})
+                           'skipped': [list(s) for s in leaks.skipped], 'artefacts': art.to_json() if art else None})
         return 0
     return _run('melanoma-audit', work)
