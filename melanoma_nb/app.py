@@ -17,14 +17,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .data import ImageReadError, image_size, read_image
+from .data import ImageReadError, image_size, read_image, _jpeg_header
 
 # %% auto #0
-__all__ = ['APP_EXTRA', 'LATEST', 'TRAIN_CMD', 'MAX_UPLOAD_MB', 'MAX_IMAGES', 'DISPLAY_MIN', 'DISPLAY_MAX', 'METHODS', 'NOTICE',
-           'CSS', 'APP_EXIT', 'AppError', 'need_gradio', 'default_model', 'temperature', 'positive_of', 'UploadError',
-           'read_upload', 'Result', 'Analyser', 'data_uri', 'threshold_meaning', 'result_html', 'evaluation_beside',
-           'model_card', 'analyse_uploads', 'redraw', 'build_app', 'free_port', 'serve', 'close_app', 'app_parser',
-           'app_main']
+__all__ = ['APP_EXTRA', 'LATEST', 'TRAIN_CMD', 'MAX_UPLOAD_MB', 'MAX_IMAGES', 'MAX_ASPECT', 'DISPLAY_MIN', 'DISPLAY_MAX',
+           'METHODS', 'NOTICE', 'CSS', 'APP_EXIT', 'AppError', 'need_gradio', 'default_model', 'temperature',
+           'positive_of', 'UploadError', 'read_upload', 'Result', 'Analyser', 'data_uri', 'threshold_meaning',
+           'result_html', 'evaluation_beside', 'temperature_note', 'model_card', 'analyse_uploads', 'redraw',
+           'build_app', 'free_port', 'serve', 'wait', 'close_app', 'app_parser', 'app_main']
 
 # %% ../nbs/12_app.ipynb #6d53d7ea
 APP_EXTRA = "pip install 'melanoma_nb[app]'"
@@ -68,14 +68,16 @@ def positive_of(meta: dict) -> int:
 # %% ../nbs/12_app.ipynb #fc68a84d
 MAX_UPLOAD_MB = 20
 MAX_IMAGES = 50        # per upload; more are listed as not analysed
+MAX_ASPECT = 8         # longer side / shorter side: a lesion photo is near square; a 1x50000 strip is not one
 DISPLAY_MIN, DISPLAY_MAX = 256, 1024
 
 class UploadError(Exception):
     "An upload that cannot be analysed; the message is shown on the page."
 
-def _display_size(path: Path) -> tuple:
-    "(width, height) to show `path` at: its own, with the longer side between DISPLAY_MIN and DISPLAY_MAX."
-    w, h = image_size(path, path.read_bytes())
+def _display_size(path: Path, buf: bytes) -> tuple:
+    "(width, height) to show `path` at: its own as shown (EXIF orientation applied), the longer side between DISPLAY_MIN and DISPLAY_MAX."
+    w, h = image_size(path, buf)
+    if buf[:2] == b'\xff\xd8' and (hdr := _jpeg_header(buf)) and hdr[2] >= 5: w, h = h, w   # turned a quarter: sides swap
     k = min(max(1.0, DISPLAY_MIN / max(w, h)), DISPLAY_MAX / max(w, h))
     return max(1, round(w * k)), max(1, round(h * k))
 
@@ -88,11 +90,18 @@ def read_upload(path, size: int, channels: int, max_mb: float = MAX_UPLOAD_MB) -
         raise UploadError(f"the file is {n / 2**20:.1f} MB, over the limit of {max_mb:g} MB per image; "
                           f"send a smaller copy (the model sees it at a few hundred pixels anyway)")
     try:
+        with open(path, 'rb') as f: buf = f.read(int(max_mb * 2**20) + 1)     # (its size was checked above)
+        if not buf: raise ImageReadError(path, 'empty file (0 bytes)')
+        w, h = image_size(path, buf)                                           # from the header: nothing decoded yet
+        if max(w, h) > MAX_ASPECT * max(min(w, h), 1):
+            raise UploadError(f"the image is {w}x{h} pixels, a strip rather than a photo (more than {MAX_ASPECT}:1); crop it "
+                              f"to the lesion")
         x = read_image(path, size, channels)
-        w, h = _display_size(path)
+        w, h = _display_size(path, buf)
         side = max(w, h)
         disp = cv2.resize(read_image(path, side, 3), (w, h), interpolation=cv2.INTER_AREA) if w != h else read_image(path, side, 3)
     except ImageReadError as e: raise UploadError(f"not a usable image: {e.reason}") from None
+    except OSError as e: raise UploadError(f"the upload could not be read ({e.strerror})") from None
     return x, disp
 
 # %% ../nbs/12_app.ipynb #32174807
@@ -130,8 +139,13 @@ class Analyser:
 
     def decide(self, p: float) -> str:
         "The class decided for p(positive) = `p` at the checkpoint's threshold."
-        other = next((c for i, c in enumerate(self.classes) if i != self.pos), 'other')
-        return self.classes[self.pos] if p >= self.threshold else other
+        from melanoma_nb.metrics import decision_names       # 'not <positive>' with more than two classes, as the CLI says
+        neg, pos = decision_names(self.classes, self.pos)
+        return pos if p >= self.threshold else neg
+
+    def target(self, p: float) -> int:
+        "The class Grad-CAM explains: the decided one; with more than two classes always the positive (as melanoma-predict)."
+        return 1 - self.pos if p < self.threshold and len(self.classes) == 2 else self.pos
 
     def explain(self, x: np.ndarray, method: str = 'Grad-CAM') -> tuple:
         "(p(positive) (N,), maps (N, size, size)) for uint8 images `x` (N, size, size, C); maps for the decided class."
@@ -141,7 +155,7 @@ class Analyser:
         xt = self.tf(torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2))
         with self.lock:
             with torch.no_grad(): p = positive_proba(self.model(xt).float(), self.pos, self.T)
-            targets = [self.classes.index(self.decide(float(v))) for v in p]
+            targets = [self.target(float(v)) for v in p]
             with (GradCAMPlusPlus if method == 'Grad-CAM++' else GradCAM)(self.model) as cam:
                 maps = cam(xt, targets).cpu().numpy()
         return p.astype(np.float64), maps
@@ -160,15 +174,24 @@ class Analyser:
 def data_uri(img: np.ndarray, quality: int = 90) -> str:
     "A uint8 RGB image as a `data:image/jpeg;base64,...` URI (nothing written to disk)."
     ok, buf = cv2.imencode('.jpg', np.ascontiguousarray(img[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok: raise ValueError(f"an image of {img.shape[1]}x{img.shape[0]} pixels cannot be encoded as a JPEG")
     return 'data:image/jpeg;base64,' + base64.b64encode(buf.tobytes()).decode()
 
-def _pct(v) -> str: return 'n/a' if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.0f} %"
+def _real(v) -> float | None:
+    "`v` as a finite number, or None: a checkpoint's or metrics file's values are shown only when they are numbers."
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+def _dict(v) -> dict: return v if isinstance(v, dict) else {}
+
+def _pct(v) -> str: return 'n/a' if _real(v) is None else f"{100 * v:.0f} %"
+
+def _num(v) -> str: return 'n/a' if _real(v) is None else f"{v:.3f}"
 
 def threshold_meaning(meta: dict) -> str:
     "One sentence: what the checkpoint's threshold did on its validation images."
-    m, classes = meta.get('metrics', {}), list(meta['classes'])
+    m, classes = _dict(meta.get('metrics')), list(meta['classes'])
     pos = classes[positive_of(meta)]
-    n = f" {m['n_val']}" if 'n_val' in m else ''
+    n = f" {m['n_val']}" if _real(m.get('n_val')) is not None else ''
     return (f"At threshold {float(meta['threshold']):.2f} the model flagged {_pct(m.get('val_sens'))} of the {pos} "
             f"lesions among its{n} validation images (sensitivity) and cleared {_pct(m.get('val_spec'))} of the others "
             f"(specificity).")
@@ -208,29 +231,41 @@ def evaluation_beside(model_path) -> dict | None:
     return None
 
 def _ci(m: dict, k: str) -> str:
-    v, ci = m.get(k), m.get('ci', {}).get(k)
-    if v is None: return 'n/a'
-    return f"{v:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and None not in ci else '')
+    v, ci = m.get(k), _dict(m.get('ci')).get(k)
+    if _real(v) is None: return 'n/a'
+    ok = isinstance(ci, (list, tuple)) and len(ci) == 2 and all(_real(c) is not None for c in ci)
+    return f"{v:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ok else '')
 
 # %% ../nbs/12_app.ipynb #20396dd1
+def _count(v) -> str: return str(int(v)) if _real(v) is not None else '?'
+
+def temperature_note(meta: dict) -> str:
+    "What the card says of the temperature: its value, how it was fitted, and a warning when it sits at its bound."
+    T = temperature(meta)
+    if T <= 0.0505 or T >= 19.8:
+        return (f"softmax temperature {T:g}, **at the bound of its fit**: the validation images were too few or too easy to "
+                f"calibrate on, so the probabilities are over-{'confident' if T < 1 else 'cautious'}; retrain with this "
+                f"version (which keeps T near 1 then) or read p as a ranking only.")
+    return (f"softmax temperature {T:g} (fitted on the validation images with a prior that keeps it near 1 when they are "
+            f"few; 1: the model's own probabilities).")
+
 def model_card(meta: dict, path=None) -> str:
     "The model card in Markdown: data, recipe, validation metrics, test metrics with CIs when evaluated."
-    m, r = meta.get('metrics', {}), meta.get('recipe', {})
+    m, r = _dict(meta.get('metrics')), _dict(meta.get('recipe'))
     lines = [f"### Model card: `{Path(path).name if path else 'model'}`",
              f"**Model.** {meta['arch']}, {meta['in_chans']} channel(s) at {meta['size']}x{meta['size']} pixels; "
-             f"classes {', '.join(meta['classes'])}; best epoch {meta.get('epoch', '?')}; softmax temperature "
-             f"{temperature(meta):g}.",
-             f"**Data.** Trained on {m.get('n_train', '?')} images and validated on {m.get('n_val', '?')} held-out "
+             f"classes {', '.join(meta['classes'])}; best epoch {meta.get('epoch', '?')}; {temperature_note(meta)}",
+             f"**Data.** Trained on {_count(m.get('n_train'))} images and validated on {_count(m.get('n_val'))} held-out "
              f"images of the training split (the test split was not used for training or for choosing the threshold).",
              "**Recipe.** " + ', '.join(f"{k} {v}" for k, v in r.items() if k in
                                         ('epochs', 'batch_size', 'lr', 'weight_decay', 'label_smoothing', 'augment',
                                          'pretrained', 'target_sensitivity', 'seed')) + '.',
-             f"**Validation** (at threshold {float(meta['threshold']):.2f}): ROC-AUC {m.get('val_auc', float('nan')):.3f}, "
-             f"accuracy {m.get('val_acc', float('nan')):.3f}, sensitivity {m.get('val_sens', float('nan')):.3f}, "
-             f"specificity {m.get('val_spec', float('nan')):.3f}."]
+             f"**Validation** (at threshold {float(meta['threshold']):.2f}): ROC-AUC {_num(m.get('val_auc'))}, "
+             f"accuracy {_num(m.get('val_acc'))}, sensitivity {_num(m.get('val_sens'))}, "
+             f"specificity {_num(m.get('val_spec'))}."]
     ev = evaluation_beside(path)
     if ev:
-        lines.append(f"**Test** ({ev.get('n', '?')} images, melanoma-evaluate, 95 % bootstrap intervals): "
+        lines.append(f"**Test** ({_count(ev.get('n'))} images, melanoma-evaluate, 95 % bootstrap intervals): "
                      + ', '.join(f"{k.replace('_', '-')} {_ci(ev, k)}" for k in ('roc_auc', 'accuracy', 'sensitivity', 'specificity')) + '.')
     else:
         lines.append("**Test.** Not evaluated yet: `melanoma-evaluate --model MODEL.pt` writes eval/metrics.json beside "
@@ -238,44 +273,32 @@ def model_card(meta: dict, path=None) -> str:
     return '\n\n'.join(lines)
 
 # %% ../nbs/12_app.ipynb #5ad93888
-def _remove(path, upload_dir):
-    "Delete `path` if it lies inside `upload_dir`, and its folder if that is now empty (Gradio gives each upload one)."
-    if upload_dir is None: return
-    p, root = Path(path).resolve(), Path(upload_dir).resolve()
-    if root not in p.parents: return
-    try: p.unlink()
-    except OSError: pass
-    if p.parent != root:
-        try: p.parent.rmdir()
-        except OSError: pass
-
 def _page(cards: list, total: int, t0: float) -> str:
     done = f"{len(cards)} of {total} image(s) analysed in {time.perf_counter() - t0:.1f} s" if total else ''
     return f'<div class="mn-results">{"".join(cards)}</div><p class="mn-status">{done}</p>'
 
-def analyse_uploads(an: Analyser, files, method: str = 'Grad-CAM', upload_dir=None):
-    "Yield (page HTML, session images) after each of `files` (paths); those inside `upload_dir` are deleted."
+def analyse_uploads(an: Analyser, files, method: str = 'Grad-CAM'):
+    "Yield (page HTML, session images) after each of `files` (paths); the files are only read, never deleted (see below)."
     files = [str(f if isinstance(f, (str, os.PathLike)) else getattr(f, 'path', f)) for f in (files or [])]
     t0, cards, kept = time.perf_counter(), [], []
-    try:
-        for i, f in enumerate(files):
-            name, t1 = Path(f).name, time.perf_counter()
-            if i >= MAX_IMAGES: r = Result(name, error=f"not analysed: at most {MAX_IMAGES} images per upload")
-            else:
-                try:
-                    x, disp = read_upload(f, an.meta['size'], an.meta['in_chans'])
-                    _remove(f, upload_dir)
-                    r = an.analyse(x, disp, name, method); kept.append((name, x, disp))
-                except UploadError as e: r = Result(name, error=str(e))
-                except Exception as e:   # a bug must not take the page down: say so, log it, go on
-                    traceback.print_exc()
-                    r = Result(name, error=f"could not be analysed (internal error: {type(e).__name__}: {e})")
-            _remove(f, upload_dir)
-            r.seconds = time.perf_counter() - t1
-            cards.append(result_html(r, an, method))
-            yield _page(cards, len(files), t0), kept
-    finally:
-        for f in files: _remove(f, upload_dir)
+    for i, f in enumerate(files):
+        name, t1 = Path(f).name, time.perf_counter()
+        if i >= MAX_IMAGES: r = Result(name, error=f"not analysed: at most {MAX_IMAGES} images per upload")
+        else:
+            try:
+                x, disp = read_upload(f, an.meta['size'], an.meta['in_chans'])
+                r = an.analyse(x, disp, name, method); kept.append((name, x, disp))
+            except UploadError as e: r = Result(name, error=str(e))
+            except Exception as e:   # a bug must not take the page down: say so, log it, go on
+                traceback.print_exc()
+                r = Result(name, error=f"could not be analysed (internal error: {type(e).__name__}: {e})")
+        r.seconds = time.perf_counter() - t1
+        try: card = result_html(r, an, method)
+        except Exception as e:
+            traceback.print_exc()
+            card = result_html(Result(name, error=f"could not be shown (internal error: {type(e).__name__}: {e})"), an, method)
+        cards.append(card)
+        yield _page(cards, len(files), t0), kept
 
 # %% ../nbs/12_app.ipynb #c27ca02d
 def redraw(an: Analyser, kept, method: str = 'Grad-CAM') -> str:
@@ -321,7 +344,7 @@ def build_app(an: Analyser, upload_dir=None):
         kept = gr.State([])
         gr.Markdown(model_card(an.meta, an.path), elem_id='mn-card')
         def on_upload(fs, m):   # the upload box is emptied at once, ready for the next images
-            for page, k in analyse_uploads(an, fs, m, upload_dir): yield page, k, None
+            for page, k in analyse_uploads(an, fs, m): yield page, k, None
         files.upload(on_upload, [files, method], [out, kept, files], concurrency_limit=2, show_progress='minimal')
         method.change(lambda k, m: redraw(an, k, m), [kept, method], out, concurrency_limit=2)
     demo.upload_dir = upload_dir
@@ -340,21 +363,30 @@ def serve(an: Analyser, host: str = '127.0.0.1', port: int | None = None, block:
           ready=None):
     "Launch the app on `host:port` (default: a free port), call `ready(demo)` once it answers; -> the running `Blocks`."
     gr = need_gradio()
+    if port is not None and not 0 <= port <= 65535: raise AppError(f"port {port} is not a TCP port: give 1 to 65535 (0: any free one)")
     port = port or free_port(host)
     demo = build_app(an)
     try:
         demo.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=quiet, inline=False, show_error=False,
                     max_file_size=f'{MAX_UPLOAD_MB}mb', theme=_theme(gr), css=CSS, footer_links=[], ssr_mode=False)
-    except OSError as e:
+    except Exception as e:                   # a busy port (OSError), an impossible one (OverflowError): one line
         close_app(demo)
         raise AppError(f"cannot serve on {host}:{port} ({e}); is the port in use? Pass another with --port N.") from None
     if ready: ready(demo)
-    if block:
-        try:
-            while True: time.sleep(3600)
-        except KeyboardInterrupt: pass
-        finally: close_app(demo)
+    if block: wait(demo)
     return demo
+
+def wait(demo):
+    "Serve until Ctrl+C or SIGTERM, then stop and delete the upload folder (with the images in it)."
+    import signal
+    def stop(signum, frame): raise KeyboardInterrupt
+    old = signal.signal(signal.SIGTERM, stop) if threading.current_thread() is threading.main_thread() else None
+    try:
+        while True: time.sleep(3600)
+    except KeyboardInterrupt: pass
+    finally:
+        close_app(demo)
+        if old is not None: signal.signal(signal.SIGTERM, old)
 
 def close_app(demo):
     "Stop the server and delete its upload folder."
@@ -373,6 +405,13 @@ class _Parser(argparse.ArgumentParser):
     "argparse, with a bad flag reported in one line (and exit status 2)."
     def error(self, message): self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
+def _port(s: str) -> int:
+    "An argparse type: a TCP port, 0 to 65535."
+    try: v = int(s)
+    except ValueError: raise argparse.ArgumentTypeError(f"{s!r} is not a whole number") from None
+    if not 0 <= v <= 65535: raise argparse.ArgumentTypeError(f"must be a port between 1 and 65535 (or 0: any free one), not {v}")
+    return v
+
 def app_parser() -> argparse.ArgumentParser:
     import textwrap
     statuses = '\n'.join(textwrap.fill(w, 78, initial_indent=f"  {k:<4} ", subsequent_indent=' ' * 7) for k, w in APP_EXIT.items())
@@ -383,14 +422,14 @@ def app_parser() -> argparse.ArgumentParser:
                 epilog=f"example:\n  melanoma-train && melanoma-app   (needs {APP_EXTRA})\n\nexit status:\n{statuses}")
     p.add_argument('--model', metavar='PATH', help=f"the model.pt written by melanoma-train (default: {LATEST})")
     p.add_argument('--host', default='127.0.0.1', help='address to serve on (default: 127.0.0.1, this machine only)')
-    p.add_argument('--port', type=int, default=7860, metavar='N', help='port (default: 7860)')
+    p.add_argument('--port', type=_port, default=7860, metavar='N', help='port, 1 to 65535, or 0 for any free one (default: 7860)')
     return p
 
 # %% ../nbs/12_app.ipynb #a99c0e11
 def _ready(path, an, host):
     "What `melanoma-app` prints once its page answers."
     def say(demo):
-        print(f"melanoma-app: {path} ({an.meta['arch']}, {an.meta['size']} px); serving on {demo.local_url} "
+        print(f"melanoma-app: {path} ({an.meta['arch']}, {an.meta['size']} px); serving on http://{host}:{demo.server_port} "
               f"(Ctrl+C stops it)", flush=True)
         if host not in ('127.0.0.1', 'localhost', '::1'):
             print(f"melanoma-app: note: --host {host} lets other machines reach this page.", flush=True)

@@ -6,7 +6,7 @@ Docs: https://melanoma-nb.github.io/melanoma_nb/checkpoint.html.md"""
 
 # %% ../nbs/06_checkpoint.ipynb #273fda5d
 from __future__ import annotations
-import contextlib, json, math, os, pickle, tempfile, warnings
+import contextlib, errno, json, math, os, pickle, stat, tempfile, warnings
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +35,18 @@ def _fsync_dir(d: Path):
         finally: os.close(fd)
     except OSError: pass          # not possible on every platform (Windows): the rename is still atomic
 
+def _not_a_file(path: Path) -> str | None:
+    "Why `path` must not be replaced by a file (it is a folder, a named pipe, a device...), or None."
+    try: mode = os.stat(path).st_mode
+    except OSError: return None                      # not there (or not reachable: writing will say why)
+    if stat.S_ISREG(mode): return None
+    return 'is a folder' if stat.S_ISDIR(mode) else 'is a named pipe, a device or a socket, not a regular file'
+
 def atomic_write(path, write):
     "Write `path` by calling `write(binary_file)` on a temporary file in the same folder, fsync, then rename it over `path`."
     path = Path(path)
     tmp = None
+    if (why := _not_a_file(path)): raise OutputError(f"{path}: {why}; nothing was written. Give the path of a regular file.")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
         with os.fdopen(fd, 'wb') as f:
@@ -48,8 +56,9 @@ def atomic_write(path, write):
         os.replace(tmp, path); tmp = None
         _fsync_dir(path.parent)
     except OSError as e:
+        full = e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
         raise OutputError(f"could not write {path}: {e.strerror or e}. The previous version of the file, if any, is "
-                          f"unchanged; free some disk space or choose another output folder.") from e
+                          f"unchanged; {'free some disk space or ' if full else ''}choose another output folder.") from e
     finally:
         if tmp is not None:
             with contextlib.suppress(OSError): os.unlink(tmp)

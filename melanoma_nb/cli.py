@@ -13,8 +13,8 @@ import argparse, csv, dataclasses, datetime, errno, io, json, math, re, sys, tex
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['EXIT_STATUS', 'RUN_FAILED', 'REINSTALL', 'PRESETS_HELP', 'DEFAULT_RECIPE', 'ARCHS', 'RUN_FILES', 'AUDIT_DEFAULTS',
-           'CLIError', 'NonFiniteOutputError', 'user_errors', 'pair_problem', 'torch_pair_problem',
+__all__ = ['EXIT_STATUS', 'RUN_FAILED', 'REINSTALL', 'PRESETS_HELP', 'DEFAULT_RECIPE', 'ARCHS', 'RUN_FILES', 'EVAL_FILES',
+           'AUDIT_DEFAULTS', 'CLIError', 'NonFiniteOutputError', 'user_errors', 'pair_problem', 'torch_pair_problem',
            'torch_import_problem', 'prepare_parser', 'prepare_shape', 'prepare_main', 'train_parser',
            'recipe_from_args', 'run_dir', 'check_run_dir', 'train_main', 'evaluate_parser', 'evaluate_main',
            'predict_parser', 'predict_main', 'audit_parser', 'audit_main']
@@ -51,6 +51,25 @@ RUN_FAILED = {'melanoma-train': "the training loss became NaN or infinite (the l
               'melanoma-predict': "the model gave a probability that is not a finite number"}
 
 _OUTPUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS}   # a full or failing output
+
+_OUTPUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS}   # a full or failing output
+
+def _tolerant_streams():
+    "stdout and stderr write a file name that is not valid in their encoding (not UTF-8 on disk) escaped, never crash."
+    for s in (sys.stdout, sys.stderr):
+        if s is not None and hasattr(s, 'reconfigure'): s.reconfigure(errors='backslashreplace')
+
+class _sigterm_interrupts:
+    "Inside: SIGTERM raises KeyboardInterrupt (main thread only), so every command stops as on Ctrl-C (exit status 130)."
+    def __enter__(self):
+        import signal, threading
+        self.old = None
+        if threading.current_thread() is threading.main_thread():
+            def stop(signum, frame): raise KeyboardInterrupt
+            self.old = signal.signal(signal.SIGTERM, stop)
+    def __exit__(self, *exc):
+        import signal
+        if self.old is not None: signal.signal(signal.SIGTERM, self.old)
 
 # %% ../nbs/11_cli.ipynb #0c11160a
 _PAIR_OFFSET = {1: 1, 2: 15}   # torch major -> torchvision minor minus torch minor, for the releases that follow this rule
@@ -92,9 +111,13 @@ def torch_import_problem() -> str | None:
 # %% ../nbs/11_cli.ipynb #fa959bbd
 def _run(prog: str, work) -> int:
     "Call `work()`; a user error becomes one line on stderr and the exit status of `EXIT_STATUS`."
+    if sys.stdout is None:                                      # started with stdout closed (>&-): the results would vanish
+        if sys.stderr is not None: print(f"{prog}: error: standard output is closed, so the results would be lost; send "
+                                         f"them to a file or a pipe", file=sys.stderr)
+        return 2
     try:
         if (broken := torch_pair_problem()): raise CLIError(broken)    # versions read from metadata: no import, fast
-        return work()
+        with _sigterm_interrupts(): _tolerant_streams(); return work()
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr); return 130
     except BrokenPipeError:                                     # `melanoma-predict ... | head`: stop quietly
@@ -362,6 +385,7 @@ def recipe_from_args(args, base=None):
 
 # %% ../nbs/11_cli.ipynb #30e304ff
 RUN_FILES = ('model.pt', 'metrics.json', 'history.csv', 'curves.png', 'last.pt')
+EVAL_FILES = ('metrics.json', 'predictions.csv', 'confusion.png', 'curves.png', 'predictions.png', 'errors.png')   # melanoma-evaluate's
 
 def _new_run_dir(root: Path = Path('runs')) -> Path:
     stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
@@ -396,12 +420,30 @@ def check_run_dir(out: Path, overwrite: bool = False):
     if not overwrite:
         raise CLIError(f"{out} holds a finished run ({', '.join(found)}); nothing was changed. Train into a new folder "
                        f"(--out NEW_DIR), or pass --overwrite to replace it (--resume continues only an unfinished run).")
-    for f in found:
+    for f in found + [f'eval/{e}' for e in EVAL_FILES if (out/'eval'/e).exists()]:   # the old model's evaluation too
         try: (out/f).unlink()
         except OSError as e: raise CLIError(f"--overwrite: cannot delete {out/f} ({e.strerror}); delete it yourself or "
                                             f"choose another folder (--out).") from None
 
 # %% ../nbs/11_cli.ipynb #c202af6a
+def _lock_run(out: Path, args):
+    "Hold a lock on `out` for as long as this process runs (released when it ends, however): one melanoma-train per folder."
+    import fcntl
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out/'.train.lock', os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError: return                           # (the output checks that follow say what is wrong with the folder)
+    try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise CLIError(f"another melanoma-train is writing to {out} now; wait for it to finish, or train into another "
+                       f"folder (--out NEW_DIR).") from None
+    except OSError: pass                             # a file system without locks: go on unlocked
+    _HELD.append(fd)
+    if args.out and not args.resume: check_run_dir(out, args.overwrite)   # another run finished there since the first check?
+
+_HELD = []   # lock file descriptors held until the process ends
+
 def _preflight(args):
     "The checks that need no PyTorch, done before importing it, so that these mistakes are reported at once."
     from melanoma_nb.data import locate_data
@@ -430,6 +472,7 @@ def train_main(argv=None) -> int:
             out = run_dir(args) if info.main else None
             if info.world > 1:                          # rank 0 chose the folder; everyone uses it
                 box = [str(out) if out is not None else None]; dist.broadcast_object_list(box, src=0); out = Path(box[0])
+            if info.main: _lock_run(out, args)
             recipe = recipe_from_args(args, base=resume_recipe(out) if args.resume else None)
             progress = not args.no_progress and sys.stderr.isatty()
             kw = dict(cache_dir=args.cache, max_unpacked=args.max_unpacked)
@@ -459,7 +502,7 @@ def _csv(header, rows) -> bytes:
     "CSV through the csv module: a file name with a comma or a quote stays one field."
     buf = io.StringIO(); w = csv.writer(buf, lineterminator='\n')
     w.writerow(header); w.writerows(rows)
-    return buf.getvalue().encode()
+    return buf.getvalue().encode('utf-8', 'surrogateescape')   # a name that is not UTF-8 keeps its bytes
 
 def _load_model(path, device):
     "`load_checkpoint`, then refuse weights that are not finite numbers (they would give NaN probabilities)."
@@ -507,6 +550,14 @@ def _eval_data(args):
         raise DataError(f"{root}: --dedup needs a data set root with train/ and test/ (it drops the test images that "
                         f"copy training images); this is a single folder.")
     return root, source, index
+
+def _eval_out(args) -> Path:
+    "The output folder: --out, else eval/ beside the model; never a training run's folder (its metrics.json, curves.png)."
+    out = Path(args.out).expanduser() if args.out else Path(args.model).expanduser().parent/'eval'
+    if any((out/f).exists() for f in ('model.pt', 'history.csv', 'last.pt')):
+        raise CLIError(f"--out {out} holds a training run (model.pt or history.csv): its metrics.json and curves.png would "
+                       f"be replaced. Leave --out out (eval/ beside the model) or choose another folder.")
+    return out
 
 def _threshold(args, model, meta, cache, device) -> float:
     "--threshold, else the checkpoint's, chosen again on its validation images with the same TTA views under --tta."
@@ -575,7 +626,7 @@ def evaluate_main(argv=None) -> int:
             keep = dedup_keep(paths, audit_leakage(index, progress=progress))
             res['dedup'] = {'removed': int((~keep).sum()), **evaluate(model, cache.images[idx[keep]], y[keep], meta['mean'], meta['std'], **kw)[1]}
             tables[f'without {int((~keep).sum())} copies'] = res['dedup']
-        out = Path(args.out).expanduser() if args.out else Path(args.model).expanduser().parent/'eval'
+        out = _eval_out(args)
         try: out.mkdir(parents=True, exist_ok=True)
         except OSError as e: raise DataError(f"{out}: cannot create the output folder ({e.strerror}); pass --out DIR.") from None
         res['rings'] = _rings(model, meta, cache.images[idx], y, threshold, pos, args, device)
@@ -598,9 +649,14 @@ def _expand(paths):
     for a in paths:
         q = Path(a).expanduser()
         if q.is_dir():
-            found = []
-            for d, dirs, names in os.walk(q, onerror=unreadable):
+            found, seen = [], set()
+            for d, dirs, names in os.walk(q, onerror=unreadable, followlinks=True):   # linked folders are searched too,
+                real = os.path.realpath(d)                                          # each once (a link loop ends here)
+                if real in seen: bad.append((Path(d), 'a folder already searched (a link leads back to it)')); dirs[:] = []; continue
+                seen.add(real)
+                bad += [(Path(d)/x, 'hidden folder: not searched (give it as an argument to score it)') for x in dirs if x.startswith('.')]
                 dirs[:] = [x for x in dirs if not x.startswith('.')]
+                bad += [(Path(d)/n, 'hidden file: skipped') for n in names if n.startswith('.') and Path(n).suffix.lower() in IMAGE_EXTS]
                 found += [Path(d)/n for n in names if Path(n).suffix.lower() in IMAGE_EXTS and not n.startswith('.')]
             files += sorted(found)
         elif os.path.lexists(q): files.append(q)     # read_image refuses what is not a regular file, with the reason
@@ -632,6 +688,17 @@ def _record(f, v, threshold, classes) -> dict:
     return {'path': str(f), 'p_malignant': round(float(v), 6), 'call': classes[1] if v >= threshold else classes[0]}
 
 # %% ../nbs/11_cli.ipynb #b965e55a
+def _predict_threshold(args, meta) -> float:
+    "--threshold, else the checkpoint's; under --tta a threshold chosen for a sensitivity on single views is refused."
+    if args.threshold is not None: return args.threshold
+    if args.tta and meta.get('threshold_tta') is not None: return float(meta['threshold_tta'])
+    r = meta.get('recipe') if isinstance(meta.get('recipe'), dict) else {}
+    if args.tta and r.get('target_sensitivity') is not None:
+        raise CLIError(f"--tta: the threshold in {args.model} ({float(meta['threshold']):.3f}) was chosen for sensitivity "
+                       f"{r['target_sensitivity']} on single views, and TTA's averaged probabilities need their own. Give it "
+                       f"with --threshold T (melanoma-evaluate --tta prints the TTA threshold), or leave out --tta.")
+    return float(meta['threshold'])
+
 def predict_main(argv=None) -> int:
     "`melanoma-predict --model M PATH... [--tta] [--gradcam OUT_DIR]`: one JSON line per image."
     args = predict_parser().parse_args(argv)
@@ -650,7 +717,7 @@ def predict_main(argv=None) -> int:
         device = pick_device(args.device)
         model, meta = _load_model(args.model, device)
         pos, classes = _decisions(meta)
-        threshold = float(meta['threshold'] if args.threshold is None else args.threshold)
+        threshold = _predict_threshold(args, meta)
         cams = _gradcam_maker(args.gradcam, model, meta, device, pos, threshold)
         n_ok, n_nan = 0, 0
         for s in range(0, len(files), args.batch_size):

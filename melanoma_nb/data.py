@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# OpenCV refuses images over this many pixels, judged from the header as ITS decoder reads it (read when cv2 is imported)
+os.environ.setdefault('OPENCV_IO_MAX_IMAGE_PIXELS', os.environ.get('MELANOMA_MAX_PIXELS', '80000000'))
 import cv2
 import numpy as np
 import simplejpeg                          # libjpeg-turbo: fast JPEG decoding that reports damaged data
@@ -20,10 +22,10 @@ try: import fcntl                          # file locks (POSIX); without them (W
 except ImportError: fcntl = None
 
 # %% auto #0
-__all__ = ['KAGGLE_DATASET', 'KAGGLE_INPUT', 'IMAGE_EXTS', 'LAYOUT_HELP', 'UNPACK_RATIO', 'UNPACK_MIN', 'MAX_PIXELS',
-           'CACHE_VERSION', 'DataError', 'ImageReadError', 'sample_root', 'cache_home', 'find_dataset_root',
-           'unpack_limit', 'safe_extract', 'download_data', 'hosted_notebook', 'locate_data', 'ImageIndex', 'scan',
-           'image_size', 'decode_into', 'read_image', 'ImageCache', 'build_cache', 'prepare']
+__all__ = ['KAGGLE_DATASET', 'KAGGLE_INPUT', 'IMAGE_EXTS', 'LAYOUT_HELP', 'CACHE_TAG', 'UNPACK_RATIO', 'UNPACK_MIN', 'MAX_PIXELS',
+           'MAX_FILE_BYTES', 'CACHE_VERSION', 'DataError', 'ImageReadError', 'sample_root', 'cache_home',
+           'find_dataset_root', 'unpack_limit', 'safe_extract', 'download_data', 'hosted_notebook', 'locate_data',
+           'ImageIndex', 'scan', 'image_size', 'decode_into', 'read_image', 'ImageCache', 'build_cache', 'prepare']
 
 # %% ../nbs/00_data.ipynb #112e895b
 class DataError(Exception):
@@ -38,7 +40,7 @@ class ImageReadError(DataError):
 # %% ../nbs/00_data.ipynb #4c09fb9a
 KAGGLE_DATASET = 'hasnainjaved/melanoma-skin-cancer-dataset-of-10000-images'
 KAGGLE_INPUT = Path('/kaggle/input')
-IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp'}
+IMAGE_EXTS = {'.jpg', '.jpeg', '.jpe', '.jfif', '.png', '.bmp', '.tif', '.tiff', '.webp'}
 LAYOUT_HELP = ("Expected either a data set root with train/ (and optionally test/), each holding one folder per class "
                "(benign/, malignant/), or one split folder holding the class folders directly.")
 
@@ -58,16 +60,30 @@ def _listdir(d: Path) -> list:
         raise DataError(f"{d}: cannot list this folder ({e.strerror}). Make it readable (chmod u+rx '{d}') or move it "
                         "out of the data folder.") from None
 
+CACHE_TAG = 'CACHEDIR.TAG'     # the standard mark of a cache folder (https://bford.info/cachedir/); written by build_cache
+
+def _not_class(d: Path) -> str | None:
+    "Why the folder `d` is not a class folder (hidden, macOS archive metadata, a cache), or None when it may be one."
+    if d.name.startswith('.'): return 'hidden folder'
+    if d.name == '__MACOSX' or d.name.startswith('__'): return 'macOS archive metadata or a tool\'s folder (its name starts with __), not a class'
+    if os.path.lexists(d/CACHE_TAG): return f'a cache folder ({CACHE_TAG} inside), not a class: keep --cache outside the data folder'
+    return None
+
 def _has_images(d: Path) -> bool:
     try: return any(f.suffix.lower() in IMAGE_EXTS for f in d.iterdir())
     except OSError: return False
 
 def _is_split_dir(d: Path) -> bool:
-    try: subs = [s for s in d.iterdir() if s.is_dir() and not s.name.startswith('.')] if d.is_dir() else []
+    try: subs = [s for s in d.iterdir() if _isdir(s) and not _not_class(s)] if _isdir(d) else []
     except OSError: return False
     return len(subs) >= 2 and all(_has_images(s) for s in subs)
 
-def _is_root_dir(d: Path) -> bool: return (d/'train').is_dir() and _is_split_dir(d/'train')
+def _isdir(p: Path) -> bool:
+    "`p.is_dir()`, False where it cannot be examined (a folder above it without permission raises in `Path.is_dir`)."
+    try: return p.is_dir()
+    except OSError: return False
+
+def _is_root_dir(d: Path) -> bool: return _isdir(d/'train') and _is_split_dir(d/'train')
 
 def find_dataset_root(top: Path, depth: int = 4) -> Path | None:
     "The shallowest folder under `top` that is a data set root (preferred) or a split folder."
@@ -78,7 +94,7 @@ def find_dataset_root(top: Path, depth: int = 4) -> Path | None:
             if _is_root_dir(d): return d
         nxt = []
         for d in level:
-            try: nxt += sorted(s for s in d.iterdir() if s.is_dir() and not s.name.startswith('.'))
+            try: nxt += sorted(s for s in d.iterdir() if _isdir(s) and not _not_class(s))
             except OSError: pass
         level = nxt
     return None
@@ -103,9 +119,13 @@ def _zip_members(z: zipfile.ZipFile) -> list:
     kind = lambda i: 'dir' if i.is_dir() else 'link' if stat.S_ISLNK(i.external_attr >> 16) else 'file'
     return [_Member(i.filename, kind(i), i.file_size, lambda i=i: z.open(i)) for i in z.infolist()]
 
-def _tar_members(t: tarfile.TarFile) -> list:
+def _tar_members(t: tarfile.TarFile, archive: Path):
+    "The members of a tar opened as a stream (r|*), one at a time: each header is seen before any member's data is read."
     kind = lambda m: 'dir' if m.isdir() else 'file' if m.isfile() else 'link' if (m.issym() or m.islnk()) else 'other'
-    return [_Member(m.name, kind(m), m.size, lambda m=m: t.extractfile(m)) for m in t.getmembers()]
+    for m in t: yield _Member(m.name, kind(m), m.size, lambda m=m: t.extractfile(m))
+    if t.fileobj.tell() < t.offset + tarfile.BLOCKSIZE:     # stopped at the end of the data, not at the end-of-archive mark
+        raise DataError(f"{archive}: the archive ends without its end-of-archive mark: it is incomplete (cut short in "
+                        "copying or downloading), so files may be missing. Download or copy it again.")
 
 def _archive_error(archive: Path, e: Exception, name: str | None = None) -> DataError:
     "One line for an archive that fails while it is listed or unpacked (`name`: the member being written)."
@@ -120,16 +140,25 @@ def _archive_error(archive: Path, e: Exception, name: str | None = None) -> Data
                      "or of an unsupported kind. Download or copy it again, or extract it yourself and pass the folder.")
 
 # %% ../nbs/00_data.ipynb #c0ace6b6
+_OPENERS = {b'\x1f\x8b': 'gzip', b'BZh': 'bz2', b'\xfd7zXZ\x00': 'lzma'}
+
+def _decompressed(archive: Path):
+    "`archive` opened for reading, decompressed as it is read, a buffer at a time (tarfile's own stream would inflate a whole chunk at once)."
+    import bz2, gzip, lzma
+    with open(archive, 'rb') as f: head = f.read(6)
+    mod = next((m for magic, m in _OPENERS.items() if head.startswith(magic)), None)
+    return open(archive, 'rb') if mod is None else {'gzip': gzip, 'bz2': bz2, 'lzma': lzma}[mod].open(archive, 'rb')
+
 @contextmanager
 def _archive_members(archive: Path):
-    "The members of a zip or tar archive (kept open while the caller reads them), or a `DataError` saying why not."
+    "The members of a zip (a list) or tar (read as it streams) archive, kept open while the caller reads them, or a `DataError`."
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as z: yield _zip_members(z); return
         try: is_tar = tarfile.is_tarfile(archive)
         except (OSError, EOFError): is_tar = False
         if is_tar:
-            with tarfile.open(archive) as t: yield _tar_members(t); return
+            with _decompressed(archive) as raw, tarfile.open(fileobj=raw, mode='r|') as t: yield _tar_members(t, archive); return
     except DataError: raise
     except Exception as e: raise _archive_error(archive, e) from None
     raise DataError(f"{archive}: not a zip or tar archive that can be read (is it damaged or incomplete?). Pass the "
@@ -159,10 +188,13 @@ def _too_big(archive: Path, what: str, limit: int, how: str) -> DataError:
                      "the archive, raise the limit (MELANOMA_MAX_UNPACKED=40G, or prepare(..., max_unpacked='40G')), or "
                      "extract it yourself and pass the folder.")
 
-def _unpack(members: list, tmp: Path, archive: Path, limit: int, how: str):
-    "Write the (already checked) members under `tmp`, counting the bytes actually written against `limit`."
-    total = 0
+def _unpack(members, tmp: Path, dest: Path, archive: Path, limit: int, how: str):
+    "Check then write each member under `tmp`, counting the sizes declared and the bytes written against `limit`."
+    total, declared = 0, 0
     for m in members:
+        _check_kind(m, dest, archive)
+        declared += m.size if m.kind == 'file' else 0        # a tar's header, seen before its data is decompressed
+        if declared > limit: raise _too_big(archive, f"would unpack to more than {_gib(declared)} (the sizes its headers declare)", limit, how)
         target = tmp/m.name
         try:
             if m.kind == 'dir': target.mkdir(parents=True, exist_ok=True); continue
@@ -196,6 +228,13 @@ def _locked(lock: Path, doing: str):
     finally: os.close(fd)                    # closing releases the lock (so does the process ending, however it ends)
 
 # %% ../nbs/00_data.ipynb #e49412d2
+def _check_kind(m: _Member, dest: Path, archive: Path):
+    "A `DataError` for a member that would land outside `dest`, or that is a link or a special file."
+    _check_member(m.name, dest, archive)
+    if m.kind == 'link': raise DataError(f"{archive}: refusing to extract '{m.name}': links are not allowed in a data archive.")
+    if m.kind != 'file' and m.kind != 'dir':
+        raise DataError(f"{archive}: refusing to extract '{m.name}': only files and folders are allowed in a data archive.")
+
 def safe_extract(archive, dest, max_unpacked=None) -> Path:
     "Extract a zip or tar `archive` into `dest` (new or empty): checked first, unpacked into a temporary folder, renamed when complete."
     archive, dest = Path(archive), Path(dest)
@@ -205,16 +244,13 @@ def safe_extract(archive, dest, max_unpacked=None) -> Path:
     try: dest.mkdir(parents=True, exist_ok=True)      # (left empty when the archive is refused)
     except OSError as e: raise DataError(f"{dest}: cannot create the folder to extract {archive.name} into ({e.strerror}).") from None
     with _archive_members(archive) as members:
-        for m in members:
-            _check_member(m.name, dest, archive)
-            if m.kind == 'link': raise DataError(f"{archive}: refusing to extract '{m.name}': links are not allowed in a data archive.")
-            if m.kind != 'file' and m.kind != 'dir':
-                raise DataError(f"{archive}: refusing to extract '{m.name}': only files and folders are allowed in a data archive.")
-        declared = sum(m.size for m in members if m.kind == 'file')
-        if declared > limit: raise _too_big(archive, f"would unpack to {_gib(declared)} (the sizes its header declares)", limit, how)
+        if isinstance(members, list):        # a zip lists every member first: refuse it before writing anything
+            for m in members: _check_kind(m, dest, archive)
+            declared = sum(m.size for m in members if m.kind == 'file')
+            if declared > limit: raise _too_big(archive, f"would unpack to {_gib(declared)} (the sizes its header declares)", limit, how)
         try: tmp = Path(tempfile.mkdtemp(prefix=f'.{dest.name}.partial-', dir=dest.parent))
         except OSError as e: raise DataError(f"{dest.parent}: cannot create a folder to extract {archive.name} into ({e.strerror}).") from None
-        try: _unpack(members, tmp, archive, limit, how)
+        try: _unpack(members, tmp, dest, archive, limit, how)
         except BaseException: shutil.rmtree(tmp, ignore_errors=True); raise
     try:
         dest.rmdir(); tmp.rename(dest)       # only a complete extraction ever fills `dest`
@@ -328,13 +364,24 @@ def _not_regular(f: Path) -> str | None:
     return f'is {_kind(mode)}, not a regular file: only regular files are read'
 
 # %% ../nbs/00_data.ipynb #b3c65d68
+def _beside(d: Path, entries: list, what: str) -> list:
+    "(path, reason) for each entry of `d` that is not read: images beside the class folders, folders that are not classes."
+    out = []
+    for f in entries:
+        if _isdir(f): why = None if f.name.startswith('.') else _not_class(f)
+        elif f.suffix.lower() in IMAGE_EXTS and not f.name.startswith('.'): why = f'an image {what}: it has no class, so it is not read'
+        else: why = None                 # notes, licences, .DS_Store: not data
+        if why: out.append((str(f), why))
+    return out
+
 def _scan_split(d: Path, split: str, classes=None):
-    class_dirs = [s for s in _listdir(d) if s.is_dir() and not s.name.startswith('.')]
+    entries = _listdir(d)
+    class_dirs = [s for s in entries if _isdir(s) and not _not_class(s)]
     names = [c.name for c in class_dirs]
     if len(names) < 2: raise DataError(f"{d}: found {len(names)} class folder(s) {names}, need at least 2. {LAYOUT_HELP}")
     if classes is not None and names != classes:
         raise DataError(f"{d}: class folders {names} differ from train/'s {classes}. Use the same class folders in every split.")
-    paths, labels, skipped = [], [], []
+    paths, labels, skipped = [], [], _beside(d, entries, f'beside the class folders in {d.name}/')
     for label, cd in enumerate(class_dirs):
         n = 0
         for f in _listdir(cd):
@@ -350,17 +397,19 @@ def scan(root) -> ImageIndex:
     "Index a data set root (`train/`, optional `test/`) or a split folder (`benign/`, `malignant/`)."
     root = Path(root)
     if not root.is_dir(): raise DataError(f"{root}: no such folder. {LAYOUT_HELP}")
-    if (root/'train').is_dir():
-        layout, parts = 'root', [('train', root/'train')] + ([('test', root/'test')] if (root/'test').is_dir() else [])
+    if _isdir(root/'train'):
+        layout, parts = 'root', [('train', root/'train')] + ([('test', root/'test')] if _isdir(root/'test') else [])
     else: layout, parts = 'split', [('train', root)]
     classes, paths, labels, splits, skipped = None, [], [], [], []
+    if layout == 'root':                 # what lies beside train/ and test/ is not read: say so
+        skipped += _beside(root, [f for f in _listdir(root) if f.name not in ('train', 'test')], 'beside train/ and test/')
     for split, d in parts:
         classes, p, l, s = _scan_split(d, split, classes)
         paths += p; labels += l; splits += [split]*len(p); skipped += s
     return ImageIndex(root, paths, np.array(labels, dtype=np.int64), np.array(splits), classes, layout, skipped)
 
 # %% ../nbs/00_data.ipynb #8a578878
-MAX_PIXELS = int(os.environ.get('MELANOMA_MAX_PIXELS', 80_000_000))
+MAX_PIXELS = int(os.environ.get('MELANOMA_MAX_PIXELS', 80_000_000))   # (OpenCV is given the same limit on import, above)
 
 def _exif_orientation(app1: bytes) -> int:
     "The EXIF orientation tag (1-8) in an APP1 segment's payload; 1 when there is none, 0 when it cannot be read."
@@ -378,14 +427,14 @@ def _exif_orientation(app1: bytes) -> int:
 
 def _jpeg_header(buf: bytes):
     "(width, height, EXIF orientation) from a JPEG's markers, or None; a few microseconds, no decoding."
-    i, n, orient = 2, len(buf), 1
+    i, n, orient, exif = 2, len(buf), 1, False
     while i + 9 < n:
         if buf[i] != 0xFF: return None
         m = buf[i+1]
         if m == 0xFF: i += 1; continue
         if m in (0xD8, 0x01) or 0xD0 <= m <= 0xD7: i += 2; continue
         seg = struct.unpack('>H', buf[i+2:i+4])[0]
-        if m == 0xE1: orient = _exif_orientation(buf[i+4:i+2+seg])
+        if m == 0xE1 and buf[i+4:i+10] == b'Exif\0\0' and not exif: orient, exif = _exif_orientation(buf[i+4:i+2+seg]), True
         if m in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
             h, w = struct.unpack('>HH', buf[i+5:i+9]); return w, h, orient
         i += 2 + seg
@@ -404,16 +453,21 @@ def _tiff_header(buf: bytes):
             if tag in (256, 257, 258, 339) and typ in size:
                 p = off + 10 + 12 * k                       # the value, or (when it does not fit) where it is
                 if cnt * size[typ] > 4: p = struct.unpack(e + 'I', buf[p:p+4])[0]
-                tags[tag] = struct.unpack(e + ('H' if typ == 3 else 'I'), buf[p:p+size[typ]])[0]
+                v = struct.unpack(e + ('H' if typ == 3 else 'I'), buf[p:p+size[typ]])[0]
+                if tags.setdefault(tag, v) != v: return 'contradictory'   # a tag twice, with two values: refused
     except struct.error: return None
     if 256 not in tags or 257 not in tags: return None
     return tags[256], tags[257], tags.get(258, 1), tags.get(339, 1)
+
+_CONTRADICTORY = ('damaged or crafted TIFF: its width or height is given twice, with two values, so its true size '
+                  '(and the memory decoding it takes) cannot be known; convert it to PNG or JPEG')
 
 def image_size(path, buf: bytes):
     "(width, height) read from the header only; `ImageReadError` when it is not an image."
     if buf[:2] == b'\xff\xd8' and (whr := _jpeg_header(buf)) is not None: return whr[:2]
     if len(buf) >= 24 and buf[:8] == b'\x89PNG\r\n\x1a\n' and buf[12:16] == b'IHDR': return struct.unpack('>II', buf[16:24])
-    if (tif := _tiff_header(buf)) is not None: return tif[:2]   # (PIL cannot open float RGB TIFFs)
+    if (tif := _tiff_header(buf)) == 'contradictory': raise ImageReadError(path, _CONTRADICTORY)
+    if tif is not None: return tif[:2]   # (PIL cannot open float RGB TIFFs)
     if buf[:4] in (b'II*\0', b'MM\0*'): raise ImageReadError(path, 'damaged TIFF (its image directory cannot be read)')
     from PIL import Image, UnidentifiedImageError
     try:                                     # other formats: PIL reads the header (PIL's global settings untouched)
@@ -426,6 +480,7 @@ def image_size(path, buf: bytes):
 
 # %% ../nbs/00_data.ipynb #e5a0a242
 _NONBLOCK = getattr(os, 'O_NONBLOCK', 0)
+MAX_FILE_BYTES = int(float(os.environ.get('MELANOMA_MAX_FILE_MB') or 512) * 2**20)   # no image file is read past this
 
 def _read_bytes(path: Path) -> bytes:
     "The whole file, if it is a regular file (checked before opening: opening a named pipe would wait for a writer)."
@@ -437,7 +492,10 @@ def _read_bytes(path: Path) -> bytes:
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode): raise ImageReadError(path, f'is {_kind(st.st_mode)}, not a regular file')
-            return os.read(fd, st.st_size + 1)
+            if st.st_size > MAX_FILE_BYTES:
+                raise ImageReadError(path, f'the file is {_gib(st.st_size)}, over the limit of {_gib(MAX_FILE_BYTES)} for one '
+                                           'image; resize it, or raise MELANOMA_MAX_FILE_MB if you trust the file')
+            return os.read(fd, min(st.st_size, MAX_FILE_BYTES) + 1)
         finally: os.close(fd)
     except FileNotFoundError:
         raise ImageReadError(path, 'broken symbolic link (its target does not exist)' if os.path.islink(path)
@@ -454,7 +512,8 @@ def _jpeg_decode(path, buf: bytes, channels: int):
     cs = 'GRAY' if channels == 1 else 'RGB'
     try: return simplejpeg.decode_jpeg(buf, colorspace=cs, strict=True)
     except ValueError as e: msg = str(e)
-    if any(k in msg for k in _JPEG_DAMAGE) and 'before marker 0xd9' not in msg:   # junk after the last block: harmless
+    harmless = 'before marker 0xd9' in msg or 'bad ICC marker' in msg   # junk after the last block, a broken colour profile
+    if any(k in msg for k in _JPEG_DAMAGE) and not harmless:
         raise ImageReadError(path, f'damaged JPEG data ({msg}): part of the image would come out gray or garbled; '
                                    'replace the file with an intact copy')
     try: return simplejpeg.decode_jpeg(buf, colorspace=cs, strict=False)       # a harmless warning
@@ -524,6 +583,7 @@ def decode_into(path, out: np.ndarray, size: int = 224, channels: int = 3) -> np
     if not buf: raise ImageReadError(path, 'empty file (0 bytes)')
     hdr = _jpeg_header(buf) if buf[:2] == b'\xff\xd8' else None
     tif = _tiff_header(buf) if hdr is None else None
+    if tif == 'contradictory': raise ImageReadError(path, _CONTRADICTORY)
     w, h = hdr[:2] if hdr else tif[:2] if tif else image_size(path, buf)
     if w < 1 or h < 1: raise ImageReadError(path, f'the header says {w}x{h} pixels: damaged image')
     if w * h > MAX_PIXELS:
@@ -534,7 +594,10 @@ def decode_into(path, out: np.ndarray, size: int = 224, channels: int = 3) -> np
     if isinstance(img, np.ndarray): _fit(_upright(img, hdr[2]), out, size); return out
     if tif and (tif[3] == 3 or tif[2] > 16): _fit(_deep_tiff(path, buf, tif[2], tif[3], channels), out, size, bgr=True); return out
     try: dec = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR)
-    except cv2.error: dec = None             # OpenCV raises on some damaged headers instead of returning None
+    except cv2.error as e:                   # OpenCV raises on some damaged headers instead of returning None
+        if 'MAX_IMAGE_PIXELS' in str(e): raise ImageReadError(path, f'over the limit of {MAX_PIXELS:,} pixels, by the size its '
+                                                              'decoder reads (a possible decompression bomb); resize it first') from None
+        dec = None
     if dec is None or dec.size == 0:
         raise ImageReadError(path, 'could not be decoded (corrupt or unsupported image' + (f'; libjpeg: {img})' if img else ')'))
     _fit(dec, out, size, bgr=True)
@@ -545,8 +608,8 @@ def read_image(path, size: int = 224, channels: int = 3) -> np.ndarray:
     with _cv2_silent(): return decode_into(Path(path), np.empty((size, size, channels), np.uint8), size, channels)
 
 def _is_truncated(buf: bytes) -> bool:
-    "A JPEG whose data stops early lacks its end-of-image marker (some decoders pad it with gray, others refuse it)."
-    return buf[:2] == b'\xff\xd8' and b'\xff\xd9' not in buf[-1024:]
+    "A JPEG whose data stops early has no end-of-image marker after its scan (data after the marker, as phones write: fine)."
+    return buf[:2] == b'\xff\xd8' and buf.rfind(b'\xff\xd9') < buf.find(b'\xff\xda')
 
 # %% ../nbs/00_data.ipynb #c6a5ad28
 CACHE_VERSION = 2          # 2: JPEGs decoded by libjpeg-turbo, strictly (damaged ones are skipped)
@@ -626,6 +689,14 @@ def _fsync(path: Path):
     except OSError: pass                     # (some file systems cannot sync a folder)
     finally: os.close(fd)
 
+def _cache_write_error(f: Path, e: OSError) -> DataError:
+    "One line for a cache that cannot be written: free space only when space is what ran out."
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG): what = 'Free some disk space or pass'
+    elif e.errno in (errno.EISDIR, errno.ENOTDIR, errno.EEXIST):
+        what = f"Something that is not the cache's own file is in the way ({e.filename}): remove it, or pass"
+    else: what = 'Check the permissions of that folder, or pass'
+    return DataError(f"{f}: cannot write the cache ({e.strerror}). {what} --cache DIR (or set MELANOMA_CACHE) to another folder.")
+
 def _new_array(f: Path, shape: tuple) -> np.ndarray:
     "A memory-mapped uint8 .npy of `shape`, its disk space reserved now: a full disk is an error here, not a crash later."
     try:
@@ -637,9 +708,7 @@ def _new_array(f: Path, shape: tuple) -> np.ndarray:
                 if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS): raise
             finally: os.close(fd)
         return a
-    except OSError as e:
-        raise DataError(f"{f}: cannot write the cache ({e.strerror}). Free some disk space or pass --cache DIR (or set "
-                        "MELANOMA_CACHE) to another folder.") from None
+    except OSError as e: raise _cache_write_error(f, e) from None
 
 # %% ../nbs/00_data.ipynb #49e30036
 def _open_cached(d: Path, meta: dict, index: ImageIndex, source: str, quiet: bool = False):
@@ -651,7 +720,9 @@ def _open_cached(d: Path, meta: dict, index: ImageIndex, source: str, quiet: boo
     problem = None if isinstance(man, dict) and {'keep', 'skipped'} <= set(man) else f'its manifest {man_f} is unreadable'
     if problem is None and not all(man.get(k) == v for k, v in meta.items()): return None   # the inputs changed
     if problem is None:
-        keep = np.array(man.get('keep', []), dtype=np.int64)
+        try: keep, skipped = np.array(man['keep'], dtype=np.int64).reshape(-1), [(str(p), str(r)) for p, r in man['skipped']]
+        except (TypeError, ValueError, OverflowError): problem, keep = f'its manifest {man_f} is damaged (wrong types)', None
+    if problem is None:
         want = (len(keep), meta['size'], meta['size'], meta['channels'])
         try:
             images = np.load(img_f, mmap_mode='r')
@@ -664,14 +735,15 @@ def _open_cached(d: Path, meta: dict, index: ImageIndex, source: str, quiet: boo
         if not quiet: print(f"Cache {d} cannot be used: {problem}. Rebuilding it.", file=sys.stderr, flush=True)
         return None
     return ImageCache(images, index.labels[keep], index.splits[keep], [str(index.paths[i]) for i in keep], index.classes,
-                      meta['size'], meta['channels'], [tuple(s) for s in man['skipped']], str(index.root), index.layout,
+                      meta['size'], meta['channels'], skipped, str(index.root), index.layout,
                       source, str(d), 0.0, True)
 
 # %% ../nbs/00_data.ipynb #0d5992a5
 def _write_cache(d: Path, meta: dict, index: ImageIndex, workers, progress, source) -> ImageCache:
     "Decode `index` into `d`: images first (flushed to disk), the manifest last, as the mark of a complete cache."
     size, channels, n = meta['size'], meta['channels'], len(index)
-    (d/'manifest.json').unlink(missing_ok=True)   # from here on the old manifest would vouch for the new file
+    try: (d/'manifest.json').unlink(missing_ok=True)   # from here on the old manifest would vouch for the new file
+    except IsADirectoryError: shutil.rmtree(d/'manifest.json', ignore_errors=True)   # inside our own cache folder
     tmp_f = d/'images.partial.npy'
     out = _new_array(tmp_f, (n, size, size, channels))
     t0 = time.perf_counter()
@@ -692,14 +764,18 @@ def _write_cache(d: Path, meta: dict, index: ImageIndex, workers, progress, sour
         _fsync(man_tmp)
         os.replace(man_tmp, d/'manifest.json')   # written last: a cache without a manifest is never trusted
         _fsync(d)
-    except OSError as e:
-        raise DataError(f"{d}: cannot write the cache ({e.strerror}). Free some disk space or pass --cache DIR (or set "
-                        "MELANOMA_CACHE) to another folder.") from None
+    except OSError as e: raise _cache_write_error(d, e) from None
     return ImageCache(np.load(d/'images.npy', mmap_mode='r'), index.labels[keep], index.splits[keep],
                       [str(index.paths[i]) for i in keep], index.classes, size, channels, skipped,
                       str(index.root), index.layout, source, str(d), seconds, False)
 
 # %% ../nbs/00_data.ipynb #a0857e39
+def _tag_cache(base: Path):
+    "Mark `base` as a cache folder (CACHEDIR.TAG): backup tools skip it, and `scan` never takes it for a class."
+    tag = base/CACHE_TAG
+    if not os.path.lexists(tag):
+        tag.write_text('Signature: 8a477f597d28d172789f06886806bc55\n# melanoma_nb image caches: safe to delete.\n')
+
 def build_cache(index: ImageIndex, size: int = 224, channels: int = 3, cache_dir=None, workers=None,
                 progress=True, source='') -> ImageCache:
     "Decode every image of `index` once into a memory-mapped uint8 cache; reuse it when the files are unchanged."
@@ -708,7 +784,7 @@ def build_cache(index: ImageIndex, size: int = 224, channels: int = 3, cache_dir
                 layout=index.layout, scan_skipped=index.skipped, files=_fingerprint(index))
     meta = json.loads(json.dumps(meta))   # the form it takes in the manifest (tuples become lists)
     if (cache := _open_cached(d, meta, index, source)) is not None: return cache
-    try: d.mkdir(parents=True, exist_ok=True)
+    try: d.mkdir(parents=True, exist_ok=True); _tag_cache(d.parent)
     except OSError as e: raise DataError(f"{d}: cannot create the cache folder ({e.strerror}). Pass --cache DIR or set MELANOMA_CACHE to a writable folder.") from None
     with _locked(d/'lock', f'building the cache {d}'):    # one builder at a time; the others wait, then reuse its work
         if (cache := _open_cached(d, meta, index, source, quiet=True)) is not None: return cache

@@ -21,7 +21,7 @@ from .dataset import BatchTransform, ring_mask
 from .cnn import model_in_chans
 from .metrics import (_check, confusion, metrics, bootstrap_ci, choose_threshold, calibration_bins, ece,
                                  positive_index)
-from .training import Recipe, validation_split
+from .training import Recipe, validation_split, data_fingerprint
 
 # %% auto #0
 __all__ = ['RING_PROBES', 'dihedral', 'predict_proba', 'evaluate', 'threshold_for', 'plot_confusion', 'plot_curves',
@@ -80,12 +80,20 @@ def evaluate(model, images, labels, mean, std, threshold: float = 0.5, tta=False
 # %% ../nbs/08_evaluation.ipynb #b16d8203
 def threshold_for(model, meta: dict, cache, tta=False, batch_size: int = 64, device=None) -> float:
     "The checkpoint's threshold, chosen again on its validation images with the same TTA views when `tta` is used."
-    r = Recipe.from_dict(meta['recipe'])
+    try: r = Recipe.from_dict(meta['recipe'])
+    except (TypeError, ValueError, KeyError) as e:   # an edited or damaged checkpoint: say so in one line
+        raise ValueError(f"the checkpoint's recipe cannot be read ({type(e).__name__}: {e}); the file was edited or "
+                         f"damaged: retrain, or give the threshold with --threshold") from None
     if not tta or r.target_sensitivity is None: return float(meta['threshold'])
     if len(cache.indices('train')) == 0:
         raise ValueError(f"{cache.root}: --tta with a threshold chosen for a sensitivity needs the train/ split the model "
                          f"was trained on (its validation part); give the data set root, not only the test folder")
-    _, va, _ = validation_split(cache, r)
+    tr, va, _ = validation_split(cache, r)
+    want = meta.get('data', {}).get('data') if isinstance(meta.get('data'), dict) else None
+    if want is not None and want != data_fingerprint(cache, tr, va):   # another train/ would give another threshold
+        raise ValueError(f"{cache.root}: its train/ split is not the data the model was trained on (the fingerprint of its "
+                         f"training and validation images differs from the checkpoint's), so its validation images cannot be "
+                         f"rebuilt to choose the TTA threshold. Give the data set the model was trained on, or --threshold T.")
     pos = positive_index(meta['classes'], meta.get('positive'))
     p = predict_proba(model, cache.images[va], meta['mean'], meta['std'], tta=tta, batch_size=batch_size, device=device,
                       positive=pos, temperature=meta.get('temperature', 1.0))

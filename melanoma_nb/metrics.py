@@ -17,9 +17,9 @@ from sklearn import metrics as skm
 from .data import DataError
 
 # %% auto #0
-__all__ = ['POSITIVE_NAMES', 'ClassError', 'positive_index', 'decision_names', 'confusion', 'metrics', 'auc_rows', 'bootstrap_ci',
-           'ThresholdChoice', 'choose_threshold', 'positive_proba', 'binary_metrics', 'nll', 'fit_temperature',
-           'calibration_bins', 'ece', 'metrics_table']
+__all__ = ['POSITIVE_NAMES', 'TEMPERATURE_PRIOR_SD', 'ClassError', 'positive_index', 'decision_names', 'confusion', 'metrics',
+           'auc_rows', 'bootstrap_ci', 'ThresholdChoice', 'choose_threshold', 'positive_proba', 'binary_metrics', 'nll',
+           'fit_temperature', 'calibration_bins', 'ece', 'metrics_table']
 
 # %% ../nbs/05_metrics.ipynb #1b6ccc22
 class ClassError(DataError):
@@ -160,17 +160,25 @@ def nll(logits, y, temperature: float = 1.0) -> float:
     z = torch.as_tensor(logits).double().cpu() / float(temperature)
     return F.cross_entropy(z, torch.as_tensor(y).long().cpu()).item()
 
-def fit_temperature(logits, y, lo: float = 0.05, hi: float = 20.0, iters: int = 80) -> float:
-    "The temperature T in [lo, hi] that minimises the NLL of softmax(logits / T) (golden-section search over 1/T)."
+TEMPERATURE_PRIOR_SD = 0.5   # sd of log T under the prior: few validation images cannot push T far from 1
+
+def fit_temperature(logits, y, lo: float = 0.05, hi: float = 20.0, iters: int = 80, prior_sd: float = TEMPERATURE_PRIOR_SD) -> float:
+    "The T in [lo, hi] that minimises the NLL of softmax(logits / T) plus a log-normal prior on T around 1; 1.0 (with a warning) at a bound."
     z = torch.as_tensor(logits).double().cpu(); yt = torch.as_tensor(y).long().cpu()
     if not torch.isfinite(z).all(): raise ValueError("the logits hold NaN or infinite values")
-    f = lambda b: F.cross_entropy(z * b, yt).item()
-    a, b, g = 1 / hi, 1 / lo, (math.sqrt(5) - 1) / 2
+    n = max(len(yt), 1)
+    f = lambda u: F.cross_entropy(z * math.exp(u), yt).item() + u * u / (2 * prior_sd ** 2 * n)   # u = log(1/T)
+    a, b, g = -math.log(hi), -math.log(lo), (math.sqrt(5) - 1) / 2
     c, d = b - g * (b - a), a + g * (b - a)
     for _ in range(iters):
         if f(c) < f(d): b, d = d, c; c = b - g * (b - a)
         else: a, c = c, d; d = a + g * (b - a)
-    return float(2 / (a + b))
+    T = float(math.exp(-(a + b) / 2))
+    if not lo * 1.02 < T < hi / 1.02:
+        warnings.warn(f"the temperature went to its bound ({T:.3g}, of [{lo:g}, {hi:g}]) on {n} validation images: they are "
+                      "too few or too easy to calibrate on; T = 1 (the model's own probabilities) is used instead")
+        return 1.0
+    return T
 
 def calibration_bins(y, p, bins: int = 10) -> dict:
     "Per equal-width bin of p: its count, mean p and share of positives (`y == 1`); bins without images are NaN."

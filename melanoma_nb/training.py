@@ -419,6 +419,7 @@ def validation_split(cache, recipe) -> tuple:
         g, copies = copy_groups([cache.paths[i] for i in pool])
         groups = np.full(len(labels), -1, np.int64); groups[pool] = pool[g]   # a group is named by a member's position
     tr, va = train_val_split(labels, recipe.val_frac, recipe.seed, indices=pool, groups=groups)
+    _warn_one_sided(cache, tr, va)
     return tr, va, copies
 
 def data_fingerprint(cache, tr, va) -> str:
@@ -435,6 +436,18 @@ def split(self: Trainer):
     self.tr, self.va, self.copies = validation_split(self.cache, self.recipe)
     self.data_sig = {'n_train': len(self.tr), 'n_val': len(self.va), 'classes': self.classes,
                      'data': data_fingerprint(self.cache, self.tr, self.va)}
+
+# %% ../nbs/07_training.ipynb #c6465280
+def _warn_one_sided(cache, tr, va):
+    "Warn when a class has no image on one side of the split: a class that is one copy group cannot be split without leaking."
+    labels = np.asarray(cache.labels)
+    for c, name in enumerate(cache.classes):
+        n_tr, n_va = int((labels[tr] == c).sum()), int((labels[va] == c).sum())
+        if n_tr + n_va and not (n_tr and n_va):
+            warnings.warn(f"class '{name}': all {n_tr + n_va} of its training images are copies of one another (one copy "
+                          f"group), so they are all on the {'training' if n_tr else 'validation'} side of the split: its "
+                          f"validation metrics (and a threshold chosen for a sensitivity) have none of it to go on. Add "
+                          f"distinct images of '{name}'.", stacklevel=3)
 
 # %% ../nbs/07_training.ipynb #cd3e590f
 @patch

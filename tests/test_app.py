@@ -48,7 +48,6 @@ def test_four_sessions_at_once(server):
         np.testing.assert_allclose([got[n] for n in sorted(got)], [want[n] for n in sorted(got)], atol=1e-5)
         assert page.count('class="mn-overlay"') == 10
         assert ('Grad-CAM++:' in page) == (k % 2 == 1)
-    assert [p for p in Path(demo.upload_dir).rglob('*') if p.is_file()] == []
 
 
 def test_bad_uploads_get_a_message(server, tmp_path):
@@ -69,7 +68,6 @@ def test_bad_uploads_get_a_message(server, tmp_path):
     assert 'truncated' in msgs['cut.jpg'] and 'decompression bomb' in msgs['bomb.png']
     assert list(_ps(page)) == [good.name]
     assert list(_ps(_upload(demo.local_url, [good]))) == [good.name]          # still serving
-    assert [p for p in Path(demo.upload_dir).rglob('*') if p.is_file()] == []
 
 
 def test_huge_upload_refused(server, tmp_path):
@@ -82,11 +80,10 @@ def test_huge_upload_refused(server, tmp_path):
         r = httpx.post(demo.local_url.rstrip('/') + '/gradio_api/upload', files={'files': ('huge.jpg', f)}, timeout=60)
     assert r.status_code == 413, (r.status_code, r.text[:300])
     up = tmp_path/'up'/'x'; up.mkdir(parents=True); shutil.copy(huge, up/'huge.jpg')
-    page, _ = list(A.analyse_uploads(an, [up/'huge.jpg'], upload_dir=tmp_path/'up'))[-1]
-    assert f'over the limit of {A.MAX_UPLOAD_MB} MB' in page and not (up/'huge.jpg').exists()
+    page, _ = list(A.analyse_uploads(an, [up/'huge.jpg']))[-1]
+    assert f'over the limit of {A.MAX_UPLOAD_MB} MB' in page
     good = sorted((sample_root()/'test'/'benign').glob('*.jpg'))[0]
     assert list(_ps(_upload(demo.local_url, [good]))) == [good.name]
-    assert [p for p in Path(demo.upload_dir).rglob('*') if p.is_file()] == []
 
 
 def _app(*args, cwd=None):
@@ -157,3 +154,75 @@ def test_help_lists_the_exit_statuses():
     assert r.returncode == 0, r.stderr
     table = r.stdout[r.stdout.index('exit status:'):]
     for code, word in (('0', 'Ctrl+C'), ('1', 'a bug'), ('2', 'a user error')): assert f'  {code} ' in table and word in table
+
+
+# --- issue 25 (H, I, L): the card on edited checkpoints, odd uploads, the port, SIGTERM, EXIF, three classes
+
+@pytest.mark.parametrize('metrics', [None, [], 'x', {'val_auc': 'high', 'n_val': [1], 'val_sens': None}])
+def test_card_on_edited_metrics(tiny_model, metrics, tmp_path):
+    from melanoma_nb.checkpoint import read_checkpoint
+    meta = {**read_checkpoint(tiny_model)['meta'], 'metrics': metrics, 'recipe': ['x']}
+    (tmp_path/'eval').mkdir()
+    (tmp_path/'eval'/'metrics.json').write_text('{"ci": {"roc_auc": ["a", null]}, "roc_auc": "x", "n": [3]}')
+    card = A.model_card(meta, tmp_path/'model.pt')
+    assert 'n/a' in card and 'Model card' in card
+    assert 'At threshold' in A.threshold_meaning(meta)
+
+
+def test_thin_strip_upload_gets_a_message(tiny_model, tmp_path):
+    import cv2
+    an = A.Analyser.from_file(tiny_model)
+    cv2.imwrite(str(tmp_path/'thin.png'), np.full((50000, 1, 3), 128, np.uint8))
+    good = sorted((sample_root()/'test'/'benign').glob('*.jpg'))[0]
+    page, kept = list(A.analyse_uploads(an, [tmp_path/'thin.png', good]))[-1]
+    assert 'a strip rather than a photo' in page and len(kept) == 1 and 'internal error' not in page
+
+
+def test_display_honours_exif_orientation(tmp_path):
+    import cv2
+    from test_data import _with_orientation
+    img = np.zeros((40, 80, 3), np.uint8); img[:, :40] = 255
+    (tmp_path/'p.jpg').write_bytes(_with_orientation(cv2.imencode('.jpg', img)[1].tobytes(), 6, True))
+    x, disp = A.read_upload(tmp_path/'p.jpg', 32, 3)
+    assert disp.shape[0] > disp.shape[1]                              # portrait, as shown by any photo viewer
+    assert disp[:10].mean() > 200 and disp[-10:].mean() < 60
+
+
+def test_three_classes_named_as_the_cli_does(tiny_model):
+    from melanoma_nb.checkpoint import read_checkpoint
+    from melanoma_nb.metrics import decision_names
+    ck = read_checkpoint(tiny_model)
+    meta = {**ck['meta'], 'classes': ['benign', 'malignant', 'nevus'], 'positive': 'malignant'}
+    an = A.Analyser.__new__(A.Analyser)
+    an.meta, an.classes, an.pos, an.threshold = meta, meta['classes'], 1, 0.5
+    neg, pos = decision_names(meta['classes'], 1)
+    assert (an.decide(0.2), an.decide(0.7)) == (neg, pos) == ('not malignant', 'malignant')
+    assert an.target(0.2) == an.target(0.7) == 1                      # Grad-CAM explains the positive, as melanoma-predict
+
+
+@pytest.mark.parametrize('port', ['70000', '-1', 'x'])
+def test_bad_port_one_line_no_folder_left(port, tiny_model, tmp_path):
+    r = subprocess.run([sys.executable, '-c', 'import sys; from melanoma_nb.app import app_main; sys.exit(app_main())',
+                        '--model', str(tiny_model), '--port', port], capture_output=True, text=True, timeout=120,
+                       env={**__import__('os').environ, 'TMPDIR': str(tmp_path)})
+    assert r.returncode == 2 and 'Traceback' not in r.stderr and r.stderr.startswith('melanoma-app: error:'), r.stderr
+    assert list(tmp_path.glob('melanoma-app-*')) == []
+
+
+def test_sigterm_port_0_and_cleanup(tiny_model, tmp_path):
+    import os, signal, time
+    p = subprocess.Popen([sys.executable, '-c', 'import sys; from melanoma_nb.app import app_main; sys.exit(app_main())',
+                          '--model', str(tiny_model), '--port', '0'], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env={**os.environ, 'TMPDIR': str(tmp_path)})
+    try:
+        line = p.stdout.readline()
+        port = int(re.search(r'serving on http://127\.0\.0\.1:(\d+)', line)[1])
+        assert port != 0
+        import httpx
+        assert httpx.get(f'http://127.0.0.1:{port}/', timeout=30).status_code == 200     # announced = listening
+        assert len(list(tmp_path.glob('melanoma-app-*'))) == 1
+        p.send_signal(signal.SIGTERM)
+        p.wait(60)
+    finally:
+        if p.poll() is None: p.kill()
+    assert list(tmp_path.glob('melanoma-app-*')) == [], 'the upload folder was left behind'

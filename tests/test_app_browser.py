@@ -89,5 +89,24 @@ def test_two_images_then_a_bad_file(app_url, browser, tmp_path):
     page.wait_for_function("document.querySelector('.mn-result figcaption:last-child') && "
                            "[...document.querySelectorAll('figcaption')].some(f => f.textContent.startsWith('Grad-CAM++'))",
                            timeout=60_000)
-    assert [p for p in Path(demo.upload_dir).rglob('*') if p.is_file()] == []
     page.close()
+
+
+def test_four_sessions_drop_the_same_images(app_url, browser):
+    "4 browser sessions drop the same 3 images (one of them twice) at once: every session gets every result, no error."
+    url, demo = app_url
+    imgs = [sorted((sample_root()/'test'/c).glob('*.jpg'))[k] for c, k in (('malignant', 0), ('benign', 0), ('benign', 1))]
+    drop = imgs + imgs[:1]                                     # the same image twice in one go, too
+    ctxs = [browser.new_context(viewport={'width': 900, 'height': 700}) for _ in range(4)]   # 4 sessions, 4 cookies
+    pages = [c.new_page() for c in ctxs]
+    for page in pages:
+        page.goto(url, wait_until='domcontentloaded')
+        page.get_by_text('Not a medical device.').wait_for(timeout=60_000)
+    for page in pages: upload(page, drop)                      # all four before any result: the uploads overlap
+    for page in pages:
+        page.wait_for_function(f"document.querySelectorAll('.mn-result').length == {len(drop)}", timeout=120_000)
+        errors = page.locator('.mn-error .mn-message').all_inner_texts()
+        assert errors == [], errors
+        assert len(page.locator('.mn-p').all_inner_texts()) == len(drop)
+        assert f'{len(drop)} of {len(drop)} image(s) analysed' in page.locator('.mn-status').inner_text()
+    for c in ctxs: c.close()

@@ -1,0 +1,61 @@
+"""melanoma-evaluate against careless inputs (issue 25: E, F, H, L); each test failed on the code before the fix."""
+import json, os, shutil, sys
+from pathlib import Path
+
+import pytest
+
+from conftest import assert_user_error
+from _tiny_run import edit_meta, tiny_run
+
+pytestmark = pytest.mark.skipif(sys.platform == 'win32', reason='POSIX file names')
+
+
+@pytest.fixture(scope='module')
+def run(tmp_path_factory):
+    d = tmp_path_factory.mktemp('evaluate')
+    return tiny_run(d, target_sensitivity=0.9), d
+
+
+def _eval(run_script, model, data, *args):
+    return run_script('melanoma-evaluate', '--model', model, '--data', data, '--n-boot', 20, '--no-progress', *args, timeout=300)
+
+
+def test_non_utf8_file_name_in_predictions_csv(run, run_script, tmp_path):
+    model, d = run
+    data = tmp_path/'data'; shutil.copytree(d/'data', data)
+    src = sorted((data/'test'/'benign').glob('*.jpg'))[0]
+    os.rename(src, os.fsencode(src.parent) + b'/caf\xe9 \xff.jpg')
+    r = _eval(run_script, model, data, '--out', tmp_path/'ev')
+    assert r.returncode == 0 and 'Traceback' not in r.stderr, r.stderr[-2000:]
+    rows = (tmp_path/'ev'/'predictions.csv').read_bytes().splitlines()
+    assert len(rows) == 1 + 40 and any(b'caf\xe9 \xff.jpg' in row for row in rows)   # the name's own bytes
+
+
+def test_out_into_the_training_run_refused(run, run_script):
+    model, d = run
+    before = (model.parent/'metrics.json').read_bytes()
+    r = _eval(run_script, model, d/'data', '--out', model.parent)
+    assert_user_error(r, 'melanoma-evaluate', 'holds a training run')
+    assert (model.parent/'metrics.json').read_bytes() == before
+
+
+@pytest.mark.parametrize('recipe', [[], None, 'x', {'target_sensitivity': 'high'}, {'arch': 'cnn', 'nonsense': 1}])
+def test_edited_recipe_one_line(run, run_script, tmp_path, recipe):
+    model, d = run
+    bad = edit_meta(model, tmp_path/'model.pt', recipe=recipe)
+    r = _eval(run_script, bad, d/'data', '--out', tmp_path/'ev')
+    assert_user_error(r, 'melanoma-evaluate', 'recipe')
+    r = _eval(run_script, bad, d/'data', '--out', tmp_path/'ev', '--threshold', '0.5')   # a threshold given: fine
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_tta_threshold_needs_the_training_data(run, run_script, tmp_path):
+    "threshold_for rebuilds the validation split only from the data the checkpoint was trained on (its fingerprint)."
+    model, d = run
+    other = tmp_path/'other'; shutil.copytree(d/'data', other)
+    victim = sorted((other/'train'/'benign').glob('*.jpg'))[0]
+    shutil.copy(sorted((other/'train'/'malignant').glob('*.jpg'))[0], victim)      # one training image changed
+    r = _eval(run_script, model, other, '--tta', '--out', tmp_path/'ev')
+    assert_user_error(r, 'melanoma-evaluate', 'not the data the model was trained on')
+    r = _eval(run_script, model, d/'data', '--tta', '--out', tmp_path/'ev2')
+    assert r.returncode == 0, r.stderr[-2000:]
