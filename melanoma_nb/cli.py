@@ -483,6 +483,14 @@ def _eval_figures(out, images, y, p, threshold, classes):
         _write(out/name, buf.getvalue())
 
 # %% ../nbs/11_cli.ipynb #cfd3e806
+def _rings(model, meta, images, y, threshold, pos, args, device) -> dict:
+    "`evaluation.ring_report` of these images with the model as evaluated (same views, temperature and threshold)."
+    import numpy as np
+    from melanoma_nb.evaluation import predict_proba, ring_report
+    def predict(im): return predict_proba(model, im, meta['mean'], meta['std'], tta=args.tta, batch_size=args.batch_size,
+                                          device=device, positive=pos, temperature=meta['temperature'])
+    return ring_report(predict, np.asarray(images), y, threshold, n_boot=args.n_boot, positive=1)
+
 def evaluate_main(argv=None) -> int:
     "`melanoma-evaluate --model RUN_DIR/model.pt [--data DIR] [--tta] [--dedup] [--out DIR]`: metrics.json, figures, a table."
     args = evaluate_parser().parse_args(argv)
@@ -494,6 +502,7 @@ def evaluate_main(argv=None) -> int:
         from melanoma_nb.training import pick_device
         from melanoma_nb.evaluation import evaluate
         from melanoma_nb.metrics import metrics_table
+        from melanoma_nb.evaluation import ring_table
         from melanoma_nb.audit import audit_leakage, dedup_keep
         progress, device = not args.no_progress and sys.stderr.isatty(), pick_device(args.device)
         model, meta = _load_model(args.model, device)
@@ -518,11 +527,13 @@ def evaluate_main(argv=None) -> int:
         out = Path(args.out).expanduser() if args.out else Path(args.model).expanduser().parent/'eval'
         try: out.mkdir(parents=True, exist_ok=True)
         except OSError as e: raise DataError(f"{out}: cannot create the output folder ({e.strerror}); pass --out DIR.") from None
+        res['rings'] = _rings(model, meta, cache.images[idx], y, threshold, pos, args, device)
         write_json(out/'metrics.json', res)
         _write(out/'predictions.csv', _csv(['path', 'label', 'p_malignant'], ((q, classes[l], f'{v:.6f}') for q, l, v in zip(paths, y, p))))
         _eval_figures(out, cache.images[idx], y, p, threshold, classes)
         print(f"{Path(args.model)} on {root}: {len(y)} images, threshold {threshold:.3f}")
         print(metrics_table(tables))
+        print(f"Dark corners (the dermoscope's ring) and synthetic rings:\n{ring_table(res['rings'])}")
         print(f"Wrote {out}/: metrics.json, predictions.csv, confusion.png, curves.png, predictions.png, errors.png")
         return 0
     return _run('melanoma-evaluate', work)

@@ -254,7 +254,7 @@ def unring_changes(predict, images: np.ndarray, threshold: float) -> dict:
     out = dict(n=len(images))
     for how in ('fill', 'crop'):
         p = predict(np.stack([unring(im, how) for im in images])) >= threshold if len(images) else p0
-        out[how] = float((p != p0).mean()) if len(images) else float('nan')
+        out[how] = float((p != p0).mean()) if len(images) else None
     return out
 
 def ring_report(predict, images: np.ndarray, y: np.ndarray, threshold: float, n_boot: int = 1000, seed: int = 0,
@@ -262,23 +262,26 @@ def ring_report(predict, images: np.ndarray, y: np.ndarray, threshold: float, n_
     "The three ring measurements for uint8 `images` with labels `y` (`positive` is the class a ring should not predict)."
     y = np.asarray(y); ring = has_dark_corners(images); pos = (y == positive).astype(int)
     p = predict(images)
+    def share(m): return float(ring[m].mean()) if m.any() else None
     return dict(
-        dark_corners=dict(share_positive=float(ring[pos == 1].mean()) if (pos == 1).any() else float('nan'),
-                          share_negative=float(ring[pos == 0].mean()) if (pos == 0).any() else float('nan')),
+        dark_corners=dict(share_positive=share(pos == 1), share_negative=share(pos == 0)),
         subgroups=subgroup_metrics(pos, p, {'dark corners': ring, 'no dark corners': ~ring}, threshold, n_boot, seed),
-        ring_added=ring_flips(predict, images[pos == 0], threshold),
+        ring_added=ring_flips(predict, images[pos == 0], threshold) if (pos == 0).any() else [],
         ring_removed=unring_changes(predict, images[(pos == 1) & ring], threshold))
 
 # %% ../nbs/08_evaluation.ipynb #e8ce81c2
 def ring_table(rep: dict) -> str:
     "A plain-text view of `ring_report` (the console script prints the same)."
-    lines = [f"dark corners: {rep['dark_corners']['share_positive']:.1%} of positive, {rep['dark_corners']['share_negative']:.1%} of negative images"]
+    def pct(v): return 'n/a' if v is None else f"{v:.1%}"
+    dc = rep['dark_corners']
+    lines = [f"  dark corners in {pct(dc['share_positive'])} of the positive and {pct(dc['share_negative'])} of the negative images"]
     for k, v in rep['subgroups'].items():
         lines.append(f"  {k:16s} n={v['n']:4d}  accuracy {v['accuracy']:.3f} [{v['ci']['accuracy'][0]:.3f}, {v['ci']['accuracy'][1]:.3f}]"
                      f"  sensitivity {v['sensitivity']:.3f}  specificity {v['specificity']:.3f}")
     for r in rep['ring_added']:
         what = 'as they are' if r['radius'] is None else f"ring r={r['radius']:.2f} soft={r['softness']:.2f}"
-        lines.append(f"  negatives {what:24s} called positive {r['called_positive']:.1%}  mean p {r['mean_p']:.3f}")
+        flip = '' if r['radius'] is None else f"  flipped {r['flipped']:.1%} of those called negative without it"
+        lines.append(f"  negatives {what:24s} called positive {r['called_positive']:.1%}  mean p {r['mean_p']:.3f}{flip}")
     rm = rep['ring_removed']
-    lines.append(f"  positives with a ring (n={rm['n']}): call changed when filled {rm['fill']:.1%}, when cropped {rm['crop']:.1%}")
+    lines.append(f"  positives with dark corners (n={rm['n']}): call changed when the ring is filled {pct(rm['fill'])}, cropped {pct(rm['crop'])}")
     return '\n'.join(lines)

@@ -137,10 +137,10 @@ _RUNTIME_FIELDS = ('workers',)   # fields that do not change what is computed: a
 
 # %% ../nbs/07_training.ipynb #c560061b
 PRESETS = {
-    'default': Recipe(arch='cnn', channels=3, size=64, epochs=10, batch_size=32, lr=2e-3, ring=0.5),
-    'cpu':     Recipe(arch='resnet18w32', channels=3, size=96, epochs=10, batch_size=32, lr=2e-3, budget=15, ring=0.5),
+    'default': Recipe(arch='cnn', channels=3, size=64, epochs=10, batch_size=32, lr=2e-3, ring=1.0),
+    'cpu':     Recipe(arch='resnet18w32', channels=3, size=96, epochs=10, batch_size=32, lr=2e-3, budget=15, ring=1.0),
     'gpu':     Recipe(arch='resnet18', channels=3, size=224, epochs=10, batch_size=64, lr=1e-3, pretrained=True,
-                      freeze_epochs=1, ring=0.5),
+                      freeze_epochs=1, ring=1.0),
     'seed':    Recipe(arch='cnn', channels=1, size=224, epochs=10, batch_size=16, lr=1e-3, weight_decay=0.0,
                       label_smoothing=0.0, augment=False, schedule='constant', grad_clip=None),
 }

@@ -1,0 +1,110 @@
+"""The project's `cpu` preset against the peer a user would pick instead, fastai's defaults, side by side.
+
+Same data, same machine, same budget, one after the other:
+  1. fastai (the `bench` extra: pip install -e '.[bench]'): `vision_learner(dls, resnet18, pretrained=False)`,
+     `aug_transforms()`, `fit_one_cycle(E)` at 96 px, batch 32, PIL decoding every epoch, 20 % of train/ held out
+     (seeded) for its validation; E is the most epochs that fit the budget, from a timing of its own training batches.
+  2. `melanoma-train --preset cpu --budget B`, then `melanoma-evaluate`, as a user runs them.
+Both are then measured once on test/ (accuracy at each one's own decision rule, ROC-AUC), with the wall time of
+everything each one did (loading, training, validation). The CPU is named.
+
+    python bench/peer_fastai.py --data /path/to/melanoma_cancer_dataset --budget 15 --out /tmp/peer
+"""
+import argparse, json, platform, subprocess, sys, time
+from pathlib import Path
+
+import numpy as np
+
+
+def cpu_name() -> str:
+    try:
+        for line in subprocess.run(['lscpu'], capture_output=True, text=True).stdout.splitlines():
+            if line.startswith('Model name'): return line.split(':', 1)[1].strip()
+    except OSError: pass
+    return platform.processor() or 'unknown CPU'
+
+
+def test_files(data: Path):
+    classes = sorted(d.name for d in (data/'test').iterdir() if d.is_dir())
+    files = [(f, classes.index(c)) for c in classes for f in sorted((data/'test'/c).iterdir()) if f.is_file()]
+    return classes, files
+
+
+def run_fastai(data: Path, budget_min: float, size: int = 96, bs: int = 32, seed: int = 0) -> dict:
+    "fastai's defaults from scratch, the epochs fitted to the budget; test accuracy/AUC and wall time."
+    from fastai.vision.all import (ImageDataLoaders, Resize, aug_transforms, vision_learner, resnet18, accuracy,
+                                   set_seed, Callback, CancelFitException)
+
+    class StopAfter(Callback):
+        "Time training steps 6..n of one epoch, then stop the fit."
+        def __init__(self, warm, n): self.warm, self.n, self.seconds = warm, n, None
+        def before_fit(self): self.i = 0
+        def before_batch(self):
+            if self.i == self.warm: self.t = time.monotonic()
+        def after_batch(self):
+            self.i += 1
+            if self.i == self.n: self.seconds = time.monotonic() - self.t; raise CancelFitException()
+    from sklearn.metrics import roc_auc_score
+    t0 = time.monotonic(); set_seed(seed, reproducible=True)
+    dls = ImageDataLoaders.from_folder(data/'train', valid_pct=0.2, seed=seed, item_tfms=Resize(size),
+                                       batch_tfms=aug_transforms(), bs=bs, num_workers=0)
+    learn = vision_learner(dls, resnet18, pretrained=False, metrics=accuracy)
+    # the pace of its own training batches (data loading included): up to 30 steps after a warm-up, on a copy of the state
+    import copy, torch
+    state = copy.deepcopy(learn.model.state_dict())
+    warm = 5 if len(dls.train) > 10 else 1
+    timer = StopAfter(warm, min(warm + 30, len(dls.train)))
+    learn.fit(1, 1e-3, cbs=[timer])
+    per_step = timer.seconds / (timer.n - warm)
+    learn.model.load_state_dict(state); learn.opt = None
+    n_train, n_val = len(dls.train), len(dls.valid)
+    per_epoch = per_step * n_train + per_step / 3 * n_val
+    left = budget_min * 60 - (time.monotonic() - t0) - 30
+    epochs = max(1, int(0.95 * left // per_epoch))
+    learn.fit_one_cycle(epochs)
+    train_s = time.monotonic() - t0
+    classes, files = test_files(data)
+    dl = learn.dls.test_dl([f for f, _ in files])
+    probs, _ = learn.get_preds(dl=dl)
+    pos = learn.dls.vocab.o2i['malignant'] if 'malignant' in learn.dls.vocab.o2i else 1
+    y = np.array([int(classes[c] == learn.dls.vocab[pos]) for _, c in files])
+    p = probs[:, pos].numpy()
+    return dict(tool='fastai ' + __import__('fastai').__version__, epochs=epochs, wall_s=round(train_s),
+                test_accuracy=float(((p >= 0.5) == y).mean()), test_auc=float(roc_auc_score(y, p)), n_test=len(y))
+
+
+def run_project(data: Path, budget_min: float, out: Path) -> dict:
+    "melanoma-train --preset cpu, then melanoma-evaluate, as a user runs them."
+    t0 = time.monotonic()
+    subprocess.run(['melanoma-train', '--preset', 'cpu', '--budget', f'{budget_min:g}', '--data', str(data),
+                    '--out', str(out), '--no-progress', '--overwrite'], check=True)
+    wall = time.monotonic() - t0
+    subprocess.run(['melanoma-evaluate', '--model', str(out/'model.pt'), '--data', str(data), '--out', str(out/'eval'),
+                    '--no-progress'], check=True, stdout=subprocess.DEVNULL)
+    m = json.loads((out/'eval'/'metrics.json').read_text())
+    meta = json.loads((out/'metrics.json').read_text())
+    return dict(tool='melanoma_nb --preset cpu', epochs=meta.get('recipe', {}).get('epochs'), wall_s=round(wall),
+                test_accuracy=m['accuracy'], test_auc=m['roc_auc'], n_test=m.get('n', None))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--data', required=True, type=Path)
+    ap.add_argument('--budget', type=float, default=15.0, help='minutes for each tool (default: 15)')
+    ap.add_argument('--out', type=Path, default=Path('peer-runs'))
+    ap.add_argument('--only', choices=('fastai', 'project'), help='run one side only')
+    a = ap.parse_args(argv)
+    rows = []
+    if a.only != 'project': rows.append(run_fastai(a.data, a.budget))
+    if a.only != 'fastai': rows.append(run_project(a.data, a.budget, a.out/'project'))
+    print(f"\nOn {cpu_name()}, {a.budget:g}-minute budget each, test/ of {a.data}:")
+    for r in rows:
+        print(f"  {r['tool']:28s} {r['epochs']} epochs  wall {r['wall_s'] / 60:5.1f} min  test accuracy "
+              f"{r['test_accuracy']:.4f}  ROC-AUC {r['test_auc']:.4f}")
+    if len(rows) == 2: print(f"  difference: {100 * (rows[1]['test_accuracy'] - rows[0]['test_accuracy']):+.1f} points")
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out/'peer.json').write_text(json.dumps(dict(cpu=cpu_name(), budget_min=a.budget, rows=rows), indent=1))
+
+
+if __name__ == '__main__':
+    sys.exit(main())
