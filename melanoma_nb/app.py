@@ -128,6 +128,8 @@ class Analyser:
         self.pos, self.T, self.threshold = positive_of(meta), temperature(meta), float(meta['threshold'])
         self.classes = list(meta['classes'])
         self.tf, self.lock, self.torch = BatchTransform(meta['mean'], meta['std']), threading.Lock(), torch
+        from melanoma_nb.gradcam import gradcam_setting, METHOD_NAMES
+        self.method = METHOD_NAMES[gradcam_setting(meta, self.model)['method']]   # the page's default: the checkpoint's
 
     @classmethod
     def from_file(cls, path):
@@ -147,20 +149,21 @@ class Analyser:
         "The class Grad-CAM explains: the decided one; with more than two classes always the positive (as melanoma-predict)."
         return 1 - self.pos if p < self.threshold and len(self.classes) == 2 else self.pos
 
-    def explain(self, x: np.ndarray, method: str = 'Grad-CAM') -> tuple:
+    def explain(self, x: np.ndarray, method: str | None = None) -> tuple:
         "(p(positive) (N,), maps (N, size, size)) for uint8 images `x` (N, size, size, C); maps for the decided class."
-        from melanoma_nb.gradcam import GradCAM, GradCAMPlusPlus
+        from melanoma_nb.gradcam import make_cam, METHOD_NAMES
         from melanoma_nb.metrics import positive_proba
         torch = self.torch
         xt = self.tf(torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2))
         with self.lock:
             with torch.no_grad(): p = positive_proba(self.model(xt).float(), self.pos, self.T)
             targets = [self.target(float(v)) for v in p]
-            with (GradCAMPlusPlus if method == 'Grad-CAM++' else GradCAM)(self.model) as cam:
+            key = {v: k for k, v in METHOD_NAMES.items()}[method or self.method]
+            with make_cam(self.model, self.meta, method=key) as cam:      # the checkpoint's layer
                 maps = cam(xt, targets).cpu().numpy()
         return p.astype(np.float64), maps
 
-    def analyse(self, x: np.ndarray, disp: np.ndarray, name: str = '', method: str = 'Grad-CAM') -> Result:
+    def analyse(self, x: np.ndarray, disp: np.ndarray, name: str = '', method: str | None = None) -> Result:
         "The `Result` for one image read by `read_upload`: probability, decision and the annotated overlay."
         from melanoma_nb.gradcam import draw_overlay, overlay_text
         t0 = time.perf_counter()
@@ -197,8 +200,9 @@ def threshold_meaning(meta: dict) -> str:
             f"(specificity).")
 
 # %% ../nbs/12_app.ipynb #36a15029
-def result_html(r: Result, an: Analyser, method: str = 'Grad-CAM') -> str:
+def result_html(r: Result, an: Analyser, method: str | None = None) -> str:
     "One card of the page: the image and its overlay with p and the decision, or the message for a bad upload."
+    method = method or an.method
     name = html.escape(r.name)
     if r.error is not None:
         return (f'<div class="mn-result mn-error" data-name="{name}"><b>{name}</b>: '
@@ -277,7 +281,7 @@ def _page(cards: list, total: int, t0: float) -> str:
     done = f"{len(cards)} of {total} image(s) analysed in {time.perf_counter() - t0:.1f} s" if total else ''
     return f'<div class="mn-results">{"".join(cards)}</div><p class="mn-status">{done}</p>'
 
-def analyse_uploads(an: Analyser, files, method: str = 'Grad-CAM'):
+def analyse_uploads(an: Analyser, files, method: str | None = None):
     "Yield (page HTML, session images) after each of `files` (paths); the files are only read, never deleted (see below)."
     files = [str(f if isinstance(f, (str, os.PathLike)) else getattr(f, 'path', f)) for f in (files or [])]
     t0, cards, kept = time.perf_counter(), [], []
@@ -301,7 +305,7 @@ def analyse_uploads(an: Analyser, files, method: str = 'Grad-CAM'):
         yield _page(cards, len(files), t0), kept
 
 # %% ../nbs/12_app.ipynb #c27ca02d
-def redraw(an: Analyser, kept, method: str = 'Grad-CAM') -> str:
+def redraw(an: Analyser, kept, method: str | None = None) -> str:
     "The page for the session's images `kept` [(name, x, display)] with `method`'s overlays (no upload needed)."
     t0 = time.perf_counter()
     cards = [result_html(an.analyse(x, disp, name, method), an, method) for name, x, disp in (kept or [])]
@@ -339,7 +343,7 @@ def build_app(an: Analyser, upload_dir=None):
         gr.Markdown(NOTICE, elem_classes=['mn-notice'])
         with gr.Row():
             files = _upload_box(gr, label='Images', file_count='multiple', type='filepath', elem_id='mn-upload')
-            method = gr.Radio(list(METHODS), value=METHODS[0], label='Explanation', elem_id='mn-method')
+            method = gr.Radio(list(METHODS), value=an.method, label='Explanation', elem_id='mn-method')
         out = gr.HTML(elem_id='mn-results')
         kept = gr.State([])
         gr.Markdown(model_card(an.meta, an.path), elem_id='mn-card')
