@@ -439,10 +439,18 @@ def _lock_run(out: Path, args):
         raise CLIError(f"another melanoma-train is writing to {out} now; wait for it to finish, or train into another "
                        f"folder (--out NEW_DIR).") from None
     except OSError: pass                             # a file system without locks: go on unlocked
-    _HELD.append(fd)
+    _HELD.append((fd, out/'.train.lock'))
     if args.out and not args.resume: check_run_dir(out, args.overwrite)   # another run finished there since the first check?
 
-_HELD = []   # lock file descriptors held until the process ends
+_HELD = []   # (descriptor, path) of the locks held until the run ends
+
+def _unlock_run():
+    "Remove the lock files this process holds (still locked while removed, so no other run can slip in), then release them."
+    while _HELD:
+        fd, path = _HELD.pop()
+        try: path.unlink()
+        except OSError: pass
+        os.close(fd)
 
 def _preflight(args):
     "The checks that need no PyTorch, done before importing it, so that these mistakes are reported at once."
@@ -489,6 +497,7 @@ def train_main(argv=None) -> int:
                       f"since the command started).")
             return 0
         finally:
+            _unlock_run()                               # no lock file is left in the run's folder
             if created and dist.is_initialized(): dist.destroy_process_group()
     return _run('melanoma-train', work)
 

@@ -159,9 +159,9 @@ def test_help_lists_the_exit_statuses():
 # --- issue 25 (H, I, L): the card on edited checkpoints, odd uploads, the port, SIGTERM, EXIF, three classes
 
 @pytest.mark.parametrize('metrics', [None, [], 'x', {'val_auc': 'high', 'n_val': [1], 'val_sens': None}])
-def test_card_on_edited_metrics(tiny_model, metrics, tmp_path):
+def test_card_on_edited_metrics(model_file, metrics, tmp_path):
     from melanoma_nb.checkpoint import read_checkpoint
-    meta = {**read_checkpoint(tiny_model)['meta'], 'metrics': metrics, 'recipe': ['x']}
+    meta = {**read_checkpoint(model_file)['meta'], 'metrics': metrics, 'recipe': ['x']}
     (tmp_path/'eval').mkdir()
     (tmp_path/'eval'/'metrics.json').write_text('{"ci": {"roc_auc": ["a", null]}, "roc_auc": "x", "n": [3]}')
     card = A.model_card(meta, tmp_path/'model.pt')
@@ -169,9 +169,9 @@ def test_card_on_edited_metrics(tiny_model, metrics, tmp_path):
     assert 'At threshold' in A.threshold_meaning(meta)
 
 
-def test_thin_strip_upload_gets_a_message(tiny_model, tmp_path):
+def test_thin_strip_upload_gets_a_message(model_file, tmp_path):
     import cv2
-    an = A.Analyser.from_file(tiny_model)
+    an = A.Analyser.from_file(model_file)
     cv2.imwrite(str(tmp_path/'thin.png'), np.full((50000, 1, 3), 128, np.uint8))
     good = sorted((sample_root()/'test'/'benign').glob('*.jpg'))[0]
     page, kept = list(A.analyse_uploads(an, [tmp_path/'thin.png', good]))[-1]
@@ -180,7 +180,7 @@ def test_thin_strip_upload_gets_a_message(tiny_model, tmp_path):
 
 def test_display_honours_exif_orientation(tmp_path):
     import cv2
-    from test_data import _with_orientation
+    from test_data_limits import _with_orientation
     img = np.zeros((40, 80, 3), np.uint8); img[:, :40] = 255
     (tmp_path/'p.jpg').write_bytes(_with_orientation(cv2.imencode('.jpg', img)[1].tobytes(), 6, True))
     x, disp = A.read_upload(tmp_path/'p.jpg', 32, 3)
@@ -188,10 +188,10 @@ def test_display_honours_exif_orientation(tmp_path):
     assert disp[:10].mean() > 200 and disp[-10:].mean() < 60
 
 
-def test_three_classes_named_as_the_cli_does(tiny_model):
+def test_three_classes_named_as_the_cli_does(model_file):
     from melanoma_nb.checkpoint import read_checkpoint
     from melanoma_nb.metrics import decision_names
-    ck = read_checkpoint(tiny_model)
+    ck = read_checkpoint(model_file)
     meta = {**ck['meta'], 'classes': ['benign', 'malignant', 'nevus'], 'positive': 'malignant'}
     an = A.Analyser.__new__(A.Analyser)
     an.meta, an.classes, an.pos, an.threshold = meta, meta['classes'], 1, 0.5
@@ -201,18 +201,18 @@ def test_three_classes_named_as_the_cli_does(tiny_model):
 
 
 @pytest.mark.parametrize('port', ['70000', '-1', 'x'])
-def test_bad_port_one_line_no_folder_left(port, tiny_model, tmp_path):
+def test_bad_port_one_line_no_folder_left(port, model_file, tmp_path):
     r = subprocess.run([sys.executable, '-c', 'import sys; from melanoma_nb.app import app_main; sys.exit(app_main())',
-                        '--model', str(tiny_model), '--port', port], capture_output=True, text=True, timeout=120,
+                        '--model', str(model_file), '--port', port], capture_output=True, text=True, timeout=120,
                        env={**__import__('os').environ, 'TMPDIR': str(tmp_path)})
     assert r.returncode == 2 and 'Traceback' not in r.stderr and r.stderr.startswith('melanoma-app: error:'), r.stderr
     assert list(tmp_path.glob('melanoma-app-*')) == []
 
 
-def test_sigterm_port_0_and_cleanup(tiny_model, tmp_path):
+def test_sigterm_port_0_and_cleanup(model_file, tmp_path):
     import os, signal, time
     p = subprocess.Popen([sys.executable, '-c', 'import sys; from melanoma_nb.app import app_main; sys.exit(app_main())',
-                          '--model', str(tiny_model), '--port', '0'], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          '--model', str(model_file), '--port', '0'], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True, env={**os.environ, 'TMPDIR': str(tmp_path)})
     try:
         line = p.stdout.readline()

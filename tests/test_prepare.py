@@ -247,7 +247,7 @@ def test_sizes_counted_while_extracting(tmp_path):
     "A member whose bytes run past what its header declared is stopped at the limit, not trusted."
     from melanoma_nb.data import _Member, _unpack
     liar = _Member('big.bin', 'file', 10, lambda: io.BytesIO(bytes(5 << 20)))
-    with pytest.raises(DataError, match='its header declared less'): _unpack([liar], tmp_path, tmp_path/'x.zip', 1 << 20, 'test')
+    with pytest.raises(DataError, match='its header declared less'): _unpack([liar], tmp_path, tmp_path/'dest', tmp_path/'x.zip', 1 << 20, 'test')
 
 
 # --------------------------------------------------------------------------------------------------------------------
