@@ -12,18 +12,7 @@ import torch
 from conftest import assert_user_error, has_entry_point
 
 
-def _sample_jpgs(sample, cls, n):
-    return sorted((sample/'train'/cls).glob('*.jpg'))[:n]
-
-
-def _zip(path: Path, members):
-    "members: (name, bytes) or (name, bytes, 'link')"
-    with zipfile.ZipFile(path, 'w') as z:
-        for m in members:
-            zi = zipfile.ZipInfo(m[0])
-            if len(m) == 3: zi.external_attr = (stat.S_IFLNK | 0o777) << 16
-            z.writestr(zi, m[1])
-    return path
+from test_data import _sample_jpgs, _zip   # the same helpers as the data tests
 
 
 # --------------------------------------------------------------------------------------------------------------------
