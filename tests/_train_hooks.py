@@ -10,8 +10,12 @@ mid-write: pause half-way through writing epoch 2's resume state (RUN_DIR/last.p
 ddp-hash:  after each epoch's training, every rank appends "<epoch> <sha256 of its weights and buffers>" to
            DIR/rank<r>.txt (the ranks of a healthy DDP run hold identical states).
 The pause writes HOOK_MARKER, then sleeps; nothing else in the run is changed."""
-import io, os, sys, time
+import io, os, signal, sys, time
 from pathlib import Path
+
+
+# a test worker may have started this process with SIGINT ignored (inherited): restore Ctrl-C as a user has it
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _pause(marker: Path):

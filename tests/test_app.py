@@ -134,8 +134,9 @@ def test_serving_line_means_the_page_answers(model_file):
     "The moment 'serving on URL' is printed, the URL answers; Ctrl+C (SIGINT) then stops the app with status 0."
     import signal, urllib.request
     port = A.free_port()
-    p = subprocess.Popen([sys.executable, '-c', 'import sys; from melanoma_nb.app import app_main; sys.exit(app_main())',
-                          '--model', str(model_file), '--port', str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    code = ('import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler)\n'   # Ctrl-C as a user has it
+            'from melanoma_nb.app import app_main; sys.exit(app_main())')
+    p = subprocess.Popen([sys.executable, '-c', code, '--model', str(model_file), '--port', str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True)
     try:
         line = p.stdout.readline()
@@ -143,7 +144,7 @@ def test_serving_line_means_the_page_answers(model_file):
         url = line.split('serving on ')[1].split()[0]
         with urllib.request.urlopen(url, timeout=5) as resp: assert resp.status == 200
         p.send_signal(signal.SIGINT)
-        assert p.wait(60) == 0
+        assert p.wait(180) == 0
     finally:
         if p.poll() is None: p.kill(); p.wait()
 
