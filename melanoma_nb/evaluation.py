@@ -224,9 +224,9 @@ def with_ring(images: np.ndarray, radius: float, softness: float = 0.0) -> np.nd
     m = ring_mask(1, images.shape[1], radius, softness)[0, 0].numpy()[None, :, :, None]
     return np.rint(images.astype(np.float32) * m).astype(np.uint8)
 
-def ring_flips(predict, images: np.ndarray, threshold: float, probes=RING_PROBES) -> list:
-    "For each (radius, softness) probe: the share of `images` called positive (`predict(images) >= threshold`) with that ring, and the mean p."
-    p0 = predict(images)
+def ring_flips(predict, images: np.ndarray, threshold: float, probes=RING_PROBES, p0=None) -> list:
+    "For each (radius, softness) probe: the share of `images` called positive (`predict(images) >= threshold`) with that ring, and the mean p; `p0`: their scores as they are, if known."
+    p0 = predict(images) if p0 is None else np.asarray(p0)
     rows = [dict(radius=None, softness=None, called_positive=float((p0 >= threshold).mean()), mean_p=float(p0.mean()))]
     for radius, soft in probes:
         p = predict(with_ring(images, radius, soft))
@@ -264,9 +264,9 @@ def unring(image: np.ndarray, how: str = 'fill') -> np.ndarray:
     return out.reshape(image.shape)
 
 # %% ../nbs/08_evaluation.ipynb #98f31a73
-def unring_changes(predict, images: np.ndarray, threshold: float) -> dict:
-    "For images with a ring: the share whose call changes once the ring is filled with skin colour, and once cropped away."
-    p0 = predict(images) >= threshold
+def unring_changes(predict, images: np.ndarray, threshold: float, p0=None) -> dict:
+    "For images with a ring: the share whose call changes once the ring is filled with skin colour, and once cropped away; `p0`: their scores, if known."
+    p0 = (predict(images) if p0 is None else np.asarray(p0)) >= threshold
     out = dict(n=len(images))
     for how in ('fill', 'crop'):
         p = predict(np.stack([unring(im, how) for im in images])) >= threshold if len(images) else p0
@@ -282,8 +282,8 @@ def ring_report(predict, images: np.ndarray, y: np.ndarray, threshold: float, n_
     return dict(
         dark_corners=dict(share_positive=share(pos == 1), share_negative=share(pos == 0)),
         subgroups=subgroup_metrics(pos, p, {'dark corners': ring, 'no dark corners': ~ring}, threshold, n_boot, seed),
-        ring_added=ring_flips(predict, images[pos == 0], threshold) if (pos == 0).any() else [],
-        ring_removed=unring_changes(predict, images[(pos == 1) & ring], threshold))
+        ring_added=ring_flips(predict, images[pos == 0], threshold, p0=p[pos == 0]) if (pos == 0).any() else [],
+        ring_removed=unring_changes(predict, images[(pos == 1) & ring], threshold, p0=p[(pos == 1) & ring]))
 
 # %% ../nbs/08_evaluation.ipynb #e8ce81c2
 def ring_table(rep: dict) -> str:
