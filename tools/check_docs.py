@@ -18,6 +18,10 @@ Checks:
  5. On a fresh Kaggle/Colab session the install cell is enough: it installs `melanoma_nb[notebooks]`, and every module
     a notebook imports is in the standard library, comes with the Jupyter kernel (ipykernel), or is installed by the
     project's dependencies plus the `notebooks` extra (read from the installed packages' metadata).
+ 6. CONTRIBUTING.md describes what exists: its module table has a row for every module in melanoma_nb/ (except
+    `_*`), every notebook and module a row names exists and the notebook exports that module (`#| default_exp`), and
+    every name its module contracts write as a call (`name(...)`) is defined or imported at the top level of the
+    module its paragraph names (read with `ast`, nothing imported).
 """
 from __future__ import annotations
 
@@ -51,7 +55,7 @@ def load_cfg(root: Path = ROOT) -> dict:
     nbdev = d.get('tool', {}).get('nbdev', {})
     git_url = (d.get('project', {}).get('urls', {}).get('Repository') or '').rstrip('/')
     m = re.match(r'https://github\.com/([^/]+/[^/]+)$', git_url)
-    cfg.update(repo=m.group(1) if m else '', branch=nbdev.get('branch', 'main'),
+    cfg.update(repo=m.group(1) if m else '', branch=nbdev.get('branch', 'main'), lib_path=nbdev.get('lib_path', 'melanoma_nb'),
                custom_sidebar=str(nbdev.get('custom_sidebar', False)).lower() in ('true', '1', 'yes'))
     return cfg
 
@@ -323,6 +327,85 @@ def check_readme(root: Path, rep: Report):
                               '--fix-readme`). First differing lines:\n      ' + '\n      '.join(d))
 
 
+# 6. CONTRIBUTING.md against the package ------------------------------------------------------------------------
+_re_contract = re.compile(r'^`(\w+)` \(\d+\)')
+
+def default_exp(nb: dict) -> str | None:
+    "The module a notebook exports (its `#| default_exp` line), or None."
+    for c in nb.get('cells', []):
+        if c.get('cell_type') != 'code': continue
+        m = re.search(r'^#\|\s*default_exp\s+([\w.]+)', src(c), re.M)
+        if m: return m.group(1)
+    return None
+
+
+def top_level_names(py: Path) -> set[str]:
+    "Names a module defines or imports at its top level (functions, classes, assignments, imports), read with `ast`."
+    import ast
+    out = set()
+    for n in ast.parse(py.read_text(encoding='utf-8')).body:
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)): out.add(n.name)
+        elif isinstance(n, (ast.Import, ast.ImportFrom)): out |= {(a.asname or a.name).split('.')[0] for a in n.names}
+        elif isinstance(n, (ast.Assign, ast.AnnAssign)):
+            for tg in (n.targets if isinstance(n, ast.Assign) else [n.target]):
+                out |= {x.id for x in ast.walk(tg) if isinstance(x, ast.Name)}
+    return out
+
+
+def module_table(text: str) -> list[tuple[list[str], list[str]]] | None:
+    "(notebooks, modules) of each row of the table headed `| Notebook | Module | ...`, or None without one."
+    lines = text.splitlines()
+    start = next((i for i, l in enumerate(lines) if re.match(r'^\|\s*Notebook\s*\|\s*Module\s*\|', l)), None)
+    if start is None: return None
+    rows = []
+    for l in lines[start + 2:]:
+        if not l.startswith('|'): break
+        cells = l.split('|')
+        rows.append((re.findall(r'`([^`]+)`', cells[1]), re.findall(r'`([^`]+)`', cells[2])))
+    return rows
+
+
+def check_contributing(root: Path, cfg: dict, rep: Report):
+    f, lib, nbs = root/'CONTRIBUTING.md', root/cfg['lib_path'], root/cfg['nbs_path']
+    if not f.exists(): return rep.fail('CONTRIBUTING.md', 'missing: it describes the modules and how to change them')
+    text = f.read_text(encoding='utf-8')
+    rows = module_table(text)
+    if rows is None: return rep.fail('CONTRIBUTING.md', "no module table (a table headed '| Notebook | Module |')")
+    listed = set()
+    for nbs_, mods in rows:
+        for n in nbs_:
+            if not (nbs/f'{n}.ipynb').exists():
+                rep.fail('CONTRIBUTING.md', f"the module table names the notebook '{n}', but {cfg['nbs_path']}/{n}.ipynb does not exist")
+        for m in mods:
+            listed.add(m)
+            if not (lib/f'{m}.py').exists():
+                rep.fail('CONTRIBUTING.md', f"the module table names the module '{m}', but {lib.name}/{m}.py does not exist")
+        if len(nbs_) == len(mods):
+            for n, m in zip(nbs_, mods):
+                if (nbs/f'{n}.ipynb').exists() and (e := default_exp(json.loads((nbs/f'{n}.ipynb').read_text(encoding='utf-8')))) != m:
+                    rep.fail('CONTRIBUTING.md', f"the module table pairs the notebook '{n}' with the module '{m}', but "
+                                                f"the notebook exports {e!r} (its #| default_exp line)")
+    for py in sorted(lib.glob('*.py')):
+        if not py.stem.startswith('_') and py.stem not in listed:
+            rep.fail('CONTRIBUTING.md', f"the module table has no row for the module '{py.stem}' ({lib.name}/{py.name}): "
+                                        "add one (notebook, module, what it holds)")
+    body = text.split('## Module contracts', 1)
+    if len(body) < 2: return rep.fail('CONTRIBUTING.md', "no '## Module contracts' section")
+    blocks, cur = [], None
+    for l in body[1].splitlines():
+        if l.startswith('## '): break
+        if _re_contract.match(l): cur = (re.findall(r'`(\w+)` \(\d+\)', l), []); blocks.append(cur)
+        if cur: cur[1].append(l)
+    for mods, ls in blocks:
+        have = set()
+        for m in mods:
+            if (lib/f'{m}.py').exists(): have |= top_level_names(lib/f'{m}.py')
+            else: rep.fail('CONTRIBUTING.md', f"a module contract names the module '{m}', but {lib.name}/{m}.py does not exist")
+        for name in sorted(set(re.findall(r'`([A-Za-z_]\w*)\(', '\n'.join(ls))) - have):
+            rep.fail('CONTRIBUTING.md', f"the contract of {', '.join(mods)} names {name}(...), which "
+                                        f"{' or '.join(f'{lib.name}/{m}.py' for m in mods)} does not define")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--fix-readme', action='store_true', help='regenerate README.md from nbs/index.ipynb first')
@@ -340,6 +423,7 @@ def main(argv=None) -> int:
     lc = check_links(ROOT, cfg, nbs_json, rep)
     check_hosted_imports(ROOT, nbs_json, rep)
     check_readme(ROOT, rep)
+    check_contributing(ROOT, cfg, rep)
     for n in rep.notes: print(f'note: {n}')
     sys.stdout.flush()
     if rep.problems:
@@ -347,7 +431,8 @@ def main(argv=None) -> int:
         for pr in rep.problems: print(f'  - {pr}', file=sys.stderr)
         return 1
     print(f'check_docs: {len(paths)} notebooks and README.md OK (sidebar, title, install cell, links '
-          f'[{lc.external} external links not fetched], README in step with index.ipynb, imports on a fresh Kaggle/Colab session)')
+          f'[{lc.external} external links not fetched], README in step with index.ipynb, imports on a fresh Kaggle/Colab session, '
+          f'CONTRIBUTING.md against the package)')
     return 0
 
 
