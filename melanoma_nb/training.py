@@ -7,7 +7,7 @@ Docs: https://melanoma-nb.github.io/melanoma_nb/training.html.md"""
 # %% ../nbs/07_training.ipynb #4115dfd1
 from __future__ import annotations
 import contextlib, csv, hashlib, io, math, os, random, shutil, signal, sys, threading, time, warnings
-from dataclasses import dataclass, asdict, fields, replace
+from dataclasses import dataclass, asdict, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +30,15 @@ from .checkpoint import (CheckpointError, OutputError, atomic_write, write_json,
                                     RESUME_VERSION, SIZE_RANGE)
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'BALANCES', 'PRESETS', 'HISTORY_COLS', 'MAX_EPOCHS', 'BUDGET_MARGIN', 'EPOCH_ALLOWANCE', 'TrainingError',
-           'RecipeError', 'NonFiniteLossError', 'Recipe', 'pick_device', 'balanced_cross_entropy', 'make_optimizer',
-           'make_scheduler', 'epoch_seed', 'seed_everything', 'save_history', 'load_history', 'warmup_epochs',
-           'best_row', 'plot_history', 'DistInfo', 'dist_info', 'init_distributed', 'all_gather_rows', 'state_hash',
-           'check_output_dir', 'sigterm_as_interrupt', 'load_resume_state', 'resume_recipe', 'FitResult', 'Trainer',
-           'validation_split', 'data_fingerprint', 'fit', 'runs_home', 'full_run']
+__all__ = ['SCHEDULES', 'BALANCES', 'PRESETS', 'HISTORY_COLS', 'EVENTS', 'PRECISIONS', 'BF16_GAIN', 'MAX_EPOCHS', 'BUDGET_AIM',
+           'EPOCH_ALLOWANCE', 'TrainingError', 'RecipeError', 'NonFiniteLossError', 'Recipe', 'pick_device',
+           'balanced_cross_entropy', 'make_optimizer', 'make_scheduler', 'epoch_seed', 'seed_everything',
+           'save_history', 'load_history', 'warmup_epochs', 'best_row', 'plot_history', 'DistInfo', 'dist_info',
+           'init_distributed', 'all_gather_rows', 'state_hash', 'check_output_dir', 'sigterm_as_interrupt',
+           'load_resume_state', 'resume_recipe', 'Callback', 'CancelEpoch', 'Plan', 'Best', 'FitResult', 'check_inputs',
+           'validation_split', 'data_fingerprint', 'build_net', 'candidates', 'autocast', 'make_batches',
+           'loss_weights', 'continue_schedule', 'plan_schedule', 'Trainer', 'EarlyStop', 'Logger', 'DDPSync',
+           'Checkpoints', 'Budget', 'default_callbacks', 'fit', 'runs_home', 'full_run']
 
 # %% ../nbs/07_training.ipynb #6384a6a2
 class TrainingError(Exception):
@@ -83,6 +86,7 @@ class Recipe:
     group_split: bool = True           # keep near-copies inside train/ on one side of the validation split
     budget: float | None = None        # minutes for the whole run (cache, training, validation, files); sets the epochs
     ring: float = 0.0                  # share of training images given a random dark ring (the dermoscope's field of view)
+    precision: str = 'auto'            # training arithmetic: 'fp32', 'bf16' autocast, or 'auto' (time both at the start)
 
     def __post_init__(self): self.check()
 
@@ -114,6 +118,7 @@ class Recipe:
             bad(f"budget must be a positive number of minutes, not {self.budget}")
         if self.workers is not None and self.workers < 0: bad(f"workers must be >= 0, not {self.workers}")
         if not (isinstance(self.ring, (int, float)) and 0 <= self.ring <= 1): bad(f"ring is a share of the images, in [0, 1], not {self.ring}")
+        if self.precision not in ('auto', 'fp32', 'bf16'): bad(f"precision must be 'auto', 'fp32' or 'bf16', not {self.precision!r}")
         if self.target_sensitivity is not None and not 0 < self.target_sensitivity <= 1:
             bad(f"target_sensitivity must be in (0, 1], not {self.target_sensitivity}")
 
@@ -366,10 +371,46 @@ def _recipe_diff(saved: Recipe, now: Recipe) -> list:
     return [f"{f.name}={getattr(saved, f.name)!r} (saved) vs {getattr(now, f.name)!r} (now)" for f in fields(Recipe)
             if f.name not in _RUNTIME_FIELDS and getattr(saved, f.name) != getattr(now, f.name)]
 
-# %% ../nbs/07_training.ipynb #3c254b24
+# %% ../nbs/07_training.ipynb #1aa3e50e
+EVENTS = ('before_fit', 'before_epoch', 'before_step', 'after_loss', 'after_step', 'after_train', 'after_validate',
+          'after_epoch', 'after_fit')
+
+class Callback:
+    "A method named after one of `EVENTS` is called with the trainer at that point of the loop; `order` sorts them."
+    order = 50              # after the built-in ones (log 10, files 20, early stopping 30, budget 40)
+    def __repr__(self): return type(self).__name__
+
+class CancelEpoch(Exception):
+    "Raised by a callback between steps: the epoch's remaining steps are skipped; it is validated and kept as usual."
+
+# %% ../nbs/07_training.ipynb #be127f06
+@dataclass
+class Plan:
+    "The run's length: `end` epochs of `steps` steps, the first `warmup` of them warm-up; the budget's pace and re-plans."
+    end: int
+    steps: int
+    warmup: int = 0
+    warm_end: int = 0               # the step where the learning rate stops rising (0: it never rises)
+    budget_s: float | None = None   # the whole command's budget in seconds
+    epoch_s: float | None = None    # planned seconds per epoch
+    precision: dict | None = None   # what was timed and chosen
+    replans: list = field(default_factory=list)
+
+@dataclass
+class Best:
+    "The epoch kept so far (1-based; 0: none yet), its score, decision threshold, temperature, metrics and CPU weights."
+    epoch: int = 0
+    score: float = -math.inf
+    threshold: float = 0.5
+    temperature: float = 1.0
+    provisional: bool = False
+    metrics: dict = field(default_factory=dict)
+    state: dict | None = None
+    bad: int = 0                    # epochs after the warm-up without a better score (early stopping)
+
 @dataclass
 class FitResult:
-    "What `fit` returns: the best epoch's model (eval mode, on the training device), the history, the best metrics."
+    "What `fit` returns: the best epoch's model (eval mode, on the training device), the history, the metrics, the checkpoint's metadata."
     model: nn.Module
     history: list
     metrics: dict
@@ -377,40 +418,27 @@ class FitResult:
     out_dir: Path | None
     seconds: float
 
-class Trainer:
-    "One training run; `fit` makes one and calls `run`. Each step is a method, defined below beside its explanation."
-    def __init__(self, recipe: Recipe, cache, out_dir=None, dev=None, info: DistInfo | None = None, resume: bool = False,
-                 progress: bool = True, verbose: bool = True, on_epoch_end=None, started: float | None = None):
-        self.recipe, self.cache, self.dev, self.info = recipe, cache, dev or torch.device('cpu'), info or DistInfo()
-        self.resume, self.progress, self.on_epoch_end = resume, progress, on_epoch_end
-        self.out = None if out_dir is None else Path(out_dir).expanduser()
-        self.say = print if (verbose and self.info.main) else (lambda *a, **k: None)
-        self.t0, self.start, self.done, self.history, self.bad = time.perf_counter(), 0, 0, [], 0
-        self.best, self.best_state, self.copies, self.stage, self.model = None, None, [], None, None
-        self.warmup = warmup_epochs(recipe)
-        self.started = time.monotonic() if started is None else started   # when the budget's clock started
-
-# %% ../nbs/07_training.ipynb #9a141b40
-@patch
-def check_inputs(self: Trainer):
-    "Refuse what cannot work: cache/recipe mismatch, batch vs processes, SyncBatchNorm off CUDA, classes, tiny classes."
-    r, c, info = self.recipe, self.cache, self.info
+# %% ../nbs/07_training.ipynb #e744f1ac
+def check_inputs(recipe, cache, info, dev) -> tuple:
+    "(labels, classes, positive index) after refusing what cannot work: cache/recipe mismatch, batch vs processes, tiny classes."
+    r, c = recipe, cache
     if (c.size, c.channels) != (r.size, r.channels):
         raise RecipeError(f"the image cache holds {c.size} px images with {c.channels} channel(s), but the recipe "
                           f"asks for {r.size} px with {r.channels}; prepare the data with size={r.size}, channels={r.channels}")
     if r.batch_size % info.world:
         raise RecipeError(f"the batch size {r.batch_size} is the global batch and must be divisible by the "
                           f"{info.world} processes; choose a multiple of {info.world}")
-    if info.world > 1 and r.sync_bn and self.dev.type != 'cuda':
+    if info.world > 1 and r.sync_bn and dev.type != 'cuda':
         raise RecipeError("sync_bn (SyncBatchNorm) works only on CUDA devices; leave it out for CPU (Gloo) runs")
-    self.labels, self.classes = np.asarray(c.labels), list(c.classes)
-    self.pos = positive_index(self.classes, r.positive)
-    counts = np.bincount(self.labels[c.indices('train')], minlength=len(self.classes))
+    labels, classes = np.asarray(c.labels), list(c.classes)
+    pos = positive_index(classes, r.positive)
+    counts = np.bincount(labels[c.indices('train')], minlength=len(classes))
     if (counts < 2).any():
         raise DataError(f"{c.root}: training needs at least 2 images of every class (one to train on, one to "
-                        f"validate); the train split has {dict(zip(self.classes, counts.tolist()))}")
+                        f"validate); the train split has {dict(zip(classes, counts.tolist()))}")
+    return labels, classes, pos
 
-# %% ../nbs/07_training.ipynb #e91441ba
+# %% ../nbs/07_training.ipynb #01a9501b
 def validation_split(cache, recipe) -> tuple:
     "(train, validation, copy pairs): the part of `cache`'s train/ that `fit` holds out for `recipe`, copy groups kept together."
     labels, pool = np.asarray(cache.labels), cache.indices('train')
@@ -430,14 +458,7 @@ def data_fingerprint(cache, tr, va) -> str:
         for s in range(0, len(idx), 512): h.update(np.ascontiguousarray(cache.images[idx[s:s + 512]]).tobytes())
     return h.hexdigest()[:16]
 
-@patch
-def split(self: Trainer):
-    "The validation split, and a fingerprint of the data (pixels, labels, split) for resuming."
-    self.tr, self.va, self.copies = validation_split(self.cache, self.recipe)
-    self.data_sig = {'n_train': len(self.tr), 'n_val': len(self.va), 'classes': self.classes,
-                     'data': data_fingerprint(self.cache, self.tr, self.va)}
-
-# %% ../nbs/07_training.ipynb #c6465280
+# %% ../nbs/07_training.ipynb #033e66a5
 def _warn_one_sided(cache, tr, va):
     "Warn when a class has no image on one side of the split: a class that is one copy group cannot be split without leaking."
     labels = np.asarray(cache.labels)
@@ -449,153 +470,268 @@ def _warn_one_sided(cache, tr, va):
                           f"validation metrics (and a threshold chosen for a sensitivity) have none of it to go on. Add "
                           f"distinct images of '{name}'.", stacklevel=3)
 
-# %% ../nbs/07_training.ipynb #cd3e590f
-@patch
-def build_model(self: Trainer):
-    "The seeded model on the device (channels-last), and the mixed-precision settings for CUDA."
-    r, info, dev = self.recipe, self.info, self.dev
+# %% ../nbs/07_training.ipynb #a1532242
+def build_net(recipe, n_classes: int, info, dev) -> nn.Module:
+    "The seeded model for `recipe` on `dev` (channels-last on CPU and CUDA); under DDP rank 0 fetches pretrained weights first."
+    r = recipe
     seed_everything(r.seed)
-    make = lambda: create_model(r.arch, in_chans=r.channels, num_classes=len(self.classes), pretrained=r.weights or r.pretrained)
+    make = lambda: create_model(r.arch, in_chans=r.channels, num_classes=n_classes, pretrained=r.weights or r.pretrained)
     if info.world > 1 and r.pretrained:                # rank 0 downloads the weights; the others then read its copy
         net = make() if info.main else None
         _barrier(info)
         if net is None: net = make()
     else: net = make()
     if info.world > 1 and r.sync_bn: net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
-    self.chl = r.channels_last and dev.type in ('cuda', 'cpu')   # measured: faster on CPU too (below)
     net.to(dev)
-    if self.chl: net.to(memory_format=torch.channels_last)
+    if dev.type in ('cuda', 'cpu'): net.to(memory_format=torch.channels_last)
     if dev.type == 'cuda': torch.backends.cudnn.benchmark = True
-    amp = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if (dev.type == 'cuda' and r.amp) else None
-    self.amp_dtype, self.scaler, self.net = amp, torch.amp.GradScaler('cuda', enabled=amp == torch.float16), net
-    self.autocast = (lambda: torch.autocast('cuda', dtype=amp)) if amp else contextlib.nullcontext
+    return net
 
-# %% ../nbs/07_training.ipynb #585cb6b3
-@patch
-def make_batches(self: Trainer):
-    "Training/validation batches (on the device when they fit), transforms, class weights and AdamW."
-    r, info, dev, c = self.recipe, self.info, self.dev, self.cache
-    bs, tr, va = r.batch_size // info.world, self.tr, self.va
+def _wrap(net, info, dev, recipe):
+    model = net
+    if info.world > 1:
+        model = nn.parallel.DistributedDataParallel(net, device_ids=[dev.index] if dev.type == 'cuda' else None)
+    if recipe.compile: model = torch.compile(model)
+    return model
+
+# %% ../nbs/07_training.ipynb #6b9ebe2b
+PRECISIONS = ('fp32', 'bf16', 'fp16')
+BF16_GAIN = 0.85        # autocast is chosen when its step takes at most this share of float32's (median of pairs)
+
+def candidates(recipe, dev) -> tuple:
+    "The precisions `recipe.precision` allows on `dev`, the default first: ('fp32',), ('bf16',) or ('fp32', 'bf16'|'fp16')."
+    if not recipe.amp or dev.type not in ('cpu', 'cuda') or recipe.precision == 'fp32': return ('fp32',)
+    low = 'bf16' if dev.type == 'cpu' or torch.cuda.is_bf16_supported() else 'fp16'
+    if recipe.precision == 'bf16':
+        if low != 'bf16': raise RecipeError(f"this GPU has no bf16: use precision 'auto' (fp16 with loss scaling) or 'fp32'")
+        return ('bf16',)
+    return ('fp32', low)
+
+def autocast(dev, precision: str):
+    "A context for the forward pass in `precision` on `dev` (float32: nothing)."
+    if precision == 'fp32': return contextlib.nullcontext()
+    return torch.autocast(dev.type, dtype=torch.bfloat16 if precision == 'bf16' else torch.float16)
+
+# %% ../nbs/07_training.ipynb #2f9cb781
+def make_batches(recipe, cache, labels, tr, va, info, dev) -> tuple:
+    "(training batches, validation batches, where): on the device when they fit, else loaders over the memory-mapped cache."
+    r, c, bs = recipe, cache, recipe.batch_size // info.world
     drop = math.ceil(len(tr) / info.world) >= bs       # equal-sized steps; a tiny data set keeps its one short batch
     shard = dict(rank=info.rank, world=info.world)
     if DeviceBatches.fits(c.images, np.concatenate([tr, va]), dev):
-        self.train_b = DeviceBatches(c.images, self.labels, tr, dev, bs, shuffle=True, seed=r.seed, drop_last=drop, **shard)
-        self.val_b = DeviceBatches(c.images, self.labels, va, dev, 2 * bs, shuffle=False, **shard)
-        self.where = 'on the device'
-    else:
-        self.train_b = make_loader(CachedImages(c.images, self.labels, tr), bs, shuffle=True, seed=r.seed,
-                                   workers=r.workers, drop_last=drop, **shard)
-        self.val_b = make_loader(CachedImages(c.images, self.labels, va), 2 * bs, shuffle=False, workers=r.workers, **shard)
-        self.where = f'from the cache, {self.train_b.num_workers} loader workers'
-    self.mean, self.std = norm_stats(r.channels)
-    self.tf_train = BatchTransform(self.mean, self.std, train=r.augment, ring=r.ring if r.augment else 0.0).to(dev)
-    self.tf_val = BatchTransform(self.mean, self.std, train=False).to(dev)
-    self.weight = None
-    if r.balance == 'weights':
-        w = class_weights(self.labels[tr], len(self.classes)).float()
-        self.weight = (w / w[torch.from_numpy(self.labels[tr])].mean()).to(dev)   # mean 1 over the training images
-    self.opt = make_optimizer(self.net, r, fused=dev.type == 'cuda')
+        return (DeviceBatches(c.images, labels, tr, dev, bs, shuffle=True, seed=r.seed, drop_last=drop, **shard),
+                DeviceBatches(c.images, labels, va, dev, 2 * bs, shuffle=False, **shard), 'on the device')
+    train_b = make_loader(CachedImages(c.images, labels, tr), bs, shuffle=True, seed=r.seed, workers=r.workers,
+                          drop_last=drop, **shard)
+    val_b = make_loader(CachedImages(c.images, labels, va), 2 * bs, shuffle=False, workers=r.workers, **shard)
+    return train_b, val_b, f'from the cache, {train_b.num_workers} loader workers'
 
-# %% ../nbs/07_training.ipynb #b3e0e006
-MAX_EPOCHS = 40         # a budget on a fast machine buys epochs up to this many
-BUDGET_MARGIN = 0.95    # plan for this share of what is left: timings scatter
+def loss_weights(recipe, labels, tr, n_classes: int, dev):
+    "Class weights for the loss, mean 1 over the training images; None without balancing."
+    if recipe.balance != 'weights': return None
+    w = class_weights(labels[tr], n_classes).float()
+    return (w / w[torch.from_numpy(labels[tr])].mean()).to(dev)
+
+# %% ../nbs/07_training.ipynb #6a9ce69f
+def continue_schedule(opt, peak: float, steps: int, warm: int):
+    "The rest of a one-cycle over `steps` steps from the optimiser's current rate: up to `peak` over `warm` steps (if any), then down."
+    lr = opt.param_groups[0]['lr']
+    if warm < 1 or lr >= peak or steps < 3:            # past the warm-up: a cosine from the current rate to zero
+        for g in opt.param_groups: g['initial_lr'] = g['lr']
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1), eta_min=0.0)
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=peak, total_steps=steps, div_factor=peak / lr,
+                                               pct_start=min(max(warm, 1.5) / steps, 0.5))
+
+def plan_schedule(opt, recipe, plan: Plan):
+    "The learning-rate schedule of `plan`: the recipe's over its epochs, or the last re-plan's continuation."
+    if not plan.replans: return make_scheduler(opt, recipe, plan.end * plan.steps)
+    s = plan.replans[-1]['schedule']
+    for g in opt.param_groups: g['lr'] = s['lr']       # the rate the continuation started from
+    return continue_schedule(opt, recipe.lr, s['steps'], s['warm'])
+
+# %% ../nbs/07_training.ipynb #f10a89fe
+class Trainer:
+    "One training run, complete once constructed; `run` trains it. `started`: `time.monotonic()` when the budget's clock began."
+    def __init__(self, recipe, cache, out_dir=None, dev=None, info=None, resume: bool = False, cbs=(),
+                 progress: bool = True, verbose: bool = True, started: float | None = None):
+        r, self.recipe, self.cache, self.resume = recipe, recipe, cache, resume
+        self.dev, self.info = dev or torch.device('cpu'), info or DistInfo()
+        self.out = None if out_dir is None else Path(out_dir).expanduser()
+        self.started = time.monotonic() if started is None else started
+        self.say = print if (verbose and self.info.main) else (lambda *a, **k: None)
+        self.labels, self.classes, self.pos = check_inputs(r, cache, self.info, self.dev)
+        self.tr, self.va, self.copies = validation_split(cache, r)
+        self.data_sig = {'n_train': len(self.tr), 'n_val': len(self.va), 'classes': self.classes,
+                         'data': data_fingerprint(cache, self.tr, self.va)}
+        self.net = build_net(r, len(self.classes), self.info, self.dev)
+        self.train_b, self.val_b, self.where = make_batches(r, cache, self.labels, self.tr, self.va, self.info, self.dev)
+        self.mean, self.std = norm_stats(r.channels)
+        self.tf_train = BatchTransform(self.mean, self.std, train=r.augment, ring=r.ring if r.augment else 0.0).to(self.dev)
+        self.tf_val = BatchTransform(self.mean, self.std, train=False).to(self.dev)
+        self.weight = loss_weights(r, self.labels, self.tr, len(self.classes), self.dev)
+        self.opt = make_optimizer(self.net, r, fused=self.dev.type == 'cuda')
+        self.history, self.best, self.start, self.done, self.stop, self.stage, self.model = [], Best(), 0, 0, False, None, None
+        self.progress, self.epoch_i, self.step_i, self.new_best, self.val_s = progress, 0, 0, False, None
+        self.cbs = sorted([*(d for d in default_callbacks(self) if not any(isinstance(c, type(d)) for c in cbs)), *cbs],
+                          key=lambda c: c.order)      # a callback of a default's kind replaces it
+        if resume: self.prepare_output(); self.restore()
+        else:                                          # nothing is written before the plan is known to fit
+            self.set_precision(); self.plan = self.make_plan(); self.sched = plan_schedule(self.opt, r, self.plan)
+            self.prepare_output()
+
+    def __call__(self, event: str):
+        "Fire `event`: each callback's method of that name, in order."
+        for cb in self.cbs:
+            if (f := getattr(cb, event, None)) is not None: f(self)
+
+    @property
+    def run_recipe(self):
+        "The recipe as run: `recipe` with the planned number of epochs (a budget sets them)."
+        return self.recipe.update(epochs=self.plan.end, freeze_epochs=min(self.recipe.freeze_epochs, self.plan.end - 1))
+
+# %% ../nbs/07_training.ipynb #7ba43c2e
+@patch
+def one_batch(self: Trainer, xb, yb, gen=None, events: bool = True) -> torch.Tensor:
+    "One optimisation step on a uint8 batch through `self.model`; returns the detached loss. `events=False`: no callbacks, no schedule step."
+    r, dev = self.recipe, self.dev
+    x = self.tf_train(xb.to(dev, non_blocking=True), gen).contiguous(memory_format=torch.channels_last)
+    self.yb = yb.to(dev, non_blocking=True)
+    if events: self('before_step')
+    with autocast(dev, self.precision): logits = self.model(x)
+    self.loss = balanced_cross_entropy(logits, self.yb, self.weight, r.label_smoothing)
+    if events: self('after_loss')
+    if dev.type == 'cpu' and not math.isfinite(lv := self.loss.item()):
+        raise NonFiniteLossError(self.nonfinite(lv, self.epoch_i, self.step_i + 1))
+    self.scaler.scale(self.loss).backward()
+    if r.grad_clip:
+        self.scaler.unscale_(self.opt)
+        nn.utils.clip_grad_norm_(self.net.parameters(), r.grad_clip)
+    self.scaler.step(self.opt); self.scaler.update(); self.opt.zero_grad(set_to_none=True)
+    if events:
+        with warnings.catch_warnings():                # fp16: a skipped step makes the scheduler warn; harmless
+            warnings.simplefilter('ignore', UserWarning); self.sched.step()
+    return self.loss.detach()
+
+@patch
+def predict_batch(self: Trainer, xb) -> torch.Tensor:
+    "Float32 logits of the model in eval mode on a uint8 batch."
+    self.net.eval()
+    with torch.no_grad():
+        return self.net(self.tf_val(xb.to(self.dev, non_blocking=True)).contiguous(memory_format=torch.channels_last)).float()
+
+@patch
+def nonfinite(self: Trainer, value, e: int, step: int, what: str = 'the training loss') -> str:
+    "The message for a non-finite loss or output: where it happened, what is intact, what to try."
+    out, b, r = self.out, self.best, self.recipe
+    kept = (f"The last good checkpoints are intact: {out/'model.pt'} (best epoch {b.epoch}) and {out/'last.pt'}."
+            if out is not None and b.epoch else "No checkpoint had been written yet.")
+    return (f"{what} became {value} in epoch {e+1} (by step {step}); training stopped. {kept} "
+            f"Try a lower learning rate (now {r.lr:g}), gradient clipping (grad_clip), or precision='fp32'.")
+
+# %% ../nbs/07_training.ipynb #d42cff6b
+@patch
+def time_steps(self: Trainer, n: int = 3, precision: str | None = None) -> list:
+    "Seconds of each of `n` training steps (after one untimed) in `precision`; weights, optimiser and scaler restored after."
+    import copy
+    keep = copy.deepcopy((self.net.state_dict(), self.opt.state_dict(), self.scaler.state_dict()))
+    old, self.precision = self.precision, precision or self.precision
+    if self.model is None: self.model, self.stage = _wrap(self.net, self.info, self.dev, self.recipe), 'all'
+    xb, yb = next(iter(self.train_b))
+    gen, ts = torch.Generator(device=self.dev).manual_seed(0), []
+    self.model.train()
+    try:
+        for k in range(n + 1):
+            _sync(self.dev); t = time.perf_counter()
+            self.one_batch(xb, yb, gen, events=False)
+            _sync(self.dev); ts.append(time.perf_counter() - t)
+    finally:
+        self.precision = old
+        self.net.load_state_dict(keep[0]); self.opt.load_state_dict(keep[1]); self.scaler.load_state_dict(keep[2])
+    return ts[1:]
+
+def _sync(dev):
+    if dev.type == 'cuda': torch.cuda.synchronize()
+
+@patch
+def set_precision(self: Trainer, pairs: int = 5):
+    "Choose the training arithmetic: the one allowed, or of float32 and autocast the faster by the median ratio of `pairs` timed pairs."
+    cands = candidates(self.recipe, self.dev)
+    self.precision = cands[0]
+    self.scaler = torch.amp.GradScaler('cuda', enabled=False)
+    if len(cands) == 1: self.timed = None; return
+    self.scaler = torch.amp.GradScaler('cuda', enabled=cands[1] == 'fp16')
+    self.time_steps(1, cands[1])                       # first use: kernels are chosen and built
+    a, b = zip(*[(self.time_steps(1, cands[0])[0], self.time_steps(1, cands[1])[0]) for _ in range(pairs)])
+    ratio = float(np.median(np.array(b) / np.array(a)))
+    self.precision = cands[1] if _agree(int(ratio <= BF16_GAIN), self.info) else 'fp32'
+    if self.precision == 'fp32': self.scaler = torch.amp.GradScaler('cuda', enabled=False)
+    self.timed = {'fp32_ms': round(1000 * float(np.median(a)), 1), f'{cands[1]}_ms': round(1000 * float(np.median(b)), 1),
+                  'ratio': round(ratio, 3), 'pairs': pairs}
+
+# %% ../nbs/07_training.ipynb #f2173beb
+MAX_EPOCHS = 60         # a budget on a fast machine buys epochs up to this many
+BUDGET_AIM = 0.96       # plan to end at this share of the budget; re-plans keep the end between 90 % and 100 %
 EPOCH_ALLOWANCE = 1.08  # a real epoch also loads its batches from the cache: measured 5-10 % over the timed steps
 
 @patch
-def _time_steps(self: Trainer, n: int = 3) -> tuple:
-    "Median seconds of a training step and of a validation batch, timed on copies (the run's model and state are untouched)."
-    import copy
-    r, dev = self.recipe, self.dev
-    net = copy.deepcopy(self.net); opt = make_optimizer(net, r, fused=dev.type == 'cuda')
-    xb, yb = next(iter(self.train_b))
-    xb, yb = xb.to(dev), yb.to(dev)
-    gen = torch.Generator(device=dev).manual_seed(0)
-    def train_step():
-        x = self.tf_train(xb, gen)
-        if self.chl: x = x.contiguous(memory_format=torch.channels_last)
-        with self.autocast(): loss = balanced_cross_entropy(net(x), yb, self.weight, r.label_smoothing)
-        loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
-    def val_batch():
-        with torch.no_grad(): net(self.tf_val(torch.cat([xb, xb])).contiguous(memory_format=torch.channels_last if self.chl else torch.contiguous_format))
-    out = []
-    for f in (train_step, val_batch):
-        ts = []
-        for k in range(n + 1):
-            if dev.type == 'cuda': torch.cuda.synchronize()
-            t = time.perf_counter(); f()
-            if dev.type == 'cuda': torch.cuda.synchronize()
-            ts.append(time.perf_counter() - t)
-        out.append(float(np.median(ts[1:])))           # the first is a warm-up
-    return tuple(out)
+def make_plan(self: Trainer) -> Plan:
+    "The run's `Plan`: the recipe's epochs, or as many as fit the budget at the measured pace."
+    r, steps = self.recipe, len(self.train_b)
+    if r.budget is None: return Plan(r.epochs, steps, warmup_epochs(r), _warm_end(r, r.epochs * steps), precision=self.precision_info())
+    t_step = float(np.median(self.time_steps(3)))
+    self.val_s = self.time_validation()
+    per_epoch = EPOCH_ALLOWANCE * (steps * t_step + self.val_s) + self.save_seconds()
+    spent = time.monotonic() - self.started
+    epochs = _agree(min(MAX_EPOCHS, int((BUDGET_AIM * 60 * r.budget - spent - self.finish_seconds()) // per_epoch)), self.info)
+    if epochs < 1:
+        raise RecipeError(f"a budget of {r.budget:g} min is too small: one epoch takes about {_dur(per_epoch)} here "
+                          f"({steps} steps at {r.batch_size / t_step:.0f} images/s) and {_dur(spent)} are already spent; "
+                          f"give --budget {math.ceil((spent + per_epoch / BUDGET_AIM + self.finish_seconds() + 5) / 6) / 10:g} or more, or --epochs N")
+    plan = Plan(epochs, steps, warmup_epochs(r.update(epochs=epochs)), _warm_end(r, epochs * steps), 60 * r.budget,
+                round(per_epoch, 2), self.precision_info())
+    self.say(f"Plan: {epochs} epochs fit the {r.budget:g}-min budget: one epoch takes about {per_epoch:.0f} s here "
+             f"({r.batch_size / t_step:.0f} training images/s in {self.precision}), {spent:.0f} s are already spent.")
+    return plan
 
-# %% ../nbs/07_training.ipynb #bd8f871d
 @patch
-def plan(self: Trainer):
-    "Set the number of epochs from the budget (unless resuming), then the schedule over exactly those epochs."
-    r, info = self.recipe, self.info
-    self.end, self.cut, self.plan_info = r.epochs, None, None
-    if r.budget is not None and not self.resume:
-        t_step, t_val = self._time_steps()
-        nbytes = sum(t.numel() * t.element_size() for t in self.net.state_dict().values())
-        t_save = 4 * nbytes / 200e6 if self.out is not None else 0.0      # last.pt + model.pt at about 200 MB/s
-        per_epoch = EPOCH_ALLOWANCE * (len(self.train_b) * t_step + len(self.val_b) * t_val) + t_save
-        left = BUDGET_MARGIN * (60 * r.budget - (time.monotonic() - self.started)) - 5.0   # 5 s for the end of the run
-        epochs = _agree(min(MAX_EPOCHS, int(left // per_epoch)), info)
-        if epochs < 1:
-            spent, need = time.monotonic() - self.started, per_epoch / BUDGET_MARGIN + 10
-            raise RecipeError(f"a budget of {r.budget:g} min is too small: one epoch takes about {_dur(per_epoch)} here "
-                              f"({len(self.train_b)} steps at {r.batch_size / t_step:.0f} images/s) and {_dur(spent)} are "
-                              f"already spent; give --budget {math.ceil((spent + need) / 6) / 10:g} or more, or --epochs N")
-        self.recipe = r = r.update(epochs=epochs, freeze_epochs=min(r.freeze_epochs, epochs - 1))
-        self.end, self.warmup = epochs, warmup_epochs(r)
-        self.plan_info = dict(budget_min=r.budget, epochs=epochs, epoch_s=round(per_epoch, 2), step_s=round(t_step, 4),
-                              val_batch_s=round(t_val, 4), spent_s=round(time.monotonic() - self.started, 1),
-                              planned_min=round((time.monotonic() - self.started + epochs * per_epoch + 5) / 60, 2))
-        self.say(f"Plan: {epochs} epochs fit the {r.budget:g}-min budget: one epoch takes about {per_epoch:.0f} s here "
-                 f"({r.batch_size / t_step:.0f} training images/s), {self.plan_info['spent_s']:.0f} s are already spent; "
-                 f"planned {self.plan_info['planned_min']:.1f} min in all.")
-    self.sched = make_scheduler(self.opt, r, r.epochs * len(self.train_b))
+def precision_info(self: Trainer) -> dict:
+    "The precision chosen, with the timings it was chosen by (None when there was no choice)."
+    return {'chosen': self.precision, 'timed': self.timed}
+
+@patch
+def time_validation(self: Trainer) -> float:
+    "Seconds of one pass over the validation batches, from the median of two timed batches."
+    xb, _ = next(iter(self.val_b))
+    ts = []
+    for _ in range(3):
+        _sync(self.dev); t = time.perf_counter(); self.predict_batch(xb); _sync(self.dev); ts.append(time.perf_counter() - t)
+    return float(np.median(ts[1:])) * len(self.val_b)
+
+@patch
+def save_seconds(self: Trainer) -> float:
+    "About how long an epoch's files take: last.pt and model.pt at 200 MB/s, each about twice the weights."
+    if self.out is None: return 0.0
+    return 4 * sum(t.numel() * t.element_size() for t in self.net.state_dict().values()) / 200e6
+
+@patch
+def finish_seconds(self: Trainer) -> float:
+    "About how long the end of the run takes: model.pt, metrics.json and curves.png when there is a folder."
+    return self.save_seconds() / 2 + (1.5 if self.out is not None else 0.2)
+
+def _warm_end(recipe, total: int) -> int:
+    "The step where `make_scheduler`'s one-cycle stops rising; 0 for a constant rate."
+    return int(max(0.25, 1.5 / total) * total) if recipe.schedule == 'onecycle' and total >= 2 else 0
 
 def _dur(s: float) -> str: return f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min"
 
-def _agree(value: int, info: DistInfo) -> int:
+def _agree(value: int, info) -> int:
     "Rank 0's `value` on every rank (a plan must be the same everywhere)."
     if info.world == 1: return value
     t = torch.tensor([value], dtype=torch.int64, device='cuda' if dist.get_backend() == 'nccl' else 'cpu')
     dist.broadcast(t, 0)
     return int(t.item())
 
-# %% ../nbs/07_training.ipynb #c7b5fed2
-@patch
-def keep_pace(self: Trainer, e: int, epoch_s: float) -> bool:
-    "After epoch `e` (0-based): if the epochs left no longer fit the budget at the pace so far, cut the schedule; True to stop now."
-    r = self.recipe
-    if r.budget is None or self.plan_info is None or e + 1 >= self.end: return False
-    self.epoch_times = getattr(self, 'epoch_times', []) + [epoch_s]
-    pace = float(np.mean(self.epoch_times[-3:]))       # the recent pace, not one noisy epoch
-    left = 60 * r.budget - (time.monotonic() - self.started) - 5.0
-    fit_n = _agree(int(left // pace), self.info)
-    if fit_n >= self.end - (e + 1): return False
-    if fit_n < 1:
-        self.say(f"Out of time: the {r.budget:g}-min budget leaves no room for epoch {e + 2}; the run ends after epoch {e + 1}.")
-        return True
-    self.end, self.cut = e + 1 + fit_n, {'epoch': e + 1, 'end': e + 1 + fit_n, 'warmup': e + 1 < self.warmup}
-    self.sched = _cut_schedule(self.opt, r.lr, fit_n * len(self.train_b), max(0, self.warmup - (e + 1)) / fit_n)
-    self.say(f"Running behind ({pace:.0f} s per epoch, planned {self.plan_info['epoch_s']:.0f} s): the schedule now "
-             f"{'finishes its warm-up and ' if self.cut['warmup'] else ''}anneals over the {fit_n} epoch(s) that still fit, "
-             f"ending after epoch {self.end}.")
-    return False
-
-def _cut_schedule(opt, peak: float, steps: int, warm: float):
-    "The rest of a one-cycle schedule squeezed into `steps`: from the current rate up to `peak` over the share `warm`, then down."
-    lr = opt.param_groups[0]['lr']
-    if warm <= 0 or lr >= peak:                        # past the warm-up: a cosine from the current rate to zero
-        for g in opt.param_groups: g['initial_lr'] = g['lr']
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=0.0)
-    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=peak, total_steps=steps, pct_start=min(max(warm, 1.5 / steps), 0.5),
-                                               div_factor=peak / lr)
-
-# %% ../nbs/07_training.ipynb #2463485f
+# %% ../nbs/07_training.ipynb #0915ad1c
 @patch
 def prepare_output(self: Trainer):
     "Check the output folder can hold the run; refuse to start over an interrupted run unless resuming."
@@ -611,20 +747,15 @@ def prepare_output(self: Trainer):
                                 f"or choose another output folder.")
     _barrier(info)
 
-# %% ../nbs/07_training.ipynb #514e8310
+# %% ../nbs/07_training.ipynb #ac703b62
 @patch
 def restore(self: Trainer):
-    "Resume from last.pt: same recipe and data, every state restored, model.pt rewritten from the best weights inside."
-    if not self.resume: return
+    "Resume from last.pt: same recipe and data; plan, precision, schedule and every state restored; the budget's clock goes on."
     out, info = self.out, self.info
     st = load_resume_state(out)
     if info.main:                                      # temp files of a write cut short by a hard kill: never used
         for t in out.glob('.*.tmp'): t.unlink(missing_ok=True)
-    saved = Recipe.from_dict(st['recipe'])
-    if saved.budget is not None:                       # a budgeted run keeps the plan it started with
-        self.recipe = self.recipe.update(epochs=saved.epochs, freeze_epochs=saved.freeze_epochs)
-        self.warmup = warmup_epochs(self.recipe)
-    diffs = _recipe_diff(saved, self.recipe)
+    diffs = _recipe_diff(Recipe.from_dict(st['recipe']), self.recipe)
     if diffs: raise RecipeError(f"{out/'last.pt'} was started with other settings: {'; '.join(diffs)}. Resume with "
                                 f"the same settings, or start a new run in another folder.")
     if st['data'] != self.data_sig:
@@ -635,43 +766,133 @@ def restore(self: Trainer):
     if st['world'] != info.world:
         self.say(f"Note: the run was started with {st['world']} process(es) and goes on with {info.world}; the global "
                  f"batch is the same, the per-process random streams differ.")
-    self.end, self.cut, self.plan_info = st.get('end', self.recipe.epochs), st.get('cut'), st.get('plan')
-    if self.cut:                                       # the cut schedule's kind; its state is loaded below
-        self.sched = (torch.optim.lr_scheduler.OneCycleLR(self.opt, max_lr=self.recipe.lr, total_steps=2) if self.cut.get('warmup')
-                      else torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=1))
+    self.plan = Plan(**st['plan'])
+    self.precision, self.timed = self.plan.precision['chosen'], self.plan.precision['timed']
+    self.scaler = torch.amp.GradScaler('cuda', enabled=self.precision == 'fp16')
+    self.sched = plan_schedule(self.opt, self.recipe, self.plan)
     self.net.load_state_dict(st['model']); self.opt.load_state_dict(st['optimizer'])
     self.sched.load_state_dict(st['scheduler']); self.scaler.load_state_dict(st['scaler'])
     _set_rng_state(st['rng'])
-    self.start, self.done, self.history, self.best, self.bad = st['epoch'], st['epoch'], st['history'], st['best'], st['bad_epochs']
-    self.best_state = st['best_state']
-    if info.main and self.best is not None: save_checkpoint(out/'model.pt', self.best_state, self.make_meta())
-    self.say(f"Resuming {out} after epoch {self.start} of {self.end}.")
+    self.start = self.done = st['epoch']
+    self.history, self.best = st['history'], Best(**st['best'], state=st['best_state'], bad=st['bad_epochs'])
+    self.started = time.monotonic() - st['spent_s']    # the budget counts the time already spent, not the pause
+    if info.main and self.best.epoch: save_checkpoint(out/'model.pt', self.best.state, self.make_meta())
+    self.say(f"Resuming {out} after epoch {self.start} of {self.plan.end}.")
 
-# %% ../nbs/07_training.ipynb #53211921
+# %% ../nbs/07_training.ipynb #a5251d66
+class EarlyStop(Callback):
+    "End the run after `patience` epochs past the warm-up without a better validation score."
+    order = 30
+    def __init__(self, patience: int): self.patience = patience
+    def after_epoch(self, t):
+        if t.best.bad >= self.patience:
+            t.say(f"Early stop: no better validation ROC-AUC for {t.best.bad} epochs after the warm-up."); t.stop = True
+
+# %% ../nbs/07_training.ipynb #dced3f87
+class Logger(Callback):
+    "The running loss on the progress bar, and a line per epoch."
+    order = 10
+    def after_step(self, t):
+        if t.dev.type == 'cpu' or t.step_i % 25 == 0: t.bar.set_postfix(loss=f'{t.loss_sum.item() / t.step_i:.4f}', refresh=False)
+    def after_epoch(self, t):
+        r, mark = t.history[-1], ('' if not t.new_best else '  *kept for now (warm-up epoch)*' if t.best.provisional else '  *best*')
+        t.say(f"epoch {r['epoch']:>3}/{t.plan.end}  train_loss {r['train_loss']:.4f}  val_loss {r['val_loss']:.4f}  "
+              f"acc {r['val_acc']:.3f}  auc {r['val_auc']:.3f}  sens {r['val_sens']:.3f}  spec {r['val_spec']:.3f}{mark}")
+
+class DDPSync(Callback):
+    "Under DDP: the training loss averaged over every rank's batches, and rank 0's batch-norm statistics on every rank."
+    order = 5
+    def after_train(self, t):
+        sums = torch.stack([t.loss_sum, torch.tensor(float(t.step_i), dtype=torch.float64, device=t.dev)])
+        dist.all_reduce(sums)
+        t.train_loss = (sums[0] / sums[1]).item()
+        for b in t.net.buffers(): dist.broadcast(b, 0)
+
+# %% ../nbs/07_training.ipynb #671e0f10
+class Checkpoints(Callback):
+    "Rank 0 writes the run folder: last.pt, model.pt (new best), history.csv per epoch; metrics.json, curves.png at the end."
+    order = 20
+    def after_epoch(self, t):
+        e, out = t.epoch_i, t.out
+        if out is None or not t.info.main: return
+        atomic_write(out/'last.pt', lambda f: self.write_state(t, f))
+        t.done = e + 1                                 # from here on, last.pt holds this epoch
+        if t.new_best: self.save_model(t)
+        save_history(t.history, out/'history.csv')
+    def save_model(self, t): save_checkpoint(t.out/'model.pt', t.best.state, t.make_meta())
+    def write_state(self, t, f): torch.save(self.resume_state(t), f)
+    def resume_state(self, t) -> dict:
+        b = asdict(t.best); state = b.pop('state'); bad = b.pop('bad')
+        return {'format': RESUME_FORMAT, 'version': RESUME_VERSION, 'recipe': t.recipe.to_dict(), 'epoch': t.epoch_i + 1,
+                'model': cpu_state(t.net), 'optimizer': t.opt.state_dict(), 'scheduler': t.sched.state_dict(),
+                'scaler': t.scaler.state_dict(), 'rng': _rng_state(), 'history': _plain(t.history), 'best': _plain(b),
+                'best_state': state, 'bad_epochs': bad, 'data': t.data_sig, 'world': t.info.world,
+                'plan': _plain(asdict(t.plan)), 'spent_s': time.monotonic() - t.started}
+    def after_fit(self, t):
+        if t.out is None or not t.info.main: return
+        write_json(t.out/'metrics.json', t.metrics)
+        plot_history(t.history, t.out/'curves.png', best=t.best.epoch, warmup=t.plan.warmup)
+        with contextlib.suppress(FileNotFoundError): (t.out/'last.pt').unlink()
+
+# %% ../nbs/07_training.ipynb #df3b69b8
+class Budget(Callback):
+    "Keep a budgeted run between 90 % and 100 % of its budget: re-plan from the median epoch time, stop an overrunning epoch."
+    order = 40
+    def __init__(self): self.times, self.t0 = [], None
+    def before_epoch(self, t): self.t0 = time.monotonic()
+    def after_step(self, t):
+        if t.info.world == 1 and self.left(t) < self.t_val:
+            t.stop = True; raise CancelEpoch()
+    def before_fit(self, t):                           # what the end of an epoch and of the run still need
+        self.t_val = EPOCH_ALLOWANCE * (t.val_s or t.time_validation()) + t.save_seconds() + t.finish_seconds()
+    def left(self, t) -> float: return t.plan.budget_s - (time.monotonic() - t.started)
+    def after_epoch(self, t):
+        self.times.append(time.monotonic() - self.t0)
+        k, plan = t.epoch_i + 1, t.plan
+        if t.stop or len(self.times) < 2 or k >= plan.end: return
+        pace = float(np.median(self.times[1:]))
+        left = self.left(t) - t.finish_seconds()
+        fit_n = int(left // pace)                                            # epochs that end before the budget does
+        aim_n = int((left - (1 - BUDGET_AIM) * plan.budget_s) // pace)      # and before the aim
+        rest = plan.end - k
+        new = fit_n if fit_n < rest else min(aim_n, MAX_EPOCHS - k) if aim_n > rest else rest
+        new = _agree(new, t.info)
+        if new == rest: return
+        if new < 1:
+            t.say(f"Out of time: the budget leaves no room for epoch {k + 1}; the run ends after epoch {k}."); t.stop = True; return
+        t.replan(k, new, pace)
+
+# %% ../nbs/07_training.ipynb #51e679c8
 @patch
-def step(self: Trainer, xb, yb, gen, e: int, nb: int) -> torch.Tensor:
-    "One optimisation step on a uint8 batch; returns the (detached) loss."
-    r, dev = self.recipe, self.dev
-    xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
-    x = self.tf_train(xb, gen)
-    if self.chl: x = x.contiguous(memory_format=torch.channels_last)
-    with self.autocast(): logits = self.model(x)
-    loss = balanced_cross_entropy(logits, yb, self.weight, r.label_smoothing)
-    if dev.type == 'cpu' and not math.isfinite(lv := loss.item()):
-        raise NonFiniteLossError(self.nonfinite(lv, e, nb + 1))
-    self.scaler.scale(loss).backward()
-    if r.grad_clip:
-        self.scaler.unscale_(self.opt)
-        nn.utils.clip_grad_norm_(self.net.parameters(), r.grad_clip)
-    self.scaler.step(self.opt); self.scaler.update(); self.opt.zero_grad(set_to_none=True)
-    with warnings.catch_warnings():                    # fp16: a skipped step makes the scheduler warn; harmless
-        warnings.simplefilter('ignore', UserWarning); self.sched.step()
-    return loss.detach()
+def replan(self: Trainer, k: int, rest: int, pace: float):
+    "After epoch `k`: run `rest` more epochs, the rest of the one-cycle fitted to them; recorded in `plan.replans`."
+    plan, steps = self.plan, self.plan.steps
+    done, total = k * steps, (k + rest) * steps
+    warm_end = max(round(0.25 * total), done) if done < plan.warm_end else done   # still rising: keep the rise's share
+    s = {'steps': total - done, 'warm': warm_end - done, 'lr': self.opt.param_groups[0]['lr']}
+    old_end, plan.end, plan.warm_end = plan.end, k + rest, warm_end if warm_end > done else min(plan.warm_end, done)
+    plan.warmup = warm_end // steps if warm_end > done else min(plan.warmup, k)
+    plan.replans.append({'after_epoch': k, 'end': plan.end, 'was': old_end, 'pace_s': round(pace, 2),
+                         'spent_s': round(time.monotonic() - self.started, 1), 'schedule': s})
+    if self.recipe.schedule == 'onecycle': self.sched = continue_schedule(self.opt, self.recipe.lr, s['steps'], s['warm'])
+    self.say(f"{'Behind' if plan.end < old_end else 'Ahead of'} plan ({pace:.3g} s per epoch, planned {plan.epoch_s:.3g} s): "
+             f"{plan.end} epochs instead of {old_end}; the learning rate {'rises over ' + str(s['warm']) + ' more steps, then ' if s['warm'] else ''}"
+             f"anneals to the end.")
 
-# %% ../nbs/07_training.ipynb #113e43b0
+# %% ../nbs/07_training.ipynb #535d6178
+def default_callbacks(t) -> list:
+    "The callbacks every run has, where they apply: log, files, early stopping, budget, DDP."
+    r, cbs = t.recipe, [Logger()]
+    if t.out is not None and t.info.main: cbs.append(Checkpoints())
+    if r.early_stop: cbs.append(EarlyStop(r.early_stop))
+    if r.budget is not None: cbs.append(Budget())
+    if t.info.world > 1: cbs.append(DDPSync())
+    return cbs
+
+# %% ../nbs/07_training.ipynb #754716bb
 @patch
 def train_epoch(self: Trainer, e: int) -> float:
-    "Epoch `e` (0-based): (un)freeze, re-seed, all its steps; the mean training loss over every rank's batches."
+    "Epoch `e` (0-based): (un)freeze, re-seed, its steps (a callback may end them early); the mean training loss."
     r, dev, info = self.recipe, self.dev, self.info
     want = 'head' if e < r.freeze_epochs else 'all'
     if want != self.stage:                             # (re)wrap: DDP must know which parameters are trained
@@ -683,161 +904,83 @@ def train_epoch(self: Trainer, e: int) -> float:
     gen = torch.Generator(device=dev).manual_seed(seed)   # augmentation
     self.train_b.sampler.set_epoch(e)                  # data order: a function of (seed, epoch)
     self.model.train()
-    tot, nb, every = torch.zeros((), dtype=torch.float64, device=dev), 0, 1 if dev.type == 'cpu' else 25
-    bar = tqdm(self.train_b, total=len(self.train_b), desc=f'epoch {e+1}/{self.end}', unit='batch',
-               disable=not (self.progress and info.main), leave=False)
-    for xb, yb in bar:
-        tot += self.step(xb, yb, gen, e, nb); nb += 1
-        if nb % every == 0 or nb == len(self.train_b):
-            running = tot.item() / nb
-            if not math.isfinite(running): raise NonFiniteLossError(self.nonfinite(running, e, nb))
-            bar.set_postfix(loss=f'{running:.4f}', refresh=False)
-    bar.close()
-    sums = torch.stack([tot, torch.tensor(float(nb), dtype=torch.float64, device=dev)])
-    if info.world > 1:
-        dist.all_reduce(sums)                          # mean training loss over all ranks' batches
-        for b in self.net.buffers(): dist.broadcast(b, 0)   # batch-norm running statistics: rank 0's
-    return (sums[0] / sums[1]).item()
+    self.epoch_i, self.step_i, self.loss_sum = e, 0, torch.zeros((), dtype=torch.float64, device=dev)
+    self.bar = tqdm(self.train_b, total=len(self.train_b), desc=f'epoch {e+1}/{self.plan.end}', unit='batch',
+                    disable=not (self.progress and info.main), leave=False)
+    try:
+        for xb, yb in self.bar:
+            self.loss_sum += self.one_batch(xb, yb, gen); self.step_i += 1
+            if self.step_i % 25 == 0 and not math.isfinite(lv := self.loss_sum.item()):   # on CUDA (the CPU checks each step)
+                raise NonFiniteLossError(self.nonfinite(lv, e, self.step_i))
+            self('after_step')
+    except CancelEpoch: pass
+    finally: self.bar.close()
+    self.train_loss = (self.loss_sum / max(self.step_i, 1)).item()
+    self('after_train')                                # DDP: the mean over every rank's batches, rank 0's BN statistics
+    if not math.isfinite(self.train_loss): raise NonFiniteLossError(self.nonfinite(self.train_loss, e, self.step_i))
+    return self.train_loss
 
-# %% ../nbs/07_training.ipynb #6f9fe0b3
 @patch
 def validate(self: Trainer) -> tuple:
     "Logits (float32) and labels of the whole validation split, gathered over the ranks."
-    net, dev = self.net, self.dev
-    net.eval()
     outs, ys = [], []
-    with torch.no_grad():
-        for xb, yb in self.val_b:
-            x = self.tf_val(xb.to(dev, non_blocking=True))
-            if self.chl: x = x.contiguous(memory_format=torch.channels_last)
-            outs.append(net(x).float()); ys.append(yb.to(dev, non_blocking=True))
+    for xb, yb in self.val_b: outs.append(self.predict_batch(xb)); ys.append(yb.to(self.dev, non_blocking=True))
     n = len(self.va)
     return all_gather_rows(torch.cat(outs), n, self.info), all_gather_rows(torch.cat(ys), n, self.info)
 
-# %% ../nbs/07_training.ipynb #63777ce6
+# %% ../nbs/07_training.ipynb #d9c0b4de
 @patch
-def keep_best(self: Trainer, row: dict, logits, ys, e: int) -> str:
-    "Keep epoch `e` if it is the best so far (warm-up epochs provisionally), calibrated, with its threshold; '' otherwise."
-    r, b, provisional = self.recipe, self.best, e < self.warmup
-    if not (b is None or (b.get('provisional') and not provisional) or _score(row) > b['score']):
-        if not provisional: self.bad += 1               # early stopping counts epochs after the warm-up only
-        return ''
+def keep_best(self: Trainer, row: dict, logits, ys, e: int) -> bool:
+    "Keep epoch `e` in `self.best` if it is the best so far (warm-up epochs provisionally), calibrated, with its threshold."
+    r, b, provisional = self.recipe, self.best, e < self.plan.warmup
+    if not (b.epoch == 0 or (b.provisional and not provisional) or _score(row) > b.score):
+        if not provisional: b.bad += 1                 # early stopping counts epochs after the warm-up only
+        return False
     T = fit_temperature(logits, ys)
     thr = 0.5
     if r.target_sensitivity is not None:
         thr = choose_threshold((ys == self.pos).long().cpu().numpy(), positive_proba(logits, self.pos, T), r.target_sensitivity).threshold
-    self.best = {'epoch': e + 1, 'score': _score(row), 'threshold': thr, 'temperature': T, 'provisional': provisional,
-                 'metrics': {**binary_metrics(logits, ys, self.pos, thr, T), 'n_train': len(self.tr), 'n_val': len(self.va),
-                             'train_copy_pairs': len(self.copies)}}
-    self.best_state, self.bad = cpu_state(self.net), 0
-    return '  *kept for now (warm-up epoch)*' if provisional else '  *best*'
+    metrics = {**binary_metrics(logits, ys, self.pos, thr, T), 'n_train': len(self.tr), 'n_val': len(self.va),
+               'train_copy_pairs': len(self.copies)}
+    self.best = Best(e + 1, _score(row), thr, T, provisional, metrics, cpu_state(self.net))
+    return True
 
 @patch
 def make_meta(self: Trainer) -> dict:
     "The checkpoint metadata of the kept epoch: everything `predict` needs besides the weights."
-    b, r = self.best, self.recipe
+    b, r = self.best, self.run_recipe
     return dict(arch=r.arch, in_chans=r.channels, size=r.size, mean=list(self.mean), std=list(self.std), classes=self.classes,
-                positive=self.classes[self.pos], threshold=b['threshold'], temperature=b.get('temperature', 1.0),
-                recipe=r.to_dict(), metrics=b['metrics'], epoch=b['epoch'], data=self.data_sig)
+                positive=self.classes[self.pos], threshold=b.threshold, temperature=b.temperature,
+                recipe=r.to_dict(), metrics=b.metrics, epoch=b.epoch, data=self.data_sig)
 
-# %% ../nbs/07_training.ipynb #5fef9bf0
+# %% ../nbs/07_training.ipynb #a9d7d76d
 @patch
-def save(self: Trainer, e: int, new_best: bool):
-    "Rank 0: last.pt (all state, best weights inside), then model.pt for a new best, then history.csv."
-    out = self.out
-    if out is None or not self.info.main: return
-    st = {'format': RESUME_FORMAT, 'version': RESUME_VERSION, 'recipe': self.recipe.to_dict(), 'epoch': e + 1,
-          'model': cpu_state(self.net), 'optimizer': self.opt.state_dict(), 'scheduler': self.sched.state_dict(),
-          'scaler': self.scaler.state_dict(), 'rng': _rng_state(), 'history': _plain(self.history),
-          'best': _plain(self.best), 'best_state': self.best_state, 'bad_epochs': self.bad, 'data': self.data_sig,
-          'world': self.info.world, 'end': self.end, 'cut': self.cut, 'plan': self.plan_info}
-    atomic_write(out/'last.pt', lambda f: torch.save(st, f))
-    self.done = e + 1                                  # from here on, last.pt holds this epoch
-    if new_best: save_checkpoint(out/'model.pt', self.best_state, self.make_meta())
-    save_history(self.history, out/'history.csv')
-
-# %% ../nbs/07_training.ipynb #e307b6b0
-@patch
-def finish(self: Trainer) -> FitResult:
-    "The kept weights into the model; metrics.json, curves.png; last.pt removed; the closing line."
-    r, b, out, info = self.recipe, self.best, self.out, self.info
-    self.net.load_state_dict(self.best_state); self.net.eval()
-    meta = self.make_meta()
-    metrics = {'epoch': b['epoch'], 'threshold': b['threshold'], 'temperature': b.get('temperature', 1.0), **b['metrics'],
-               'epochs_run': self.done, 'warmup_epochs': self.warmup, 'classes': self.classes,
-               'positive': self.classes[self.pos], 'recipe': r.to_dict(), 'plan': self.plan_info, 'schedule_cut': self.cut}
-    seconds = time.perf_counter() - self.t0
-    total_min = (time.monotonic() - self.started) / 60
-    if out is not None and info.main:
-        write_json(out/'metrics.json', {**metrics, 'seconds': round(seconds, 2)})
-        plot_history(self.history, out/'curves.png', best=b['epoch'], warmup=self.warmup)
-        with contextlib.suppress(FileNotFoundError): (out/'last.pt').unlink()
-    _barrier(info)
-    why = (f"the best validation AUC after the {self.warmup} warm-up epoch(s)" if self.warmup and self.done > self.warmup
-           else "the best validation AUC")
-    self.say(f"Kept epoch {b['epoch']} of {self.done} ({why}): AUC {b['metrics']['val_auc']:.3f}, sensitivity "
-             f"{b['metrics']['val_sens']:.3f}, specificity {b['metrics']['val_spec']:.3f} at threshold {b['threshold']:.3f}; "
-             f"temperature {b.get('temperature', 1.0):.2f}."
-             + (f" Planned {self.plan_info['planned_min']:.1f} min, took {total_min:.1f} min (budget {r.budget:g} min)." if self.plan_info else ''))
-    return FitResult(self.net, self.history, metrics, meta, out, seconds)
-
-# %% ../nbs/07_training.ipynb #4e9f87d4
-def _wrap(net, info, dev, recipe):
-    model = net
-    if info.world > 1:
-        model = nn.parallel.DistributedDataParallel(net, device_ids=[dev.index] if dev.type == 'cuda' else None)
-    if recipe.compile: model = torch.compile(model)
-    return model
-
-@patch
-def nonfinite(self: Trainer, value, e: int, step: int, what: str = 'the training loss') -> str:
-    "The message for a non-finite loss or output: where it happened, what is intact, what to try."
-    out, b, r = self.out, self.best, self.recipe
-    kept = (f"The last good checkpoints are intact: {out/'model.pt'} (best epoch {b['epoch']}) and {out/'last.pt'}."
-            if out is not None and b is not None else "No checkpoint had been written yet.")
-    return (f"{what} became {value} in epoch {e+1} (by step {step}); training stopped. {kept} "
-            f"Try a lower learning rate (now {r.lr:g}), gradient clipping (grad_clip), or mixed precision off (amp=False).")
-
-# %% ../nbs/07_training.ipynb #c9f9c28d
-@patch
-def epoch(self: Trainer, e: int) -> bool:
-    "Train, validate, keep, save and report epoch `e`; True when early stopping ends the run."
-    r, t0 = self.recipe, time.monotonic()
+def epoch(self: Trainer, e: int):
+    "Train, validate, keep and report epoch `e` (0-based); `after_epoch` callbacks may set `stop` or change the plan."
+    self.epoch_i = e
+    self('before_epoch')
     train_loss = self.train_epoch(e)
     logits, ys = self.validate()
     if not torch.isfinite(logits).all():               # weights blew up although the loss stayed finite: stop before saving
-        raise NonFiniteLossError(self.nonfinite('NaN/inf', e, len(self.train_b), what="the model's outputs on the validation images"))
+        raise NonFiniteLossError(self.nonfinite('NaN/inf', e, self.step_i, what="the model's outputs on the validation images"))
+    self('after_validate')
     row = {'epoch': e + 1, 'lr': float(self.opt.param_groups[0]['lr']), 'train_loss': train_loss,
            **binary_metrics(logits, ys, self.pos)}
     self.history.append(row)
-    mark = self.keep_best(row, logits, ys, e)
-    self.save(e, new_best=bool(mark))
+    self.new_best = self.keep_best(row, logits, ys, e)
+    self('after_epoch')
     self.done = e + 1
-    self.say(f"epoch {e+1:>3}/{self.end}  train_loss {train_loss:.4f}  val_loss {row['val_loss']:.4f}  "
-             f"acc {row['val_acc']:.3f}  auc {row['val_auc']:.3f}  sens {row['val_sens']:.3f}  spec {row['val_spec']:.3f}{mark}")
-    if self.on_epoch_end is not None: self.on_epoch_end(row)
-    if r.early_stop and self.bad >= r.early_stop:
-        self.say(f"Early stop: no better validation ROC-AUC for {self.bad} epochs after the warm-up."); return True
-    return self.keep_pace(e, time.monotonic() - t0)
 
-# %% ../nbs/07_training.ipynb #74ab2a76
 @patch
 def run(self: Trainer) -> FitResult:
-    "Every step in order, then the epochs until the last one or early stopping."
-    info = self.info
-    self.check_inputs(); self.split(); self.build_model(); self.make_batches(); self.plan(); self.prepare_output(); self.restore()
-    r = self.recipe                                    # the plan may have set its epochs
-    copies = f"; {len(self.copies)} copy pair(s) inside train/ kept on one side" if self.copies else ''
-    self.say(f"Training {r.arch} ({r.channels} ch, {r.size} px) on {len(self.tr)} images, validating on {len(self.va)}{copies}: "
-             f"{self.end} epochs x {len(self.train_b)} steps of {r.batch_size}"
-             + (f" ({info.world} processes x {r.batch_size // info.world})" if info.world > 1 else '') + f"; {self.dev}"
-             + (f", {str(self.amp_dtype).split('.')[-1]} autocast" if self.amp_dtype else '') + f"; data {self.where}."
-             + (f" Epochs 1-{self.warmup} are the warm-up: their weights are kept only until a later epoch is validated." if self.warmup else ''))
+    "The epochs from `start` until the plan's end or a `stop`; then the kept weights, the metrics and the files."
+    r, info = self.recipe, self.info
+    self.say(self.describe())
+    self('before_fit')
     e = self.start
     try:
-        while e < self.end:                            # `keep_pace` may move the end
-            if self.epoch(e): break
-            e += 1
+        while e < self.plan.end and not self.stop:
+            self.epoch(e); e += 1
     except KeyboardInterrupt:
         if info.main:
             out, done = self.out, self.done
@@ -849,16 +992,49 @@ def run(self: Trainer) -> FitResult:
     self.model = None
     return self.finish()
 
-# %% ../nbs/07_training.ipynb #576e7472
-def fit(recipe: Recipe, cache, out_dir=None, device=None, resume: bool = False, progress: bool = True,
-        verbose: bool = True, on_epoch_end=None, started: float | None = None) -> FitResult:
-    "Train `recipe` on `cache`'s train split (part held out for validation); keep the best epoch by validation ROC-AUC. `started`: `time.monotonic()` when a budget's clock started."
+# %% ../nbs/07_training.ipynb #1fa1ba8f
+@patch
+def describe(self: Trainer) -> str:
+    "The line that opens a run: model, data, epochs, steps, device, precision."
+    r, info = self.recipe, self.info
+    copies = f"; {len(self.copies)} copy pair(s) inside train/ kept on one side" if self.copies else ''
+    return (f"Training {r.arch} ({r.channels} ch, {r.size} px) on {len(self.tr)} images, validating on {len(self.va)}{copies}: "
+            f"{self.plan.end} epochs x {len(self.train_b)} steps of {r.batch_size}"
+            + (f" ({info.world} processes x {r.batch_size // info.world})" if info.world > 1 else '') + f"; {self.dev}, {self.precision}"
+            + (f" (timed: {self.timed})" if self.timed else '') + f"; data {self.where}."
+            + (f" Epochs 1-{self.plan.warmup} are the warm-up: their weights are kept only until a later epoch is validated." if self.plan.warmup else ''))
+
+@patch
+def finish(self: Trainer) -> FitResult:
+    "The kept weights into the model; the metrics; `after_fit` (files); the closing line."
+    b, out = self.best, self.out
+    self.net.load_state_dict(b.state); self.net.eval()
+    seconds = time.monotonic() - self.started
+    self.metrics = {'epoch': b.epoch, 'threshold': b.threshold, 'temperature': b.temperature, **b.metrics,
+                    'epochs_run': self.done, 'warmup_epochs': self.plan.warmup, 'classes': self.classes,
+                    'positive': self.classes[self.pos], 'recipe': self.run_recipe.to_dict(), 'plan': _plain(asdict(self.plan)),
+                    'precision': self.precision, 'seconds': round(seconds, 2)}
+    self('after_fit')
+    _barrier(self.info)
+    why = (f"the best validation AUC after the {self.plan.warmup} warm-up epoch(s)" if self.plan.warmup and self.done > self.plan.warmup
+           else "the best validation AUC")
+    self.say(f"Kept epoch {b.epoch} of {self.done} ({why}): AUC {b.metrics['val_auc']:.3f}, sensitivity "
+             f"{b.metrics['val_sens']:.3f}, specificity {b.metrics['val_spec']:.3f} at threshold {b.threshold:.3f}; "
+             f"temperature {b.temperature:.2f}."
+             + (f" Took {seconds / 60:.1f} min of the {self.plan.budget_s / 60:g}-min budget ({len(self.plan.replans)} re-plan(s))."
+                if self.plan.budget_s else ''))
+    return FitResult(self.net, self.history, self.metrics, self.make_meta(), out, seconds)
+
+# %% ../nbs/07_training.ipynb #2c39d186
+def fit(recipe, cache, out_dir=None, device=None, resume: bool = False, progress: bool = True,
+        verbose: bool = True, cbs=(), started: float | None = None) -> FitResult:
+    "Train `recipe` on `cache`'s train split (part held out for validation); keep the best epoch by validation ROC-AUC. `cbs`: more callbacks; `started`: `time.monotonic()` when a budget's clock started."
     if isinstance(recipe, dict): recipe = Recipe.from_dict(recipe)
     recipe.check()
     info, dev, created = init_distributed(device)
     try:
         with sigterm_as_interrupt():
-            return Trainer(recipe, cache, out_dir, dev, info, resume, progress, verbose, on_epoch_end, started).run()
+            return Trainer(recipe, cache, out_dir, dev, info, resume, cbs, progress, verbose, started).run()
     finally:
         if created and dist.is_initialized(): dist.destroy_process_group()
 

@@ -18,7 +18,7 @@ from test_data import _sample_jpgs, _zip   # the same helpers as the data tests
 # --------------------------------------------------------------------------------------------------------------------
 # Checkpoints that are damaged, not checkpoints, or pickled code: CheckpointError, nothing executed.
 
-from melanoma_nb.training import Recipe, fit
+from melanoma_nb.training import Callback, Recipe, fit
 from melanoma_nb.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 
 class Payload:
@@ -79,9 +79,10 @@ def test_bad_checkpoint_refused(kind, tmp_path, model_file):
 def test_resume_state_is_not_a_model(tmp_path, cache32):
     "last.pt (the resume state) given where a model is expected: a clear error saying what it is."
     out = tmp_path/'run'
-    def stop(row): raise KeyboardInterrupt
+    class Stop(Callback):
+        def after_epoch(self, t): raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt):
-        fit(Recipe(arch='cnn', size=32, epochs=2), cache32, out_dir=out, progress=False, verbose=False, on_epoch_end=stop)
+        fit(Recipe(arch='cnn', size=32, epochs=2), cache32, out_dir=out, progress=False, verbose=False, cbs=[Stop()])
     with pytest.raises(CheckpointError, match='resume state of an unfinished run'): load_checkpoint(out/'last.pt')
 
 def test_corrupt_resume_state_melanoma_train(tmp_path, model_file, run_script, sample):

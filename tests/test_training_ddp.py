@@ -3,7 +3,7 @@
 What is checked:
 * the 2-process run finishes and writes exactly one set of output files (only rank 0 writes and prints);
 * after every epoch both ranks hold bit-identical weights and buffers (each rank logs a SHA-256 of its state_dict
-  through tests/_train_hooks.py's ddp-hash mode, which wraps `Trainer.train_epoch`);
+  through tests/fault_callbacks.py's ddp-hash callback, at `after_train`);
 * with the same global batch (32) and seed, its validation metrics are close to a 1-process run's. They are not
   identical, and should not be: each rank draws its own augmentation and dropout randomness (seeded by rank), batch
   normalisation normalises each rank's half batch with that half's statistics (no SyncBatchNorm on CPU), and the
@@ -55,8 +55,8 @@ def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('ddp')
     hashes = tmp/'hashes'; hashes.mkdir()
     hook = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
-            str(Path(__file__).parent/'_train_hooks.py'), *ARGS, '--out', str(tmp/'two')]
-    two = subprocess.run(hook, env=_env(tmp, HOOK_MODE='ddp-hash', HOOK_OUT=str(hashes)), capture_output=True, text=True,
+            str(Path(__file__).parent/'fault_callbacks.py'), *ARGS, '--out', str(tmp/'two')]
+    two = subprocess.run(hook, env=_env(tmp, FAULT='ddp-hash', FAULT_OUT=str(hashes)), capture_output=True, text=True,
                          timeout=600)
     one = subprocess.run([_script(), *ARGS, '--out', str(tmp/'one')], env=_env(tmp), capture_output=True, text=True, timeout=300)
     return tmp, two, one, hashes
