@@ -1,24 +1,42 @@
-"""The `cpu` preset's training step against faster variants of it, interleaved in one run on this machine.
+"""The `cpu` preset's training step against variants of it, interleaved in one run on this machine; and its fp32 vs
+bf16 autocast step at several sizes.
 
 Run: PYTHONPATH=. OMP_WAIT_POLICY=PASSIVE python bench/bench_step.py [--rounds 8] [--variants a,b,...] [--profile NAME]
+                                                                      [--precision-sizes 96,112,128] [--precision-rounds 5]
 
-Every variant is the whole training step of `Trainer.step` (uint8 batch -> on-device augmentation -> forward ->
-class-weighted label-smoothed loss -> backward -> gradient clipping -> AdamW -> zero_grad -> one-cycle step) on random
-uint8 images. The variants are measured round-robin (A, B, C, A, B, C, ...) so that load from other processes falls on
-all of them alike; each prints the median training images/s and its ratio to `today` measured in the same rounds.
-`original` is the original notebook's pipeline (PIL per image, its CNN, gray 224, batch 16; from bench_train.py).
+Every variant is one call of the library's step, `Trainer.one_batch` (uint8 batch -> on-device augmentation ->
+forward in the recipe's precision -> class-weighted label-smoothed loss -> backward -> gradient clipping -> AdamW ->
+zero_grad -> schedule step) on one batch of random uint8 images, through a `Trainer` built for the variant's recipe
+(bench/_common.py). A variant is a change of the recipe (precision, size, batch size with the learning rate scaled
+linearly, augmentation, torch.compile, architecture) or, where the recipe has no field for it, of the Trainer's
+network or optimiser (the narrow/three-stage ResNets, fused AdamW) or of the thread count around the call; the step
+itself is always the library's. The variants are measured round-robin (A, B, C, A, B, C, ...) so that load from
+other processes falls on all of them alike; each prints the median training images/s and its ratio to `today`
+(the `cpu` preset as it is: resnet18w32, 96 px, batch 32, fp32) measured in the same rounds.
+`original` is the original notebook's recipe (PRESETS['seed']: its CNN, gray 224, batch 16, no augmentation, constant
+rate, no clipping, no smoothing, unweighted loss) fed by the original notebook's per-image PIL pipeline (loading
+timed with the step).
+
+Then, for the `cpu` preset's model at each of --precision-sizes, fp32 and bf16 autocast steps timed in alternation
+with `Trainer.time_steps(1, 'fp32')` / `Trainer.time_steps(1, 'bf16')` (the measurement `Trainer.set_precision` makes
+when a run starts), their medians and the ratio bf16/fp32 (the library picks bf16 at <= BF16_GAIN), with the CPU named
+(lscpu's model name and whether it has the amx_bf16 flag).
+
+Dropped since the step moved into the library: `no_cl` (the library always trains channels-last: Recipe.channels_last
+is not read, so "off" is not a setting of the step any more), `w32` and `w32+px64` (resnet18w32 is now the `cpu`
+preset, i.e. `today` and `px64`); the full-width ResNet-18 that was `today` is now the variant `r18`.
 """
-import argparse, contextlib, os, statistics, sys, time
+import argparse, os, statistics, sys, time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
-import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from melanoma_nb.cnn import create_model
-from melanoma_nb.dataset import BatchTransform, norm_stats
-from melanoma_nb.training import PRESETS, balanced_cross_entropy, make_optimizer, make_scheduler
+from _common import cpu_flags, cpu_name, first_batch, loadavg, synthetic_cache, trainer, OriginalStyle   # noqa: E402
+from melanoma_nb.resnet import narrow_resnet18
+from melanoma_nb.training import BF16_GAIN, PRESETS
 
 
 def resnet_narrow(width: int = 64, layers=(2, 2, 2, 2), num_classes: int = 2) -> nn.Module:
@@ -37,108 +55,77 @@ def resnet_narrow(width: int = 64, layers=(2, 2, 2, 2), num_classes: int = 2) ->
     return net
 
 
-# name: settings (anything left out is today's: resnet18, 96 px, batch 32, fp32, channels_last, foreach AdamW, 2 threads)
-VARIANTS = {
-    'today':         {},
-    'bf16':          dict(bf16=True),
-    'compile':       dict(compile=True),
-    'compile+bf16':  dict(compile=True, bf16=True),
-    'fused':         dict(fused=True),
-    'no_cl':         dict(channels_last=False),
-    'threads1':      dict(threads=1),
-    'bs64':          dict(batch=64),
-    'bs128':         dict(batch=128),
-    'px80':          dict(size=80),
-    'px64':          dict(size=64),
-    'px64+bf16':     dict(size=64, bf16=True),
-    'bf16+bs64':     dict(bf16=True, batch=64),
-    'no_layer4':     dict(arch='r18_3stage'),
-    'w32':           dict(arch='r18_w32'),
-    'w48':           dict(arch='r18_w48'),
-    'w48+bf16':      dict(arch='r18_w48', bf16=True),
-    'no_layer4+bf16': dict(arch='r18_3stage', bf16=True),
-    'no_aug':        dict(augment=False),
-    'no_layer4+px64': dict(arch='r18_3stage', size=64),
-    'no_layer4+px80': dict(arch='r18_3stage', size=80),
-    'w32+px64':      dict(arch='r18_w32', size=64),
-    'no_layer4+bs64': dict(arch='r18_3stage', batch=64),
-    'no_layer4+fused': dict(arch='r18_3stage', fused=True),
-}
-DEFAULT = 'today,w32,no_layer4+px64,px64,no_layer4,w48,fused,no_cl,threads1,bs64,bf16,original'   # compile: add it (~3 min to compile)
-
-
 def build(arch):
-    if arch == 'resnet18': return create_model('resnet18', in_chans=3)
+    "A network for `arch`: 'r18_3stage' (ResNet-18 without layer4), 'r18_wNN' (stage widths NN x (1, 2, 4, 8)); None for a library arch."
     if arch == 'r18_3stage': return resnet_narrow(64, (2, 2, 2))
-    if arch.startswith('r18_w'): return resnet_narrow(int(arch[5:]))
-    raise ValueError(arch)
+    if arch.startswith('r18_w'): return narrow_resnet18(int(arch[5:]))
+    return None
+
+
+# name: settings. Recipe fields (precision, compile, size, batch_size, augment, arch) change the `cpu` preset; `net`
+# replaces the Trainer's network (build()), `fused` its optimiser, `threads` the torch threads around the step.
+VARIANTS = {
+    'today':          {},
+    'bf16':           dict(precision='bf16'),
+    'compile':        dict(compile=True),
+    'compile+bf16':   dict(compile=True, precision='bf16'),
+    'fused':          dict(fused=True),
+    'threads1':       dict(threads=1),
+    'bs64':           dict(batch_size=64),
+    'bs128':          dict(batch_size=128),
+    'px80':           dict(size=80),
+    'px64':           dict(size=64),
+    'px64+bf16':      dict(size=64, precision='bf16'),
+    'bf16+bs64':      dict(precision='bf16', batch_size=64),
+    'r18':            dict(arch='resnet18'),
+    'r18+bf16':       dict(arch='resnet18', precision='bf16'),
+    'no_layer4':      dict(net='r18_3stage'),
+    'w48':            dict(net='r18_w48'),
+    'w48+bf16':       dict(net='r18_w48', precision='bf16'),
+    'no_layer4+bf16': dict(net='r18_3stage', precision='bf16'),
+    'no_aug':         dict(augment=False),
+    'no_layer4+px64': dict(net='r18_3stage', size=64),
+    'no_layer4+px80': dict(net='r18_3stage', size=80),
+    'no_layer4+bs64': dict(net='r18_3stage', batch_size=64),
+    'no_layer4+fused': dict(net='r18_3stage', fused=True),
+}
+DEFAULT = 'today,r18,no_layer4+px64,px64,no_layer4,w48,fused,threads1,bs64,bf16,original'   # compile: add it (~3 min to compile)
+ORIGINAL = 'PIL per image, seed preset: cnn, gray 224, batch 16, unweighted loss'
 
 
 class Step:
-    "One variant's model, optimiser, schedule and batch; `__call__` runs one training step and returns its images."
-    def __init__(self, arch='resnet18', size=96, batch=32, bf16=False, compile=False, fused=False, channels_last=True,
-                 threads=None, augment=True):
+    "One variant's Trainer and batch; `__call__` runs one `Trainer.one_batch` and returns its number of images."
+    def __init__(self, net=None, fused=None, threads=None, **recipe):
         r = PRESETS['cpu']
-        torch.manual_seed(0)
-        self.net = build(arch)
-        self.cl, self.bf16, self.threads, self.batch = channels_last, bf16, threads, batch
-        if channels_last: self.net = self.net.to(memory_format=torch.channels_last)
-        self.opt = make_optimizer(self.net, r, fused=fused)
-        self.sched = make_scheduler(self.opt, r.update(lr=r.lr * batch / 32), 10_000)   # lr-per-batch: linear in the batch
-        self.model = torch.compile(self.net) if compile else self.net
-        self.tf = BatchTransform(*norm_stats(3), train=augment)
-        self.x = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8)
-        self.y = torch.randint(0, 2, (batch,)); self.g = torch.Generator().manual_seed(0)
-        self.w = torch.tensor([0.96, 1.04]); self.smooth, self.clip = r.label_smoothing, r.grad_clip
-        self.net.train()
+        if 'batch_size' in recipe: recipe['lr'] = r.lr * recipe['batch_size'] / r.batch_size   # lr per batch: linear in the batch
+        self.t = trainer(r.update(**{'precision': 'fp32', **recipe}), net=build(net) if net else None, fused=fused)
+        self.xb, self.yb = first_batch(self.t)
+        self.g, self.threads = torch.Generator().manual_seed(0), threads
 
     def __call__(self):
         old = torch.get_num_threads()
         if self.threads: torch.set_num_threads(self.threads)
-        try:
-            x = self.tf(self.x, self.g)
-            if self.cl: x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast('cpu', dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext():
-                logits = self.model(x)
-            loss = balanced_cross_entropy(logits, self.y, self.w, self.smooth)
-            loss.item()
-            loss.backward()
-            nn.utils.clip_grad_norm_(self.net.parameters(), self.clip)
-            self.opt.step(); self.opt.zero_grad(set_to_none=True); self.sched.step()
+        try: self.t.one_batch(self.xb, self.yb, self.g)
         finally: torch.set_num_threads(old)
-        return self.batch
+        return len(self.xb)
 
 
 class Original:
-    "The original notebook's training step (bench_train.original_rate's loop), one batch of 16 per call."
+    "The original notebook's recipe (PRESETS['seed'], unweighted loss) in the library's step, its batches from the original's PIL pipeline."
     def __init__(self, root):
-        import torch.nn.functional as F
-        from bench_train import OriginalStyle
         from melanoma_nb.data import scan
-        torch.manual_seed(0)
-        self.F, self.net = F, create_model('cnn', in_chans=1)
-        self.opt = torch.optim.Adam(self.net.parameters(), 1e-3)
-        self.dl = torch.utils.data.DataLoader(OriginalStyle(scan(root).paths), batch_size=16, shuffle=True, num_workers=0)
-        self.it = iter(self.dl); self.net.train()
+        idx = scan(root)
+        r = PRESETS['seed'].update(balance='none', precision='fp32')
+        self.t = trainer(r, synthetic_cache(2 * r.batch_size, r.size, r.channels))   # the cache only gives the Trainer its shape
+        self.dl = torch.utils.data.DataLoader(OriginalStyle(idx.paths, idx.labels, r.size), batch_size=r.batch_size,
+                                              shuffle=True, num_workers=0)
+        self.it, self.g = iter(self.dl), torch.Generator().manual_seed(0)
 
     def __call__(self):
-        try: x, _ = next(self.it)
-        except StopIteration: self.it = iter(self.dl); x, _ = next(self.it)
-        y = torch.randint(0, 2, (len(x),))
-        loss = self.F.cross_entropy(self.net(x), y); self.opt.zero_grad(); loss.backward(); self.opt.step()
+        try: x, y = next(self.it)
+        except StopIteration: self.it = iter(self.dl); x, y = next(self.it)
+        self.t.one_batch(x, y, self.g)
         return len(x)
-
-
-def cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        for line in open('/proc/cpuinfo'):
-            if line.startswith('model name'): return line.split(':', 1)[1].strip()
-    import platform; return platform.processor() or 'unknown CPU'
-
-
-def loadavg() -> str:
-    with contextlib.suppress(OSError): return ' '.join(open('/proc/loadavg').read().split()[:3])
-    return '?'
 
 
 def make(name, root):
@@ -146,22 +133,44 @@ def make(name, root):
     return Step(**VARIANTS[name])
 
 
+def precision_table(sizes, rounds):
+    "fp32 vs bf16 autocast of the `cpu` preset's step at each size: medians of `rounds` alternated time_steps(1) calls."
+    flags = cpu_flags()
+    print(f"\nfp32 vs bf16 autocast, the `cpu` preset's step ({PRESETS['cpu'].arch}, batch {PRESETS['cpu'].batch_size}), "
+          f"Trainer.time_steps(1, ...) alternated, median of {rounds}; CPU {cpu_name()}, "
+          f"amx_bf16 {'yes' if 'amx_bf16' in flags else 'no'}")
+    print(f"  {'size':>4s} {'fp32 ms':>9s} {'bf16 ms':>9s} {'bf16/fp32':>9s}  library's choice (bf16 at <= {BF16_GAIN})")
+    for s in sizes:
+        t = trainer(PRESETS['cpu'].update(size=s, precision='fp32'))
+        t.time_steps(1, 'bf16')                        # first use of bf16: kernels are chosen and built
+        a, b = [], []
+        for k in range(rounds):
+            for p, ts in ((('fp32', a), ('bf16', b)) if k % 2 == 0 else (('bf16', b), ('fp32', a))):
+                ts.append(t.time_steps(1, p)[0])
+        ratio = float(np.median(np.array(b) / np.array(a)))
+        print(f"  {s:4d} {1000 * statistics.median(a):9.1f} {1000 * statistics.median(b):9.1f} {ratio:9.2f}  "
+              f"{'bf16' if ratio <= BF16_GAIN else 'fp32'}", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--variants', default=DEFAULT, help=f'comma-separated, from: {", ".join(VARIANTS)}, original')
+    ap.add_argument('--variants', default=DEFAULT, help=f'comma-separated, from: {", ".join(VARIANTS)}, original ("" for none)')
     ap.add_argument('--rounds', type=int, default=8, help='interleaved rounds (one step of each variant per round)')
     ap.add_argument('--warmup', type=int, default=2, help='untimed steps per variant first (compile happens here)')
     ap.add_argument('--profile', help='also print the top ops of this variant (torch.profiler, 3 steps)')
     ap.add_argument('--data', help='images for the original pipeline (default: ../shared/data/melanoma-dev or the sample)')
+    ap.add_argument('--precision-sizes', default='96,112,128', help='sizes of the fp32 vs bf16 table ("" to skip it)')
+    ap.add_argument('--precision-rounds', type=int, default=5, help='alternated fp32/bf16 pairs per size')
     a = ap.parse_args()
     names = [n.strip() for n in a.variants.split(',') if n.strip()]
-    if 'today' not in names: names.insert(0, 'today')
+    if names and 'today' not in names: names.insert(0, 'today')
     from melanoma_nb.data import sample_root
     dev = Path(__file__).resolve().parents[2]/'shared'/'data'/'melanoma-dev'
     root = Path(a.data) if a.data else (dev if dev.is_dir() else sample_root())
 
     print(f"CPU: {cpu_name()}; {os.cpu_count()} logical CPUs; torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"oneDNN bf16 ISA: {torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()}")
+          f"oneDNN bf16 ISA: {torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()}; "
+          f"amx_bf16: {'amx_bf16' in cpu_flags()}")
     print(f"load average at start: {loadavg()}")
     steps, setup = {}, {}
     for n in names:
@@ -169,24 +178,29 @@ def main():
         for _ in range(a.warmup): steps[n]()
         setup[n] = time.perf_counter() - t
     times = {n: [] for n in names}
-    for _ in range(a.rounds):
+    for _ in range(a.rounds if names else 0):
         for n in names:
             t = time.perf_counter(); k = steps[n](); times[n].append(k / (time.perf_counter() - t))
-    rate = {n: statistics.median(v) for n, v in times.items()}
-    print(f"load average at end:   {loadavg()}")
-    print(f"\ntraining images/s, median of {a.rounds} interleaved rounds (one step each); ratio vs today's step, same rounds")
-    print(f"  {'variant':16s} {'images/s':>9s} {'vs today':>9s}  {'spread':>13s}  {'setup+warm-up s':>15s}  settings")
-    for n in names:
-        lo, hi = min(times[n]), max(times[n])
-        print(f"  {n:16s} {rate[n]:9.1f} {rate[n]/rate['today']:8.2f}x  {lo:6.1f}-{hi:6.1f}  {setup[n]:15.1f}  "
-              f"{VARIANTS.get(n, 'PIL per image, cnn, gray 224, batch 16')}")
-    for full, low in (('today', 'px64'), ('no_layer4', 'no_layer4+px64'), ('w32', 'w32+px64')):
-        if full in rate and low in rate:   # progressive resizing: half the epochs at 64 px, then the rest at 96 px
-            p = 2 / (1 / rate[full] + 1 / rate[low])
-            print(f"  {'prog(' + low + ')':16s} {p:9.1f} {p/rate['today']:8.2f}x  (derived: half the images at 64 px, half at 96 px)")
-    if 'original' in rate:
-        print(f"\ntoday's step vs the original notebook's pipeline: {rate['today']/rate['original']:.2f}x; "
-              + ', '.join(f"{n} {rate[n]/rate['original']:.2f}x" for n in names if n not in ('today', 'original')))
+    if names:
+        rate = {n: statistics.median(v) for n, v in times.items()}
+        print(f"load average at end:   {loadavg()}")
+        print(f"\ntraining images/s (Trainer.one_batch), median of {a.rounds} interleaved rounds (one step each); "
+              f"ratio vs today's step, same rounds")
+        print(f"  {'variant':16s} {'images/s':>9s} {'vs today':>9s}  {'spread':>13s}  {'setup+warm-up s':>15s}  settings")
+        for n in names:
+            lo, hi = min(times[n]), max(times[n])
+            print(f"  {n:16s} {rate[n]:9.1f} {rate[n]/rate['today']:8.2f}x  {lo:6.1f}-{hi:6.1f}  {setup[n]:15.1f}  "
+                  f"{VARIANTS.get(n, ORIGINAL)}")
+        for full, low in (('today', 'px64'), ('no_layer4', 'no_layer4+px64')):
+            if full in rate and low in rate:   # progressive resizing: half the epochs at 64 px, then the rest at 96 px
+                p = 2 / (1 / rate[full] + 1 / rate[low])
+                print(f"  {'prog(' + low + ')':16s} {p:9.1f} {p/rate['today']:8.2f}x  (derived: half the images at 64 px, half at 96 px)")
+        if 'original' in rate:
+            others = ', '.join(f"{n} {rate[n]/rate['original']:.2f}x" for n in names if n not in ('today', 'original'))
+            print(f"\ntoday's step vs the original notebook's pipeline: {rate['today']/rate['original']:.2f}x"
+                  + (f"; {others}" if others else ''))
+    sizes = [int(s) for s in a.precision_sizes.split(',') if s.strip()]
+    if sizes: precision_table(sizes, a.precision_rounds)
     if a.profile:
         from torch.profiler import ProfilerActivity, profile
         s = steps[a.profile] if a.profile in steps else make(a.profile, root)

@@ -6,10 +6,13 @@ Run: python bench/bench_train.py [DATA_DIR] [--quick]
 Prints, each a median of repeats measured in this run:
   decode + resize img/s (gray and RGB, parallel, and the original notebook's serial loop),
   loader img/s (cache -> uint8 batches -> normalised, augmented float batches),
-  training img/s for each preset's model and size, and for the original notebook's pipeline
-  (per-image PIL decode + transforms, gray 224, batch 16, the custom CNN),
+  training img/s of the library's step (`Trainer.time_steps`, i.e. `Trainer.one_batch`, on random uint8 batches of
+  each preset's model, size, channels and batch; fp32, and for the `cpu` preset also bf16 autocast), and of the
+  original notebook's pipeline (per-image PIL decode + transforms, then the library's step with the original's recipe:
+  PRESETS['seed'] with an unweighted loss; loading timed with the step),
   inference img/s,
-  and the `cpu` preset's wall time extrapolated to the full train split (9,605 images).
+  and the `cpu` preset's wall time extrapolated to the full train split (9,605 images) in the precision a run would
+  pick here (bf16 when its step takes <= BF16_GAIN of fp32's, as `Trainer.set_precision` decides).
 """
 import argparse, math, os, statistics, sys, tempfile, time
 from pathlib import Path
@@ -17,41 +20,22 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_decode import serial_gray, median_rate           # noqa: E402
 from melanoma_nb.data import _decode_all, build_cache, sample_root, scan
 from melanoma_nb.dataset import BatchTransform, CachedImages, make_loader, norm_stats
 from melanoma_nb.cnn import create_model
-from melanoma_nb.training import PRESETS, balanced_cross_entropy, make_optimizer
+from melanoma_nb.training import BF16_GAIN, PRESETS
+from _common import OriginalStyle, synthetic_cache, trainer   # noqa: E402
 
 FULL_TRAIN = 9605
 
 
-def train_rate(recipe, steps=6, warmup=2, channels_last=True):
-    "Training images/s of the project's step (on-device transform, forward, weighted loss, backward, clip, AdamW)."
-    torch.manual_seed(0)
-    net = create_model(recipe.arch, in_chans=recipe.channels)
-    if channels_last: net = net.to(memory_format=torch.channels_last)
-    opt = make_optimizer(net, recipe)
-    tf = BatchTransform(*norm_stats(recipe.channels), train=recipe.augment)
-    bs = recipe.batch_size
-    x = torch.randint(0, 256, (bs, recipe.channels, recipe.size, recipe.size), dtype=torch.uint8)
-    y = torch.randint(0, 2, (bs,)); g = torch.Generator().manual_seed(0)
-    times = []
-    net.train()
-    for i in range(warmup + steps):
-        t = time.perf_counter()
-        xb = tf(x, g)
-        if channels_last: xb = xb.contiguous(memory_format=torch.channels_last)
-        loss = balanced_cross_entropy(net(xb), y, None, recipe.label_smoothing)
-        loss.backward()
-        if recipe.grad_clip: nn.utils.clip_grad_norm_(net.parameters(), recipe.grad_clip)
-        opt.step(); opt.zero_grad(set_to_none=True)
-        if i >= warmup: times.append(time.perf_counter() - t)
-    return bs / statistics.median(times)
+def train_rate(recipe, steps=6, precision='fp32'):
+    "Training images/s of the library's step (`Trainer.time_steps`: one untimed step, then the median of `steps`) for `recipe`."
+    t = trainer(recipe.update(precision=precision))
+    return recipe.batch_size / statistics.median(t.time_steps(steps, precision))
 
 
 @torch.inference_mode()
@@ -66,32 +50,20 @@ def infer_rate(recipe, bs=64, steps=5):
     return bs / statistics.median(times)
 
 
-class OriginalStyle(torch.utils.data.Dataset):
-    "The original notebook's input pipeline: per image, PIL decode -> gray -> resize 224 -> tensor -> normalise."
-    def __init__(self, paths):
-        import torchvision.transforms as T
-        self.paths = paths
-        self.tf = T.Compose([T.Grayscale(1), T.Resize((224, 224)), T.RandomHorizontalFlip(), T.ToTensor(),
-                             T.Normalize([0.5], [0.5])])
-    def __len__(self): return len(self.paths)
-    def __getitem__(self, i):
-        from PIL import Image
-        with Image.open(self.paths[i]) as im: return self.tf(im.convert('RGB')), 0
-
-
-def original_rate(paths, steps=5, warmup=1):
-    "The original notebook's loop: its CNN, gray 224, batch 16, Adam 1e-3, per-item PIL transforms in a DataLoader."
-    torch.manual_seed(0)
-    net = create_model('cnn', in_chans=1); opt = torch.optim.Adam(net.parameters(), 1e-3)
-    dl = torch.utils.data.DataLoader(OriginalStyle(paths), batch_size=16, shuffle=True, num_workers=0)
-    times, it = [], iter(dl)
-    net.train()
+def original_rate(idx, steps=5, warmup=1):
+    """The original notebook's recipe (PRESETS['seed']: its CNN, gray 224, batch 16, Adam-like AdamW without decay at
+    1e-3, unweighted loss) in the library's step, fed by the original's per-image PIL pipeline; loading is timed too."""
+    r = PRESETS['seed'].update(balance='none', precision='fp32')
+    t = trainer(r, synthetic_cache(2 * r.batch_size, r.size, r.channels))   # the cache only gives the Trainer its shape
+    dl = torch.utils.data.DataLoader(OriginalStyle(idx.paths, idx.labels, r.size), batch_size=r.batch_size, shuffle=True, num_workers=0)
+    times, it, g = [], iter(dl), torch.Generator().manual_seed(0)
     for i in range(warmup + steps):
-        t = time.perf_counter()
-        x, _ = next(it); y = torch.randint(0, 2, (len(x),))
-        loss = F.cross_entropy(net(x), y); opt.zero_grad(); loss.backward(); opt.step()
-        if i >= warmup: times.append(time.perf_counter() - t)
-    return 16 / statistics.median(times)
+        tt = time.perf_counter()
+        try: x, y = next(it)
+        except StopIteration: it = iter(dl); x, y = next(it)
+        t.one_batch(x, y, g)
+        if i >= warmup: times.append(time.perf_counter() - tt)
+    return r.batch_size / statistics.median(times)
 
 
 def loader_rate(cache, bs=64):
@@ -130,13 +102,18 @@ def main():
         print(f"\nloader: cache -> batches of 64 -> on-device augment + normalise, {cpu.size} px RGB: "
               f"{loader_rate(cache):8,.0f} images/s")
 
-    print("\ntraining (images/s; the step of fit(): on-device transform, forward, loss, backward, clip, AdamW)")
+    print("\ntraining (images/s; the library's step, Trainer.time_steps: on-device transform, forward, loss, backward, clip, AdamW)")
     rows = {}
     for name in ('default', 'cpu', 'gpu', 'seed'):
         r = PRESETS[name]
         rows[name] = train_rate(r, steps=3 if a.quick else 6)
-        print(f"  preset {name:8s} {r.arch:9s} {r.channels}ch {r.size:3d}px batch {r.batch_size:3d}: {rows[name]:8.1f}")
-    orig = original_rate(idx.paths, steps=3 if a.quick else 5)
+        print(f"  preset {name:8s} {r.arch:11s} {r.channels}ch {r.size:3d}px batch {r.batch_size:3d} fp32: {rows[name]:8.1f}")
+    cpu_bf16 = train_rate(cpu, steps=3 if a.quick else 6, precision='bf16')
+    ratio = rows['cpu'] / cpu_bf16                     # bf16 step time / fp32 step time
+    cpu_prec = 'bf16' if ratio <= BF16_GAIN else 'fp32'
+    print(f"  preset {'cpu':8s} {cpu.arch:11s} {cpu.channels}ch {cpu.size:3d}px batch {cpu.batch_size:3d} bf16: {cpu_bf16:8.1f}"
+          f"   (step time bf16/fp32 {ratio:.2f}: a run here trains in {cpu_prec})")
+    orig = original_rate(idx, steps=3 if a.quick else 5)
     print(f"  original notebook pipeline (PIL per image, cnn, gray 224, batch 16): {orig:8.1f}")
     print(f"  preset seed (same model and size, cached uint8 + on-device transform) vs original: {rows['seed']/orig:.2f}x")
 
@@ -144,13 +121,13 @@ def main():
     inf = {}
     for name in ('default', 'cpu', 'gpu'):
         r = PRESETS[name]; inf[name] = infer_rate(r)
-        print(f"  preset {name:8s} {r.arch:9s} {r.size:3d}px: {inf[name]:8.1f}")
+        print(f"  preset {name:8s} {r.arch:11s} {r.size:3d}px: {inf[name]:8.1f}")
 
     n_tr = round(FULL_TRAIN * (1 - cpu.val_frac)); n_va = FULL_TRAIN - n_tr
     t_dec = FULL_TRAIN / cpu_decode
-    t_ep = n_tr / rows['cpu'] + n_va / inf['cpu']
+    t_ep = n_tr / (cpu_bf16 if cpu_prec == 'bf16' else rows['cpu']) + n_va / inf['cpu']
     total = t_dec + cpu.epochs * t_ep
-    print(f"\n`cpu` preset on the full train split ({FULL_TRAIN:,} images: {n_tr:,} train + {n_va:,} validation), extrapolated:")
+    print(f"\n`cpu` preset on the full train split ({FULL_TRAIN:,} images: {n_tr:,} train + {n_va:,} validation), {cpu_prec}, extrapolated:")
     print(f"  decode once {t_dec:6.0f} s + {cpu.epochs} epochs x {t_ep:5.0f} s = {total:6.0f} s ({total/60:.1f} min; budget 15 min)")
 
 

@@ -1,31 +1,37 @@
 """Validation accuracy of the step variants of bench_step.py: does a faster step keep the `cpu` preset's accuracy?
 
-Trains like `Trainer` (same validation split of train/, same on-device augmentation, class-weighted label-smoothed
-loss, AdamW with the same decay groups, one-cycle over all planned steps, gradient clipping) with one of
-bench_step's architectures, an image size per epoch (progressive resizing: e.g. `--sizes 64x5,96x5`), fp32 or bf16
-autocast, and reports validation accuracy/AUC per epoch, plus at the end an EMA of the weights and 8-way
-flip/rotate TTA.
+Every training step is the library's, `Trainer.one_batch` (bench/_common.py builds the Trainer): on-device
+augmentation (with the recipe's dark ring), class-weighted label-smoothed loss in the chosen precision (fp32, or bf16
+autocast with --bf16), gradient clipping, AdamW with the same decay groups, one schedule step. Around it this script
+keeps what the Trainer has no setting for: the validation split of train/ stored in the pack (the `cpu` preset's
+group-aware one), the class weights of that split, one one-cycle over all planned steps, an image size per epoch
+(progressive resizing: e.g. `--sizes 64x5,96x5`, through the Trainer's training transform replaced by one whose crop is
+sampled at the epoch's size), one of bench_step's architectures (`--arch`: a library arch such as resnet18w32, the
+`cpu` preset's, or bench_step's r18_3stage / r18_wNN, which replace the Trainer's network), its own data order, and
+it reports validation accuracy/AUC per epoch, plus at the end an EMA of the weights and 8-way flip/rotate TTA.
 
 The images come packed by `--pack` (the 96 px cache's train/ split re-encoded as JPEG q95, with the validation
 split of the `cpu` preset computed here), so the runs can happen on another machine:
   python bench/speed_accuracy.py --pack /work/data/melanoma_cancer_dataset   # writes .cache/mel96.npz (train/ only)
-  python bench/speed_accuracy.py --arch resnet18 --sizes 96x10 --seed 0 [--device cuda]
+  python bench/speed_accuracy.py --arch resnet18w32 --sizes 96x10 --seed 0 [--device cuda]
 Lower sizes are made from the 96 px images on the device: the training crop is sampled straight at the lower size
-(affine_grid's output size), validation images are area-downsampled.
+(affine_grid's output size), validation images are area-downsampled. `--limit N`: a smoke test on N train and N
+validation images.
 """
 import argparse, copy, json, math, os, sys, time
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_step import build
-from melanoma_nb.dataset import BatchTransform, class_weights, norm_stats
+from bench_step import build                  # noqa: E402
+from _common import trainer                   # noqa: E402
+from melanoma_nb.data import ImageCache
+from melanoma_nb.dataset import BatchTransform, norm_stats
 from melanoma_nb.metrics import binary_metrics
-from melanoma_nb.training import PRESETS, balanced_cross_entropy, epoch_seed, make_optimizer, make_scheduler, seed_everything
+from melanoma_nb.training import PRESETS, epoch_seed, loss_weights, make_scheduler, seed_everything
 
 PACK = Path(os.environ.get('MEL_PACK', Path(__file__).resolve().parents[1]/'.cache'/'mel96.npz'))
 
@@ -56,7 +62,10 @@ def load(dev):
     imgs = np.stack([cv2.imdecode(z['blob'][off[i]:off[i + 1]], cv2.IMREAD_COLOR)[..., ::-1] for i in range(len(z['lens']))])
     x = torch.from_numpy(np.ascontiguousarray(imgs)).permute(0, 3, 1, 2).contiguous().to(dev)   # uint8 NCHW
     y = torch.from_numpy(z['labels'].astype(np.int64)).to(dev)
-    return x, y, torch.from_numpy(z['tr']).to(dev), torch.from_numpy(z['va']).to(dev)
+    cache = ImageCache(imgs, z['labels'].astype(np.int64), np.array(['train'] * len(imgs)),
+                       [f'{PACK.name}/{i:06d}.jpg' for i in range(len(imgs))], ['benign', 'malignant'], imgs.shape[1],
+                       imgs.shape[3], [], str(PACK), 'split', 'pack')    # for the Trainer (its shape, labels and classes)
+    return x, y, torch.from_numpy(z['tr']).to(dev), torch.from_numpy(z['va']).to(dev), cache
 
 
 class SizedTransform(BatchTransform):
@@ -89,7 +98,7 @@ def evaluate(net, x, y, va, tf, size, bf16, dev, tta=False, bs=256):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--pack', metavar='DATA'); ap.add_argument('--arch', default='resnet18')
+    ap.add_argument('--pack', metavar='DATA'); ap.add_argument('--arch', default=PRESETS['cpu'].arch)
     ap.add_argument('--sizes', default='96x10', help='SIZExEPOCHS,... in order, e.g. 64x5,96x5')
     ap.add_argument('--bf16', action='store_true'); ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--batch', type=int, default=32); ap.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
@@ -100,30 +109,32 @@ def main():
     dev = torch.device(a.device)
     torch.backends.cuda.matmul.allow_tf32 = False; torch.backends.cudnn.allow_tf32 = False   # fp32 like the CPU
     plan = [int(s) for part in a.sizes.split(',') for s, n in [part.split('x')] for _ in range(int(n))]
-    x, y, tr, va = load(dev)
+    x, y, tr, va, cache = load(dev)
     if a.limit: tr, va = tr[torch.randperm(len(tr))[:a.limit].to(dev)], va[torch.randperm(len(va))[:a.limit].to(dev)]
-    r = PRESETS['cpu'].update(seed=a.seed, lr=PRESETS['cpu'].lr * a.batch / 32, batch_size=a.batch)
+    base = PRESETS['cpu']
+    r = base.update(seed=a.seed, lr=base.lr * a.batch / base.batch_size, batch_size=a.batch, precision='bf16' if a.bf16 else 'fp32')
     seed_everything(r.seed)
-    net = build(a.arch).to(dev).to(memory_format=torch.channels_last)
+    net = build(a.arch)                                # None: a library architecture, built by the Trainer
+    if net is None: r = r.update(arch=a.arch)
+    t = trainer(r, cache, device=dev, net=net)
     mean, std = norm_stats(3)
-    tf = SizedTransform(mean, std, train=True).to(dev); tfv = BatchTransform(mean, std).to(dev)
-    w = class_weights(y[tr].cpu().numpy(), 2).float().to(dev); w = w / w[y[tr]].mean()
-    opt = make_optimizer(net, r, fused=dev.type == 'cuda')
+    t.tf_train = tf = SizedTransform(mean, std, train=True, ring=r.ring if r.augment else 0.0).to(dev)
+    tfv = BatchTransform(mean, std).to(dev)
+    t.weight = loss_weights(r, np.asarray(cache.labels), tr.cpu().numpy(), 2, dev)   # of the pack's split, not the Trainer's
     nb = len(tr) // a.batch
-    sched = make_scheduler(opt, r, len(plan) * nb)
+    t.sched = make_scheduler(t.opt, r, len(plan) * nb)
+    net = t.net
     ema = torch.optim.swa_utils.AveragedModel(net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(a.ema), use_buffers=True)
     hist, t0, final = [], time.time(), plan[-1]
     for e, size in enumerate(plan):
         g = torch.Generator(device=dev).manual_seed(epoch_seed(r.seed, e))
         perm = tr[torch.randperm(len(tr), generator=torch.Generator().manual_seed(epoch_seed(r.seed, e))).to(dev)]
-        tf.out = size; net.train()
+        tf.out = size; t.model.train(); t.epoch_i = e
         for b in range(nb):
             ib = perm[b * a.batch:(b + 1) * a.batch]
-            xb = tf(x[ib], g).contiguous(memory_format=torch.channels_last)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.bf16): logits = net(xb)
-            loss = balanced_cross_entropy(logits, y[ib], w, r.label_smoothing)
-            loss.backward(); nn.utils.clip_grad_norm_(net.parameters(), r.grad_clip)
-            opt.step(); opt.zero_grad(set_to_none=True); sched.step(); ema.update_parameters(net)
+            t.step_i = b
+            t.one_batch(x[ib], y[ib], g)
+            ema.update_parameters(net)
         m = evaluate(net, x, y, va, tfv, final, a.bf16, dev)
         hist.append({'epoch': e + 1, 'size': size, 'acc': round(m['val_acc'], 4), 'auc': round(m['val_auc'], 4)})
         print(json.dumps({**hist[-1], 'seconds': round(time.time() - t0, 1)}), file=sys.stderr, flush=True)
