@@ -10,7 +10,7 @@ import os
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')   # must precede `import torch` (see 07_training, "CPU settings")
 os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')   # a local app reports nothing to anyone
 
-import argparse, base64, html, importlib.util, json, math, shutil, socket, sys, tempfile, threading, time, traceback
+import argparse, base64, html, importlib.util, json, math, shutil, signal, socket, sys, tempfile, threading, time, traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from .data import ImageReadError, image_size, read_image, _jpeg_header
+from .cli import CLIError, _Parser, _fill, _run
 
 # %% auto #0
 __all__ = ['APP_EXTRA', 'LATEST', 'TRAIN_CMD', 'MAX_UPLOAD_MB', 'MAX_IMAGES', 'MAX_ASPECT', 'DISPLAY_MIN', 'DISPLAY_MAX',
@@ -29,8 +30,8 @@ __all__ = ['APP_EXTRA', 'LATEST', 'TRAIN_CMD', 'MAX_UPLOAD_MB', 'MAX_IMAGES', 'M
 # %% ../nbs/12_app.ipynb #6d53d7ea
 APP_EXTRA = "pip install 'melanoma_nb[app]'"
 
-class AppError(Exception):
-    "A problem the user fixes before the app can start: the web framework missing, no model, a busy port."
+class AppError(CLIError):
+    "A problem the user fixes before the app can start: the web framework missing, no model, a busy port (a `CLIError`: one line, exit status 2)."
 
 def need_gradio():
     "The `gradio` module, imported on first use; `AppError` naming the extra when it is not installed."
@@ -382,7 +383,6 @@ def serve(an: Analyser, host: str = '127.0.0.1', port: int | None = None, block:
 
 def wait(demo):
     "Serve until Ctrl+C or SIGTERM, then stop and delete the upload folder (with the images in it)."
-    import signal
     def stop(signum, frame): raise KeyboardInterrupt
     old = signal.signal(signal.SIGTERM, stop) if threading.current_thread() is threading.main_thread() else None
     try:
@@ -400,14 +400,10 @@ def close_app(demo):
 
 # %% ../nbs/12_app.ipynb #f217aa05
 APP_EXIT = {0: "the page was served until Ctrl+C or SIGTERM stopped it",
-            1: "a bug: a traceback instead of one line; please report it",
             2: f"a user error: no model, or a file that is not a usable checkpoint; the web framework not installed "
                f"({APP_EXTRA}); a port in use; a PyTorch install whose torch and torchvision do not belong together; "
-               f"one line on stderr says what to do"}
-
-class _Parser(argparse.ArgumentParser):
-    "argparse, with a bad flag reported in one line (and exit status 2)."
-    def error(self, message): self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+               f"one line on stderr says what to do",
+            130: "interrupted (Ctrl+C or SIGTERM) before the page was served"}   # the others: as for every command (11_cli)
 
 def _port(s: str) -> int:
     "An argparse type: a TCP port, 0 to 65535."
@@ -417,13 +413,10 @@ def _port(s: str) -> int:
     return v
 
 def app_parser() -> argparse.ArgumentParser:
-    import textwrap
-    statuses = '\n'.join(textwrap.fill(w, 78, initial_indent=f"  {k:<4} ", subsequent_indent=' ' * 7) for k, w in APP_EXIT.items())
-    p = _Parser(prog='melanoma-app', formatter_class=argparse.RawDescriptionHelpFormatter,
-                description=textwrap.fill("A local web page to try a trained model: drop images, see p(malignant), the "
-                                          "decision at the model's threshold and its Grad-CAM, with the model's card. "
-                                          "Not a medical device.", 78),
-                epilog=f"example:\n  melanoma-train && melanoma-app   (needs {APP_EXTRA})\n\nexit status:\n{statuses}")
+    p = _Parser(prog='melanoma-app', statuses=APP_EXIT,
+                description=_fill("A local web page to try a trained model: drop images, see p(malignant), the decision at "
+                                  "the model's threshold and its Grad-CAM, with the model's card. Not a medical device."),
+                examples=[f"melanoma-train && melanoma-app   (needs {APP_EXTRA})"])
     p.add_argument('--model', metavar='PATH', help=f"the model.pt written by melanoma-train (default: {LATEST})")
     p.add_argument('--host', default='127.0.0.1', help='address to serve on (default: 127.0.0.1, this machine only)')
     p.add_argument('--port', type=_port, default=7860, metavar='N', help='port, 1 to 65535, or 0 for any free one (default: 7860)')
@@ -440,21 +433,14 @@ def _ready(path, an, host):
     return say
 
 def app_main(argv=None) -> int:
-    "`melanoma-app [--model PATH] [--host H] [--port N]`: serve the page until interrupted."
-    from .cli import torch_pair_problem, torch_import_problem
+    "`melanoma-app [--model PATH] [--host H] [--port N]`: serve the page until interrupted; errors as every command's (`_run`)."
     args = app_parser().parse_args(argv)
-    try:
+    def work():
         if importlib.util.find_spec('gradio') is None: need_gradio()   # the missing extra, said before anything loads
-        if (broken := torch_pair_problem()): raise AppError(broken)
-        from melanoma_nb.checkpoint import CheckpointError
         path = Path(args.model).expanduser() if args.model else default_model()
-        try: an = Analyser.from_file(path)
-        except (CheckpointError, ValueError) as e: raise AppError(str(e)) from None
+        try: an = Analyser.from_file(path)                             # a CheckpointError is a user error of _run's
+        except ValueError as e: raise AppError(str(e)) from None       # a value in the checkpoint's metadata is wrong
         need_gradio()
         serve(an, args.host, args.port, block=True, quiet=True, ready=_ready(path, an, args.host))
         return 0
-    except AppError as e:
-        print(f"melanoma-app: error: {e}", file=sys.stderr); return 2
-    except Exception:
-        if not (broken := torch_import_problem()): raise                # a bug: keep the traceback
-        print(f"melanoma-app: error: {broken}", file=sys.stderr); return 2
+    return _run('melanoma-app', work)

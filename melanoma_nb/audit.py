@@ -15,22 +15,21 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
+from .settings import PHASH_RADIUS, MATCH_MIN
 from .data import DataError, ImageReadError, ImageCache, ImageIndex, MAX_PIXELS, image_size, scan, _read_bytes
 
 # %% auto #0
-__all__ = ['DIHEDRAL', 'AUDIT_SIZE', 'PHASH_RADIUS', 'MATCH_MIN', 'DETAIL_SIGMA', 'DARK_LEVEL', 'DARK_SHARE', 'RATIO_LIMIT',
-           'MI_LIMIT', 'MIN_COUNT', 'ARTEFACT_SIZE', 'ARTEFACTS', 'gray_thumb', 'audit_features', 'phash', 'popcount64',
-           'frame_mask', 'detail', 'LeakPair', 'Leaks', 'audit_leakage', 'dedup_keep', 'synthetic_copy',
-           'calibrate_audit', 'copy_groups', 'dark_corner_score', 'has_dark_corners', 'dark_corner_labels', 'agreement',
-           'mutual_information', 'share_ratio', 'ArtefactReport', 'artefact_report']
+__all__ = ['DIHEDRAL', 'AUDIT_SIZE', 'DETAIL_SIGMA', 'DARK_LEVEL', 'DARK_SHARE', 'RATIO_LIMIT', 'MI_LIMIT', 'MIN_COUNT',
+           'ARTEFACT_SIZE', 'ARTEFACTS', 'gray_thumb', 'audit_features', 'phash', 'popcount64', 'frame_mask', 'detail',
+           'LeakPair', 'Leaks', 'audit_leakage', 'dedup_keep', 'synthetic_copy', 'calibrate_audit', 'copy_groups',
+           'dark_corner_score', 'has_dark_corners', 'dark_corner_labels', 'agreement', 'mutual_information',
+           'share_ratio', 'ArtefactReport', 'artefact_report']
 
 # %% ../nbs/01_audit.ipynb #ba34bfe9
 DIHEDRAL = tuple(range(8))   # view k: k % 4 quarter turns, then a left-right flip when k >= 4 (the symmetries of the square)
 
 # %% ../nbs/01_audit.ipynb #a79e40bc
 AUDIT_SIZE = 64        # side of the gray thumbnails compared
-PHASH_RADIUS = 12      # largest Hamming distance (of 64 bits) for a candidate pair
-MATCH_MIN = 0.72       # smallest detail correlation that confirms a copy
 DETAIL_SIGMA = 2.0     # Gaussian blur removed to keep only the detail
 
 _REDUCED = {1: cv2.IMREAD_GRAYSCALE, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4,

@@ -13,12 +13,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cnn import ARCHS, create_model
+from .settings import ARCHS, SIZE_RANGE
+from .cnn import create_model
 
 # %% auto #0
-__all__ = ['CKPT_FORMAT', 'CKPT_VERSION', 'RESUME_FORMAT', 'RESUME_VERSION', 'META_KEYS', 'SIZE_RANGE', 'CheckpointError',
-           'OutputError', 'atomic_write', 'strict', 'dumps', 'write_json', 'cpu_state', 'save_checkpoint',
-           'meta_problem', 'read_checkpoint', 'load_checkpoint']
+__all__ = ['CKPT_FORMAT', 'CKPT_VERSION', 'RESUME_FORMAT', 'RESUME_VERSION', 'META_KEYS', 'CheckpointError', 'OutputError',
+           'atomic_write', 'strict', 'dumps', 'write_json', 'cpu_state', 'save_checkpoint', 'meta_problem',
+           'read_checkpoint', 'load_checkpoint']
 
 # %% ../nbs/06_checkpoint.ipynb #e17e2bfb
 class CheckpointError(Exception):
@@ -88,7 +89,6 @@ def write_json(path, x) -> Path:
 CKPT_FORMAT, CKPT_VERSION = 'melanoma_nb.model', 1
 RESUME_FORMAT, RESUME_VERSION = 'melanoma_nb.resume', 1
 META_KEYS = ('arch', 'in_chans', 'size', 'mean', 'std', 'classes', 'threshold', 'recipe', 'metrics', 'epoch')
-SIZE_RANGE = (16, 1024)        # image sizes a model can be trained or used at
 
 def _plain(x, where='meta'):
     "`x` as the plain types (dict/list/str/int/float/bool/None) that `torch.load(weights_only=True)` accepts."

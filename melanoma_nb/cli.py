@@ -9,19 +9,25 @@ from __future__ import annotations
 import os
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')   # must precede `import torch` (see 07_training, "CPU settings")
 
-import argparse, csv, dataclasses, datetime, errno, io, json, math, re, sys, textwrap, time
+import argparse, csv, dataclasses, datetime, errno, io, json, math, re, signal, sys, textwrap, threading, time
+from importlib.metadata import version, PackageNotFoundError
 from pathlib import Path
 
+from .settings import (ARCHS, MATCH_MIN, MAX_BUDGET, PHASH_RADIUS, PRECISIONS, PRESET_HELP, PRESETS,
+                                  SIZE_RANGE, TrainingError, describe_recipe)
+# Every other module of the library is imported inside the function that uses it, never here: melanoma_nb.data loads
+# numpy and OpenCV, the others PyTorch, and --help, a bad flag and the checks made before any work must not wait the
+# seconds they take. (fcntl, too, is imported where it is used: it exists on POSIX systems only.)
+
 # %% auto #0
-__all__ = ['EXIT_STATUS', 'RUN_FAILED', 'REINSTALL', 'PRESETS_HELP', 'DEFAULT_RECIPE', 'ARCHS', 'RUN_FILES', 'EVAL_FILES',
-           'AUDIT_DEFAULTS', 'CLIError', 'NonFiniteOutputError', 'user_errors', 'pair_problem', 'torch_pair_problem',
-           'torch_import_problem', 'prepare_parser', 'prepare_shape', 'prepare_main', 'train_parser',
-           'recipe_from_args', 'run_dir', 'check_run_dir', 'train_main', 'evaluate_parser', 'evaluate_main',
-           'predict_parser', 'predict_main', 'audit_parser', 'audit_main']
+__all__ = ['EXIT_STATUS', 'RUN_FAILED', 'REINSTALL', 'RUN_FILES', 'EVAL_FILES', 'CLIError', 'NonFiniteOutputError', 'user_errors',
+           'pair_problem', 'torch_pair_problem', 'torch_import_problem', 'prepare_parser', 'prepare_shape',
+           'prepare_main', 'train_parser', 'recipe_from_args', 'run_dir', 'check_run_dir', 'train_main',
+           'evaluate_parser', 'evaluate_main', 'predict_parser', 'predict_main', 'audit_parser', 'audit_main']
 
 # %% ../nbs/11_cli.ipynb #399ee98d
 class CLIError(Exception):
-    "A user error that the command line finds itself, before the library is imported; the message is all the user needs."
+    "A user error that a console script finds itself (often before the library is imported); the message is all the user needs."
 
 class NonFiniteOutputError(CLIError, FloatingPointError):
     "The model gave a probability that is not a finite number: the run failed (exit status 1)."
@@ -37,20 +43,17 @@ EXIT_STATUS = {
     141: "the reader of the output went away (e.g. `| head`): the command stopped quietly",
 }
 
-_USER_ERRORS = (('melanoma_nb.data', 'DataError'), ('melanoma_nb.checkpoint', 'CheckpointError'),
-                ('melanoma_nb.checkpoint', 'OutputError'), ('melanoma_nb.training', 'TrainingError'),
-                ('melanoma_nb.training', 'CheckpointError'), ('melanoma_nb.resnet', 'WeightsError'))
+_USER_ERRORS = (('melanoma_nb.data', 'DataError'), ('melanoma_nb.checkpoint', 'CheckpointError'),   # in modules that
+                ('melanoma_nb.checkpoint', 'OutputError'), ('melanoma_nb.resnet', 'WeightsError'))   # load numpy or PyTorch
 
 def user_errors() -> tuple:
-    "The exception types a user can fix, whose message is all they need: of the modules imported so far, so no PyTorch."
-    return (CLIError, *{getattr(sys.modules[m], n) for m, n in _USER_ERRORS if hasattr(sys.modules.get(m), n)})
+    "The exception types a user can fix, whose message is all they need: `CLIError`, `TrainingError` (of `settings`), and those of the heavy modules imported so far."
+    return (CLIError, TrainingError, *{getattr(sys.modules[m], n) for m, n in _USER_ERRORS if hasattr(sys.modules.get(m), n)})
 
 # how each command's run can fail (exit status 1), for its --help
 RUN_FAILED = {'melanoma-train': "the training loss became NaN or infinite (the last good checkpoint is kept)",
               'melanoma-evaluate': "the model gave a probability that is not a finite number",
               'melanoma-predict': "the model gave a probability that is not a finite number"}
-
-_OUTPUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS}   # a full or failing output
 
 _OUTPUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS}   # a full or failing output
 
@@ -62,13 +65,11 @@ def _tolerant_streams():
 class _sigterm_interrupts:
     "Inside: SIGTERM raises KeyboardInterrupt (main thread only), so every command stops as on Ctrl-C (exit status 130)."
     def __enter__(self):
-        import signal, threading
         self.old = None
         if threading.current_thread() is threading.main_thread():
             def stop(signum, frame): raise KeyboardInterrupt
             self.old = signal.signal(signal.SIGTERM, stop)
     def __exit__(self, *exc):
-        import signal
         if self.old is not None: signal.signal(signal.SIGTERM, self.old)
 
 # %% ../nbs/11_cli.ipynb #0c11160a
@@ -93,7 +94,6 @@ def pair_problem(torch_v: str, vision_v: str) -> str | None:
 # %% ../nbs/11_cli.ipynb #47c1e965
 def torch_pair_problem() -> str | None:
     "`pair_problem` of the installed torch and torchvision (read from their metadata, nothing imported)."
-    from importlib.metadata import version, PackageNotFoundError
     try: return pair_problem(version('torch'), version('torchvision'))
     except PackageNotFoundError as e: return f"{e.name} is not installed; {REINSTALL}"
 
@@ -101,7 +101,6 @@ def torch_import_problem() -> str | None:
     "None when torch and torchvision import; else one line naming the failure (called after an unexpected error)."
     try: import torch, torchvision
     except Exception as e:
-        from importlib.metadata import version
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         try: which = f"torch {version('torch')} and torchvision {version('torchvision')}"
         except Exception: which = "torch and torchvision"
@@ -137,8 +136,9 @@ def _run(prog: str, work) -> int:
 # %% ../nbs/11_cli.ipynb #75a4fc45
 class _Parser(argparse.ArgumentParser):
     "argparse with a bad flag reported in one line (exit status 2), help kept as written, and the exit statuses listed."
-    def __init__(self, *a, examples=(), **kw):
-        parts = ['examples:\n' + '\n'.join(f"  {e}" for e in examples) if examples else '', kw.pop('epilog', ''), _exit_help(kw.get('prog'))]
+    def __init__(self, *a, examples=(), statuses=None, **kw):
+        parts = ['examples:\n' + '\n'.join(f"  {e}" for e in examples) if examples else '', kw.pop('epilog', ''),
+                 _exit_help(kw.get('prog'), statuses)]
         epilog = '\n\n'.join(x for x in parts if x)
         super().__init__(*a, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=epilog, **kw)
     def error(self, message):
@@ -146,10 +146,10 @@ class _Parser(argparse.ArgumentParser):
 
 def _fill(text: str) -> str: return textwrap.fill(' '.join(text.split()), 78)
 
-def _exit_help(prog: str | None = None) -> str:
-    "The exit statuses for `prog`'s --help: status 1 says how that command's run can fail."
+def _exit_help(prog: str | None = None, statuses: dict | None = None) -> str:
+    "The exit statuses for `prog`'s --help: status 1 says how that command's run can fail; `statuses` rewords some."
     why = {**EXIT_STATUS, 1: EXIT_STATUS[1].replace('failed;', f'failed: {RUN_FAILED[prog]};', 1) if prog in RUN_FAILED
-                             else EXIT_STATUS[1]}
+                             else EXIT_STATUS[1], **(statuses or {})}
     return 'exit status:\n' + '\n'.join(textwrap.fill(w, 78, initial_indent=f"  {k:<4} ", subsequent_indent=' ' * 7)
                                         for k, w in why.items())
 
@@ -181,17 +181,18 @@ def _float_in(lo: float, hi: float):
 # %% ../nbs/11_cli.ipynb #f6c176ba
 def _size(s: str) -> str:
     "An argparse type: a size in bytes, or with K, M, G or T (checked here; the library reads it)."
-    from melanoma_nb.data import DataError, _parse_size           # numpy and OpenCV, not PyTorch: only when given
+    from melanoma_nb.data import DataError, _parse_size
     try: n = _parse_size(s, 'SIZE')
     except DataError: raise argparse.ArgumentTypeError(f"{s!r} is not a size: give bytes, or a number with K, M, G or T (e.g. 40G)") from None
     if n <= 0: raise argparse.ArgumentTypeError(f"must be more than 0 bytes, not {s!r}")
     return s
 
 def _minutes(s: str) -> float:
-    "An argparse type: a time budget, a positive finite number of minutes."
+    "An argparse type: a time budget, a positive finite number of minutes, at most a week (`MAX_BUDGET`)."
     try: v = float(s)
     except ValueError: v = math.nan
     if not (math.isfinite(v) and v > 0): raise argparse.ArgumentTypeError(f"must be a positive number of minutes, not {s!r}")
+    if v > MAX_BUDGET: raise argparse.ArgumentTypeError(f"must be at most a week ({MAX_BUDGET} minutes), not {s!r}")
     return v
 
 def _probability(s: str) -> float:
@@ -205,32 +206,20 @@ _DATA_DEFAULT = ("default: $MELANOMA_DATA, ./melanoma_cancer_dataset, the Kaggle
                  "on Colab/Kaggle, else the bundled sample")   # the order of data.locate_data
 
 # %% ../nbs/11_cli.ipynb #20dfd059
-PRESETS_HELP = {   # name: (size, channels, what it is); a test checks these against training.PRESETS
-    'default': (64, 3, "custom CNN, RGB 64 px, 10 epochs, batch 32, lr 0.002 (AdamW, one-cycle, augmentation): "
-                       "a first run on a CPU, seconds on the bundled sample"),
-    'cpu':     (96, 3, "narrow ResNet-18 (resnet18w32: widths 32-256) from scratch, RGB 96 px, batch 32, lr 0.002, as many epochs as fit a 15-minute "
-                      "budget on this machine (--budget; --epochs N instead fixes them): the full data set on a CPU"),
-    'gpu':     (224, 3, "ResNet-18 from ImageNet weights (downloaded), RGB 224 px, 10 epochs, batch 64, lr 0.001, "
-                        "the head alone in the first epoch: the full data set on a GPU"),
-    'seed':    (224, 1, "the original Kaggle notebook's recipe, for comparison: custom CNN, gray 224 px, 10 epochs, "
-                        "batch 16, lr 0.001 constant, no augmentation, weight decay, label smoothing or gradient clipping"),
-}
-DEFAULT_RECIPE = dict(arch='cnn', channels=3, size=64, epochs=10, batch_size=32, lr=2e-3, weight_decay=0.05,
-                      label_smoothing=0.1, seed=0, val_frac=0.2, freeze_epochs=0)   # the 'default' preset's values
-ARCHS = ('resnet18', 'resnet34', 'resnet50', 'resnet18w32', 'cnn')                   # cnn.ARCHS
-
 def _presets_help() -> str:
+    "The presets for --help: each one's recipe in words (from `PRESETS`), then what it is for."
     return 'presets (--preset NAME; each flag given overrides its value):\n' + '\n'.join(
-        textwrap.fill(what, 78, initial_indent=f"  {k:<9}", subsequent_indent=' ' * 11) for k, (_, _, what) in PRESETS_HELP.items())
+        textwrap.fill(f"{describe_recipe(r)}: {PRESET_HELP[k]}", 78, initial_indent=f"  {k:<9}", subsequent_indent=' ' * 11)
+        for k, r in PRESETS.items())
 
 def _shape_args() -> argparse.ArgumentParser:
     "--preset, --size, --channels: the image shape of a recipe (melanoma-prepare and melanoma-train)."
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument('--preset', choices=list(PRESETS_HELP), help="the starting recipe (default: 'default'; see below)")
-    p.add_argument('--size', type=_int_in(16, 1024, ' pixels'), metavar='N',
-                   help=f"image side in pixels (default: the preset's, {DEFAULT_RECIPE['size']} for 'default')")
+    p.add_argument('--preset', choices=list(PRESETS), help="the starting recipe (default: 'default'; see below)")
+    p.add_argument('--size', type=_int_in(*SIZE_RANGE, ' pixels'), metavar='N',
+                   help=f"image side in pixels (default: the preset's, {PRESETS['default'].size} for 'default')")
     p.add_argument('--channels', type=int, choices=(1, 3),
-                   help=f"3 for RGB, 1 for gray (default: the preset's, {DEFAULT_RECIPE['channels']} for 'default')")
+                   help=f"3 for RGB, 1 for gray (default: the preset's, {PRESETS['default'].channels} for 'default')")
     return p
 
 def _cache_args() -> argparse.ArgumentParser:
@@ -269,7 +258,8 @@ def prepare_parser() -> argparse.ArgumentParser:
                 description=_fill("Scan a data folder, report what is in it (and what is skipped, and why), and decode "
                                   "it once into the uint8 image cache that melanoma-train reads: the same --preset (and "
                                   "--size, --channels) as the training run, so that training reuses the cache."),
-                examples=["melanoma-prepare                          # the located data, at the 'default' preset's 64 px RGB",
+                examples=["melanoma-prepare                          # the located data, at the 'default' preset's "
+                          f"{PRESETS['default'].size} px {'RGB' if PRESETS['default'].channels == 3 else 'gray'}",
                           "melanoma-prepare my_data --preset cpu       # then: melanoma-train --data my_data --preset cpu",
                           "melanoma-prepare --where                  # print the folder the data are read from, and stop"],
                 epilog=_presets_help())
@@ -282,8 +272,8 @@ def prepare_parser() -> argparse.ArgumentParser:
 
 def prepare_shape(args) -> tuple:
     "(size, channels) of the cache: the preset's (the 'default' preset when none is given), overridden by the flags."
-    size, channels, _ = PRESETS_HELP[args.preset or 'default']
-    return args.size or size, args.channels or channels
+    r = PRESETS[args.preset or 'default']
+    return args.size or r.size, args.channels or r.channels
 
 def prepare_main(argv=None) -> int:
     "`melanoma-prepare [DATA] [--preset P] [--size N] [--channels 1|3] [--cache DIR] [--where]`: report and cache the data."
@@ -308,19 +298,18 @@ def prepare_main(argv=None) -> int:
 # %% ../nbs/11_cli.ipynb #58230658
 _RECIPE_FLAGS = ('arch', 'channels', 'size', 'epochs', 'batch_size', 'lr', 'pretrained', 'weights', 'val_frac', 'seed',
                  'freeze_epochs', 'early_stop', 'target_sensitivity', 'weight_decay', 'label_smoothing', 'augment',
-                 'amp', 'sync_bn', 'compile', 'workers', 'positive', 'budget')
+                 'amp', 'sync_bn', 'compile', 'workers', 'positive', 'budget', 'precision')
 
 # %% ../nbs/11_cli.ipynb #209069a7
 def _train_recipe_args(p):
     "The recipe flags; None (not given) leaves the preset's value."
-    D = DEFAULT_RECIPE
-    def dflt(k): return f"(default: the preset's, {D[k]} for 'default')"
+    def dflt(k): return f"(default: the preset's, {getattr(PRESETS['default'], k)} for 'default')"
     p.add_argument('--arch', choices=ARCHS, help=f"the model: a ResNet (resnet18w32: a narrow ResNet-18 for CPUs) or the small custom CNN {dflt('arch')}")
     p.add_argument('--epochs', type=int, metavar='N', help=f"passes over the training images {dflt('epochs')}; "
-                   "given without --budget, it replaces the preset's budget")
+                   "it replaces the preset's budget (so it cannot be given with --budget)")
     p.add_argument('--budget', type=_minutes, metavar='MINUTES', help="minutes for the whole run (cache, training, "
-                   "validation, files): the epochs are planned on this machine to fit (default: the preset's, 15 for 'cpu', "
-                   "else none)")
+                   f"validation, files): the epochs are planned on this machine to fit (default: the preset's, "
+                   f"{PRESETS['cpu'].budget:g} for 'cpu', else none)")
     p.add_argument('--batch-size', type=int, metavar='N',
                    help=f"images per step, the global batch split across torchrun processes {dflt('batch_size')}")
     p.add_argument('--lr', type=float, metavar='X', help=f"peak learning rate {dflt('lr')}")
@@ -334,7 +323,8 @@ def _train_recipe_args(p):
     p.add_argument('--seed', type=_int_in(0, 2**32 - 1), metavar='N',
                    help=f"weights, split, order and augmentation all follow from it {dflt('seed')}")
     p.add_argument('--freeze-epochs', type=int, metavar='N',
-                   help="train only a ResNet's head for the first N epochs (default: the preset's, 1 for 'gpu', else 0)")
+                   help=f"train only a ResNet's head for the first N epochs (default: the preset's, "
+                        f"{PRESETS['gpu'].freeze_epochs} for 'gpu', else 0)")
     p.add_argument('--early-stop', type=int, metavar='PATIENCE',
                    help='stop after PATIENCE epochs without a better validation ROC-AUC (default: never)')
     p.add_argument('--target-sensitivity', type=float, metavar='S',
@@ -344,6 +334,8 @@ def _train_recipe_args(p):
     p.add_argument('--no-augment', dest='augment', action='store_false', default=None,
                    help="no data augmentation (default: augment, except the 'seed' preset)")
     p.add_argument('--no-amp', dest='amp', action='store_false', default=None, help='no mixed precision on CUDA (default: on)')
+    p.add_argument('--precision', choices=PRECISIONS, help="training arithmetic: fp32, bf16 autocast, or auto: time both on "
+                   "this machine at the start and use the faster (CPU and CUDA; validation always fp32) " + dflt('precision'))
     p.add_argument('--sync-bn', action='store_true', default=None, help='SyncBatchNorm under multi-GPU torchrun (default: off)')
     p.add_argument('--compile', action='store_true', default=None, help='torch.compile the model (default: off)')
     p.add_argument('--workers', type=_int_in(0, 64), metavar='N', help='data loader workers, 0 to 64 (default: automatic)')
@@ -356,7 +348,7 @@ def train_parser() -> argparse.ArgumentParser:
                 description=_fill("Train a melanoma classifier on the train/ split of the data (test/ is never read) and "
                                   "write RUN_DIR/{model.pt, history.csv, metrics.json, curves.png}. The recipe starts "
                                   "from a preset and each flag given overrides it. With no arguments: the 'default' "
-                                  "recipe (custom CNN, RGB 64 px, 10 epochs, batch 32, lr 0.002) on the located data "
+                                  f"recipe ({describe_recipe(PRESETS['default'])}) on the located data "
                                   "(the bundled sample if nothing else is found), into a new ./runs/<date-time>."),
                 examples=["melanoma-train",
                           "melanoma-train --data melanoma_cancer_dataset --preset gpu",
@@ -375,7 +367,6 @@ def train_parser() -> argparse.ArgumentParser:
 
 def recipe_from_args(args, base=None):
     "The preset (or `base`, a `Recipe`) with every recipe flag that was given applied."
-    from melanoma_nb.training import PRESETS
     base = base if base is not None else PRESETS[args.preset or 'default']
     kw = {f: getattr(args, f) for f in _RECIPE_FLAGS if getattr(args, f, None) is not None}
     if kw.get('weights'): kw['weights'], kw['pretrained'] = str(Path(kw['weights']).expanduser().resolve()), False
@@ -459,6 +450,8 @@ def _preflight(args):
     if args.weights and not Path(args.weights).expanduser().is_file():
         raise CLIError(f"--weights {args.weights}: no such file. Give the path of an ImageNet weights file for the "
                        f"ResNet, or --pretrained to download them.")
+    if args.epochs is not None and args.budget is not None:
+        raise CLIError("--epochs and --budget both set the number of epochs: give one")
     if args.resume and args.preset: raise CLIError("--preset cannot be combined with --resume: the run's saved recipe is used")
     if args.resume and args.budget is not None:
         raise CLIError("--budget cannot be combined with --resume: a resumed run keeps the plan (epochs) it was started with")
@@ -466,8 +459,8 @@ def _preflight(args):
         check_run_dir(Path(args.out).expanduser(), args.overwrite)
 
 # %% ../nbs/11_cli.ipynb #c63a1a86
-def train_main(argv=None) -> int:
-    "`melanoma-train [flags]`: train, write RUN_DIR/{model.pt, history.csv, metrics.json, curves.png}, print a summary."
+def train_main(argv=None, cbs=()) -> int:
+    "`melanoma-train [flags]`: train, write RUN_DIR/{model.pt, history.csv, metrics.json, curves.png}, print a summary. `cbs`: training callbacks (from Python)."
     started = time.monotonic()                          # a --budget covers everything from here
     args = train_parser().parse_args(argv)
     def work():
@@ -491,7 +484,7 @@ def train_main(argv=None) -> int:
             if info.main and not (args.resume or args.out):  # a new ./runs/<date-time>: point ./runs/latest at it
                 check_output_dir(out); _point_latest(out)
             res = fit(recipe, cache, out_dir=out, device=args.device, resume=args.resume, progress=progress, verbose=True,
-                      started=started)
+                      cbs=cbs, started=started)
             if info.main:
                 print(f"Wrote {out}/: model.pt, history.csv, metrics.json, curves.png ({time.monotonic() - started:.0f} s "
                       f"since the command started).")
@@ -611,9 +604,8 @@ def evaluate_main(argv=None) -> int:
         from melanoma_nb.data import DataError, build_cache
         from melanoma_nb.checkpoint import write_json
         from melanoma_nb.training import pick_device
-        from melanoma_nb.evaluation import evaluate
+        from melanoma_nb.evaluation import evaluate, ring_table
         from melanoma_nb.metrics import metrics_table
-        from melanoma_nb.evaluation import ring_table
         from melanoma_nb.audit import audit_leakage, dedup_keep
         progress, device = not args.no_progress and sys.stderr.isatty(), pick_device(args.device)
         model, meta = _load_model(args.model, device)
@@ -776,10 +768,8 @@ def _gradcam_maker(gradcam_dir, model, meta, device, pos, threshold):
     return make
 
 # %% ../nbs/11_cli.ipynb #f48f7793
-AUDIT_DEFAULTS = dict(radius=12, min_corr=0.72)   # audit.PHASH_RADIUS and audit.MATCH_MIN (checked below)
-
 def audit_parser() -> argparse.ArgumentParser:
-    r, c = AUDIT_DEFAULTS['radius'], AUDIT_DEFAULTS['min_corr']
+    r, c = PHASH_RADIUS, MATCH_MIN
     p = _Parser(prog='melanoma-audit', parents=[_progress_args()],
                 description=_fill("Find test images that are exact or near copies of training images (in a single "
                                   "folder: copies among its images): SHA-1, perceptual-hash candidates, pixel-level "

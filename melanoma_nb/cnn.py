@@ -11,10 +11,11 @@ from collections import OrderedDict
 import torch
 from torch import nn
 from .resnet import RESNETS, resnet, narrow_resnet18
+from .settings import ARCHS, SCRATCH_ONLY
 
 # %% auto #0
-__all__ = ['ARCHS', 'SCRATCH_ONLY', 'conv_out', 'conv_block', 'MelanomaCNN', 'cnn_param_count', 'model_in_chans',
-           'get_feature_dims', 'receptive_field', 'create_model', 'cam_layer']
+__all__ = ['conv_out', 'conv_block', 'MelanomaCNN', 'cnn_param_count', 'model_in_chans', 'get_feature_dims', 'receptive_field',
+           'create_model', 'cam_layer']
 
 # %% ../nbs/04_cnn.ipynb #ea1c303a
 def conv_out(n: int, k: int, s: int = 1, p: int = 0) -> int:
@@ -101,9 +102,6 @@ def receptive_field(model: nn.Module) -> int:
     return r
 
 # %% ../nbs/04_cnn.ipynb #31bfb573
-ARCHS = ('resnet18', 'resnet34', 'resnet50', 'resnet18w32', 'cnn')
-SCRATCH_ONLY = ('resnet18w32', 'cnn')      # no pretrained weights exist for these
-
 def create_model(arch: str,                 # one of `ARCHS`
                  in_chans: int = 3,         # 1 (grayscale) or 3 (RGB)
                  num_classes: int = 2,

@@ -23,16 +23,16 @@ from .audit import copy_groups
 from .dataset import (norm_stats, train_val_split, CachedImages, make_loader, DeviceBatches,
                                  BatchTransform, class_weights)
 from .resnet import freeze_backbone, unfreeze
-from .cnn import ARCHS, SCRATCH_ONLY, create_model
+from .cnn import create_model
 from .metrics import positive_index, binary_metrics, choose_threshold, fit_temperature, positive_proba
 from .checkpoint import (CheckpointError, OutputError, atomic_write, write_json, save_checkpoint,
                                     read_checkpoint, cpu_state, _plain, _unwrap, _torch_load, RESUME_FORMAT,
-                                    RESUME_VERSION, SIZE_RANGE)
+                                    RESUME_VERSION)
+from .settings import TrainingError, RecipeError, Recipe, PRESETS, _RUNTIME_FIELDS
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'BALANCES', 'PRESETS', 'HISTORY_COLS', 'EVENTS', 'PRECISIONS', 'BF16_GAIN', 'MAX_EPOCHS', 'BUDGET_AIM',
-           'EPOCH_ALLOWANCE', 'TrainingError', 'RecipeError', 'NonFiniteLossError', 'Recipe', 'pick_device',
-           'balanced_cross_entropy', 'make_optimizer', 'make_scheduler', 'epoch_seed', 'seed_everything',
+__all__ = ['HISTORY_COLS', 'EVENTS', 'BF16_GAIN', 'MAX_EPOCHS', 'BUDGET_AIM', 'EPOCH_ALLOWANCE', 'NonFiniteLossError',
+           'pick_device', 'balanced_cross_entropy', 'make_optimizer', 'make_scheduler', 'epoch_seed', 'seed_everything',
            'save_history', 'load_history', 'warmup_epochs', 'best_row', 'plot_history', 'DistInfo', 'dist_info',
            'init_distributed', 'all_gather_rows', 'state_hash', 'check_output_dir', 'sigterm_as_interrupt',
            'load_resume_state', 'resume_recipe', 'Callback', 'CancelEpoch', 'Plan', 'Best', 'FitResult', 'check_inputs',
@@ -41,114 +41,8 @@ __all__ = ['SCHEDULES', 'BALANCES', 'PRESETS', 'HISTORY_COLS', 'EVENTS', 'PRECIS
            'Checkpoints', 'Budget', 'default_callbacks', 'fit', 'runs_home', 'full_run']
 
 # %% ../nbs/07_training.ipynb #6384a6a2
-class TrainingError(Exception):
-    "A training run cannot start or go on; the message says why and what to do."
-
-class RecipeError(TrainingError, ValueError):
-    "A recipe value is out of range or does not fit the data or the device."
-
 class NonFiniteLossError(TrainingError, FloatingPointError):
     "The training loss became NaN or infinite; training stopped and the last good checkpoint is intact."
-
-# %% ../nbs/07_training.ipynb #5853d9f1
-SCHEDULES = ('onecycle', 'constant')
-BALANCES = ('weights', 'none')
-
-# %% ../nbs/07_training.ipynb #60c7005e
-@dataclass
-class Recipe:
-    "Everything that decides what a training run computes; saved inside every checkpoint."
-    arch: str = 'cnn'                  # one of ARCHS: 'resnet18', 'resnet34', 'resnet50', 'resnet18w32', 'cnn'
-    channels: int = 3                  # 3 (RGB) or 1 (gray)
-    size: int = 64                     # images are size x size pixels
-    epochs: int = 10
-    batch_size: int = 32               # the global batch: split across processes under DDP
-    lr: float = 2e-3                   # peak learning rate of the schedule
-    weight_decay: float = 0.05         # AdamW's decoupled decay (not applied to biases and norm parameters)
-    label_smoothing: float = 0.1
-    augment: bool = True               # random crop, 90° rotation, flip, colour jitter (training batches only)
-    seed: int = 0                      # weights, split, data order and augmentation all follow from it
-    val_frac: float = 0.2              # share of train/ held out for validation (stratified)
-    pretrained: bool = False           # ImageNet weights (torchvision download) for ResNets
-    weights: str | None = None         # or a local ImageNet weights file
-    freeze_epochs: int = 0             # two-stage transfer: train only the head for this many epochs, then all
-    schedule: str = 'onecycle'         # 'onecycle' or 'constant'
-    grad_clip: float | None = 1.0      # max gradient norm, or None
-    early_stop: int | None = None      # patience in epochs without a better validation AUC, or None
-    balance: str = 'weights'           # 'weights': class-weighted loss; 'none'
-    workers: int | None = None         # DataLoader workers (None: automatic); does not change results
-    amp: bool = True                   # mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling)
-    channels_last: bool = True         # NHWC memory layout on CUDA (tensor cores prefer it)
-    compile: bool = False              # torch.compile the model
-    sync_bn: bool = False              # SyncBatchNorm under multi-GPU DDP
-    target_sensitivity: float | None = None  # choose the decision threshold for this validation sensitivity; None: 0.5
-    positive: str | None = None        # the positive class; None: the class named malignant or melanoma (see metrics)
-    group_split: bool = True           # keep near-copies inside train/ on one side of the validation split
-    budget: float | None = None        # minutes for the whole run (cache, training, validation, files); sets the epochs
-    ring: float = 0.0                  # share of training images given a random dark ring (the dermoscope's field of view)
-    precision: str = 'auto'            # training arithmetic: 'fp32', 'bf16' autocast, or 'auto' (time both at the start)
-
-    def __post_init__(self): self.check()
-
-    def check(self):
-        "Raise `RecipeError` naming the first value that is out of range."
-        def bad(msg): raise RecipeError(msg)
-        if self.arch not in ARCHS: bad(f"arch {self.arch!r} is not one of {', '.join(ARCHS)}")
-        if self.channels not in (1, 3): bad(f"channels must be 1 (gray) or 3 (RGB), not {self.channels}")
-        if not SIZE_RANGE[0] <= self.size <= SIZE_RANGE[1]: bad(f"size must be between {SIZE_RANGE[0]} and {SIZE_RANGE[1]} pixels, not {self.size}")
-        if self.epochs < 1: bad(f"epochs must be at least 1, not {self.epochs}")
-        if self.batch_size < 2: bad(f"batch_size must be at least 2 (batch norm needs 2 images), not {self.batch_size}")
-        if not (math.isfinite(self.lr) and self.lr > 0): bad(f"lr must be a positive number, not {self.lr}")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0): bad(f"weight_decay must be >= 0, not {self.weight_decay}")
-        if not 0 <= self.label_smoothing < 1: bad(f"label_smoothing must be in [0, 1), not {self.label_smoothing}")
-        if not 0 < self.val_frac < 1: bad(f"val_frac must be between 0 and 1, not {self.val_frac}")
-        if self.pretrained and self.weights: bad("give either pretrained=True or a weights file, not both")
-        if (self.pretrained or self.weights) and self.arch in SCRATCH_ONLY:
-            bad(f"{self.arch!r} has no pretrained weights; use a ResNet (e.g. arch='resnet18') or train from scratch")
-        if not 0 <= self.freeze_epochs < self.epochs:
-            bad(f"freeze_epochs must be in [0, epochs={self.epochs}), not {self.freeze_epochs}")
-        if self.freeze_epochs and self.arch == 'cnn': bad("freeze_epochs is for ResNets; the 'cnn' has no backbone to freeze")
-        if self.schedule not in SCHEDULES: bad(f"schedule must be one of {SCHEDULES}, not {self.schedule!r}")
-        if self.grad_clip is not None and not self.grad_clip > 0: bad(f"grad_clip must be positive or None, not {self.grad_clip}")
-        if self.early_stop is not None and self.early_stop < 1: bad(f"early_stop (patience) must be >= 1 or None, not {self.early_stop}")
-        if self.balance not in BALANCES: bad(f"balance must be one of {BALANCES}, not {self.balance!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
-            bad(f"seed must be a whole number from 0 to 2**63-1, not {self.seed}")
-        if self.budget is not None and not (isinstance(self.budget, (int, float)) and math.isfinite(self.budget) and self.budget > 0):
-            bad(f"budget must be a positive number of minutes, not {self.budget}")
-        if self.workers is not None and self.workers < 0: bad(f"workers must be >= 0, not {self.workers}")
-        if not (isinstance(self.ring, (int, float)) and 0 <= self.ring <= 1): bad(f"ring is a share of the images, in [0, 1], not {self.ring}")
-        if self.precision not in ('auto', 'fp32', 'bf16'): bad(f"precision must be 'auto', 'fp32' or 'bf16', not {self.precision!r}")
-        if self.target_sensitivity is not None and not 0 < self.target_sensitivity <= 1:
-            bad(f"target_sensitivity must be in (0, 1], not {self.target_sensitivity}")
-
-    def to_dict(self) -> dict: return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Recipe:
-        "A recipe from a dict such as a checkpoint's `meta['recipe']`; unknown keys are an error."
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown: raise RecipeError(f"unknown recipe field(s): {', '.join(sorted(unknown))}")
-        return cls(**d)
-
-    def update(self, **kw) -> Recipe:
-        "A checked copy with the fields in `kw` changed; values that are None are ignored (not given)."
-        unknown = set(kw) - {f.name for f in fields(self)}
-        if unknown: raise RecipeError(f"unknown recipe field(s): {', '.join(sorted(unknown))}")
-        return replace(self, **{k: v for k, v in kw.items() if v is not None})
-
-# %% ../nbs/07_training.ipynb #c25bbdc1
-_RUNTIME_FIELDS = ('workers',)   # fields that do not change what is computed: a resumed run may change them
-
-# %% ../nbs/07_training.ipynb #c560061b
-PRESETS = {
-    'default': Recipe(arch='cnn', channels=3, size=64, epochs=10, batch_size=32, lr=2e-3, ring=1.0),
-    'cpu':     Recipe(arch='resnet18w32', channels=3, size=96, epochs=10, batch_size=32, lr=2e-3, budget=15, ring=1.0),
-    'gpu':     Recipe(arch='resnet18', channels=3, size=224, epochs=10, batch_size=64, lr=1e-3, pretrained=True,
-                      freeze_epochs=1, ring=1.0),
-    'seed':    Recipe(arch='cnn', channels=1, size=224, epochs=10, batch_size=16, lr=1e-3, weight_decay=0.0,
-                      label_smoothing=0.0, augment=False, schedule='constant', grad_clip=None),
-}
 
 # %% ../nbs/07_training.ipynb #5441b8da
 def _mps_ok() -> bool:
@@ -495,7 +389,6 @@ def _wrap(net, info, dev, recipe):
     return model
 
 # %% ../nbs/07_training.ipynb #6b9ebe2b
-PRECISIONS = ('fp32', 'bf16', 'fp16')
 BF16_GAIN = 0.85        # autocast is chosen when its step takes at most this share of float32's (median of pairs)
 
 def candidates(recipe, dev) -> tuple:

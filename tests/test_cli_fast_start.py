@@ -9,7 +9,8 @@ from conftest import SCRIPTS, script_cmd
 # is needed: none of them may import PyTorch (importing it alone takes several seconds).
 FAST = {'melanoma-prepare': [['--help'], ['--no-such-flag'], ['--size', '8'], ['']],
         'melanoma-train': [['--help'], ['--no-such-flag'], ['--seed', '-1'], ['--data', '/nonexistent/data'],
-                           ['--resume', '--overwrite'], ['--weights', '/nonexistent/w.pth', '--arch', 'resnet18']],
+                           ['--resume', '--overwrite'], ['--weights', '/nonexistent/w.pth', '--arch', 'resnet18'],
+                           ['--epochs', '3', '--budget', '5'], ['--budget', '1e308'], ['--precision', 'fp16']],
         'melanoma-evaluate': [['--help'], ['--no-such-flag'], ['--model', 'm.pt', '--threshold', 'nan'],
                               ['--model', 'm.pt', '--n-boot', '0']],
         'melanoma-predict': [['--help'], ['--no-such-flag'], ['--model', 'm.pt', '--batch-size', '0', 'x.jpg'],
@@ -50,3 +51,37 @@ def test_help_and_a_bad_flag_are_quick(name, run_script):
         wall = time.perf_counter() - t
         assert r.returncode == status, r.stderr
         assert wall < 2.0, f"{name} {' '.join(argv)} took {wall:.1f} s"
+
+
+def _console_scripts() -> dict:
+    "pyproject.toml's [project.scripts]: name -> 'module:function'."
+    import tomllib
+    from pathlib import Path
+    return tomllib.loads((Path(__file__).resolve().parent.parent/'pyproject.toml').read_text())['project']['scripts']
+
+HELP_PROBE = """
+import contextlib, importlib, io, json, sys, time
+module, func = sys.argv[1].split(':')
+t = time.perf_counter()
+main = getattr(importlib.import_module(module), func)
+with contextlib.redirect_stdout(io.StringIO()) as out:
+    try: status = main(['--help'])
+    except SystemExit as e: status = e.code
+print(json.dumps({'status': status, 'help': out.getvalue(), 'seconds': time.perf_counter() - t,
+                  'heavy': sorted(m for m in ('torch', 'torchvision', 'sklearn', 'gradio') if m in sys.modules)}))
+"""
+
+
+def test_every_console_script_helps_without_pytorch(cli_env):
+    "Every console script of pyproject.toml (melanoma-app too) answers --help with its exit statuses, importing no PyTorch."
+    import json
+    scripts = _console_scripts()
+    assert {'melanoma-prepare', 'melanoma-train', 'melanoma-evaluate', 'melanoma-predict', 'melanoma-audit',
+            'melanoma-app'} <= set(scripts)
+    for name, target in sorted(scripts.items()):
+        r = subprocess.run([sys.executable, '-c', HELP_PROBE, target], capture_output=True, text=True, env=cli_env, timeout=120)
+        assert r.returncode == 0, (name, r.stderr)
+        got = json.loads(r.stdout.splitlines()[-1])
+        print(f"{name} --help: {got['seconds']:.2f} s in a fresh process (import and parser)")
+        assert got['status'] == 0 and 'exit status:' in got['help'], (name, got['status'])
+        assert got['heavy'] == [], f"{name} --help imported {got['heavy']}"
