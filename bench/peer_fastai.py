@@ -4,7 +4,8 @@ Same data, same machine, same budget, one after the other:
   1. fastai (the `bench` extra: pip install -e '.[bench]'): `vision_learner(dls, resnet18, pretrained=False)`,
      `aug_transforms()`, `fit_one_cycle(E)` at 96 px, batch 32, PIL decoding every epoch, 20 % of train/ held out
      (seeded) for its validation; E is the most epochs that fit the budget, from a timing of its own training batches.
-  2. `melanoma-train --preset cpu --budget B`, then `melanoma-evaluate`, as a user runs them.
+  2. `melanoma-train --preset cpu --budget B`, then `melanoma-evaluate`, as a user runs them (or, with --project-run
+     DIR, a finished run of it on this machine, evaluated there if it has no eval/ yet).
 Both are then measured once on test/ (accuracy at each one's own decision rule, ROC-AUC), with the wall time of
 everything each one did (loading, training, validation). The CPU is named.
 
@@ -73,17 +74,24 @@ def run_fastai(data: Path, budget_min: float, size: int = 96, bs: int = 32, seed
                 test_accuracy=float(((p >= 0.5) == y).mean()), test_auc=float(roc_auc_score(y, p)), n_test=len(y))
 
 
-def run_project(data: Path, budget_min: float, out: Path) -> dict:
-    "melanoma-train --preset cpu, then melanoma-evaluate, as a user runs them."
+def run_project(data: Path, budget_min: float, out: Path, reuse: bool = False) -> dict:
+    "melanoma-train --preset cpu, then melanoma-evaluate, as a user runs them; `reuse`: a finished run already in `out`."
     t0 = time.monotonic()
-    subprocess.run(['melanoma-train', '--preset', 'cpu', '--budget', f'{budget_min:g}', '--data', str(data),
-                    '--out', str(out), '--no-progress', '--overwrite'], check=True)
-    wall = time.monotonic() - t0
-    subprocess.run(['melanoma-evaluate', '--model', str(out/'model.pt'), '--data', str(data), '--out', str(out/'eval'),
-                    '--no-progress'], check=True, stdout=subprocess.DEVNULL)
+    if reuse:                                          # trained earlier on this machine: its own clock, from metrics.json
+        meta = json.loads((out/'metrics.json').read_text())
+        if meta['recipe'].get('budget') != budget_min:
+            raise SystemExit(f"{out} was trained with a {meta['recipe'].get('budget')}-min budget, not {budget_min:g}")
+        wall = meta['seconds']
+    else:
+        subprocess.run(['melanoma-train', '--preset', 'cpu', '--budget', f'{budget_min:g}', '--data', str(data),
+                        '--out', str(out), '--no-progress', '--overwrite'], check=True)
+        wall = time.monotonic() - t0
+    if not (reuse and (out/'eval'/'metrics.json').exists()):   # a reused run may have been evaluated already
+        subprocess.run(['melanoma-evaluate', '--model', str(out/'model.pt'), '--data', str(data), '--out', str(out/'eval'),
+                        '--no-progress'], check=True, stdout=subprocess.DEVNULL)
     m = json.loads((out/'eval'/'metrics.json').read_text())
     meta = json.loads((out/'metrics.json').read_text())
-    return dict(tool='melanoma_nb --preset cpu', epochs=meta.get('recipe', {}).get('epochs'), wall_s=round(wall),
+    return dict(tool='melanoma_nb --preset cpu' + (' (run reused)' if reuse else ''), epochs=meta.get('recipe', {}).get('epochs'), wall_s=round(wall),
                 test_accuracy=m['accuracy'], test_auc=m['roc_auc'], n_test=m.get('n', None))
 
 
@@ -93,10 +101,13 @@ def main(argv=None):
     ap.add_argument('--budget', type=float, default=15.0, help='minutes for each tool (default: 15)')
     ap.add_argument('--out', type=Path, default=Path('peer-runs'))
     ap.add_argument('--only', choices=('fastai', 'project'), help='run one side only')
+    ap.add_argument('--project-run', type=Path, help="a finished `melanoma-train --preset cpu` run on this machine to "
+                    "evaluate instead of training one (its time is the one in its metrics.json, which counts from the "
+                    "command's start)")
     a = ap.parse_args(argv)
     rows = []
     if a.only != 'project': rows.append(run_fastai(a.data, a.budget))
-    if a.only != 'fastai': rows.append(run_project(a.data, a.budget, a.out/'project'))
+    if a.only != 'fastai': rows.append(run_project(a.data, a.budget, a.project_run or a.out/'project', reuse=bool(a.project_run)))
     print(f"\nOn {cpu_name()}, {a.budget:g}-minute budget each, test/ of {a.data}:")
     for r in rows:
         print(f"  {r['tool']:28s} {r['epochs']} epochs  wall {r['wall_s'] / 60:5.1f} min  test accuracy "

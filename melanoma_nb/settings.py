@@ -153,7 +153,7 @@ def describe_recipe(r: Recipe) -> str:
     off = [w for w, on in (('augmentation', r.augment), ('weight decay', r.weight_decay), ('label smoothing', r.label_smoothing),
                            ('gradient clipping', r.grad_clip)) if not on]
     if off: out.append('no ' + _either(off))
-    if r.precision != 'auto': out.append(f"{r.precision} arithmetic")
+    if r.precision != 'fp32': out.append('bf16 arithmetic' if r.precision == 'bf16' else 'fp32 or bf16, whichever is faster here')
     return ', '.join(out)
 
 # %% ../nbs/00_settings.ipynb #ecd77145
