@@ -37,8 +37,8 @@ __all__ = ['HISTORY_COLS', 'EVENTS', 'BF16_GAIN', 'MAX_EPOCHS', 'BUDGET_AIM', 'E
            'init_distributed', 'all_gather_rows', 'state_hash', 'check_output_dir', 'sigterm_as_interrupt',
            'load_resume_state', 'resume_recipe', 'Callback', 'CancelEpoch', 'Plan', 'Best', 'FitResult', 'check_inputs',
            'validation_split', 'data_fingerprint', 'build_net', 'candidates', 'autocast', 'make_batches',
-           'loss_weights', 'continue_schedule', 'plan_schedule', 'Trainer', 'EarlyStop', 'Logger', 'DDPSync',
-           'Checkpoints', 'Budget', 'default_callbacks', 'fit', 'runs_home', 'full_run']
+           'loss_weights', 'continue_schedule', 'plan_schedule', 'Logger', 'DDPSync', 'Checkpoints', 'EarlyStop',
+           'budget_rest', 'Budget', 'default_callbacks', 'Trainer', 'fit', 'runs_home', 'full_run']
 
 # %% ../nbs/07_training.ipynb #6384a6a2
 class NonFiniteLossError(TrainingError, FloatingPointError):
@@ -442,6 +442,108 @@ def plan_schedule(opt, recipe, plan: Plan):
     for g in opt.param_groups: g['lr'] = s['lr']       # the rate the continuation started from
     return continue_schedule(opt, recipe.lr, s['steps'], s['warm'])
 
+# %% ../nbs/07_training.ipynb #dced3f87
+class Logger(Callback):
+    "The running loss on the progress bar, and a line per epoch."
+    order = 10
+    def after_step(self, t):
+        if t.dev.type == 'cpu' or t.step_i % 25 == 0: t.bar.set_postfix(loss=f'{t.loss_sum.item() / t.step_i:.4f}', refresh=False)
+    def after_epoch(self, t):
+        r, mark = t.history[-1], ('' if not t.new_best else '  *kept for now (warm-up epoch)*' if t.best.provisional else '  *best*')
+        t.say(f"epoch {r['epoch']:>3}/{t.plan.end}  train_loss {r['train_loss']:.4f}  val_loss {r['val_loss']:.4f}  "
+              f"acc {r['val_acc']:.3f}  auc {r['val_auc']:.3f}  sens {r['val_sens']:.3f}  spec {r['val_spec']:.3f}{mark}")
+
+class DDPSync(Callback):
+    "Under DDP: the training loss averaged over every rank's batches, and rank 0's batch-norm statistics on every rank."
+    order = 5
+    def after_train(self, t):
+        sums = torch.stack([t.loss_sum, torch.tensor(float(t.step_i), dtype=torch.float64, device=t.dev)])
+        dist.all_reduce(sums)
+        t.train_loss = (sums[0] / sums[1]).item()
+        for b in t.net.buffers(): dist.broadcast(b, 0)
+
+# %% ../nbs/07_training.ipynb #671e0f10
+class Checkpoints(Callback):
+    "Rank 0 writes the run folder: last.pt, model.pt (new best), history.csv per epoch; metrics.json, curves.png at the end."
+    order = 20
+    def after_epoch(self, t):
+        e, out = t.epoch_i, t.out
+        if out is None or not t.info.main: return
+        atomic_write(out/'last.pt', lambda f: self.write_state(t, f))
+        t.done = e + 1                                 # from here on, last.pt holds this epoch
+        if t.new_best: self.save_model(t)
+        save_history(t.history, out/'history.csv')
+    def save_model(self, t): save_checkpoint(t.out/'model.pt', t.best.state, t.make_meta())
+    def write_state(self, t, f): torch.save(self.resume_state(t), f)
+    def resume_state(self, t) -> dict:
+        b = asdict(t.best); state = b.pop('state'); bad = b.pop('bad')
+        return {'format': RESUME_FORMAT, 'version': RESUME_VERSION, 'recipe': t.recipe.to_dict(), 'epoch': t.epoch_i + 1,
+                'model': cpu_state(t.net), 'optimizer': t.opt.state_dict(), 'scheduler': t.sched.state_dict(),
+                'scaler': t.scaler.state_dict(), 'rng': _rng_state(), 'history': _plain(t.history), 'best': _plain(b),
+                'best_state': state, 'bad_epochs': bad, 'data': t.data_sig, 'world': t.info.world,
+                'plan': _plain(asdict(t.plan)), 'spent_s': time.monotonic() - t.started}
+    def after_fit(self, t):
+        if t.out is None or not t.info.main: return
+        write_json(t.out/'metrics.json', t.metrics)
+        plot_history(t.history, t.out/'curves.png', best=t.best.epoch, warmup=t.plan.warmup)
+        with contextlib.suppress(FileNotFoundError): (t.out/'last.pt').unlink()
+
+# %% ../nbs/07_training.ipynb #a5251d66
+class EarlyStop(Callback):
+    "End the run after `patience` epochs past the warm-up without a better validation score."
+    order = 30
+    def __init__(self, patience: int): self.patience = patience
+    def after_epoch(self, t):
+        if t.best.bad >= self.patience:
+            t.say(f"Early stop: no better validation ROC-AUC for {t.best.bad} epochs after the warm-up."); t.stop = True
+
+# %% ../nbs/07_training.ipynb #dd460843
+MAX_EPOCHS = 60         # a budget on a fast machine buys epochs up to this many
+BUDGET_AIM = 0.96       # plan to end at this share of the budget; re-plans keep the end between 90 % and 100 %
+EPOCH_ALLOWANCE = 1.08  # a real epoch also loads its batches from the cache: measured 5-10 % over the timed steps
+
+def budget_rest(pace: float, left: float, rest: int, budget_s: float, done: int) -> int:
+    "Epochs to run after `done`, with `left` s to go at `pace` s each: fewer when the `rest` planned would overrun, more when more fit before the aim."
+    fit_n = int(left // pace)                          # epochs that end before the budget does
+    aim_n = int((left - (1 - BUDGET_AIM) * budget_s) // pace)   # and before the aim
+    if fit_n < rest: return max(fit_n, 0)
+    if aim_n > rest: return min(aim_n, MAX_EPOCHS - done)
+    return rest
+
+# %% ../nbs/07_training.ipynb #df3b69b8
+class Budget(Callback):
+    "Keep a budgeted run between 90 % and 100 % of its budget: re-plan from the median epoch time, stop an overrunning epoch."
+    order = 40
+    def __init__(self): self.times, self.t0 = [], None
+    def before_epoch(self, t): self.t0 = time.monotonic()
+    def after_step(self, t):
+        if t.info.world == 1 and self.left(t) < self.t_val:
+            t.stop = True; raise CancelEpoch()
+    def before_fit(self, t):                           # what the end of an epoch and of the run still need
+        self.t_val = EPOCH_ALLOWANCE * (t.val_s or t.time_validation()) + t.save_seconds() + t.finish_seconds()
+    def left(self, t) -> float: return t.plan.budget_s - (time.monotonic() - t.started)
+    def after_epoch(self, t):
+        self.times.append(time.monotonic() - self.t0)
+        k, plan = t.epoch_i + 1, t.plan
+        if t.stop or len(self.times) < 2 or k >= plan.end: return
+        pace = float(np.median(self.times[1:]))
+        rest = plan.end - k
+        new = _agree(budget_rest(pace, self.left(t) - t.finish_seconds(), rest, plan.budget_s, k), t.info)
+        if new == rest: return
+        if new < 1:
+            t.say(f"Out of time: the budget leaves no room for epoch {k + 1}; the run ends after epoch {k}."); t.stop = True; return
+        t.replan(k, new, pace)
+
+# %% ../nbs/07_training.ipynb #535d6178
+def default_callbacks(t) -> list:
+    "The callbacks every run has, where they apply: log, files, early stopping, budget, DDP."
+    r, cbs = t.recipe, [Logger()]
+    if t.out is not None and t.info.main: cbs.append(Checkpoints())
+    if r.early_stop: cbs.append(EarlyStop(r.early_stop))
+    if r.budget is not None: cbs.append(Budget())
+    if t.info.world > 1: cbs.append(DDPSync())
+    return cbs
+
 # %% ../nbs/07_training.ipynb #f10a89fe
 class Trainer:
     "One training run, complete once constructed; `run` trains it. `started`: `time.monotonic()` when the budget's clock began."
@@ -562,10 +664,6 @@ def set_precision(self: Trainer, pairs: int = 5):
                   'ratio': round(ratio, 3), 'pairs': pairs}
 
 # %% ../nbs/07_training.ipynb #f2173beb
-MAX_EPOCHS = 60         # a budget on a fast machine buys epochs up to this many
-BUDGET_AIM = 0.96       # plan to end at this share of the budget; re-plans keep the end between 90 % and 100 %
-EPOCH_ALLOWANCE = 1.08  # a real epoch also loads its batches from the cache: measured 5-10 % over the timed steps
-
 @patch
 def make_plan(self: Trainer) -> Plan:
     "The run's `Plan`: the recipe's epochs, or as many as fit the budget at the measured pace."
@@ -672,89 +770,6 @@ def restore(self: Trainer):
     if info.main and self.best.epoch: save_checkpoint(out/'model.pt', self.best.state, self.make_meta())
     self.say(f"Resuming {out} after epoch {self.start} of {self.plan.end}.")
 
-# %% ../nbs/07_training.ipynb #a5251d66
-class EarlyStop(Callback):
-    "End the run after `patience` epochs past the warm-up without a better validation score."
-    order = 30
-    def __init__(self, patience: int): self.patience = patience
-    def after_epoch(self, t):
-        if t.best.bad >= self.patience:
-            t.say(f"Early stop: no better validation ROC-AUC for {t.best.bad} epochs after the warm-up."); t.stop = True
-
-# %% ../nbs/07_training.ipynb #dced3f87
-class Logger(Callback):
-    "The running loss on the progress bar, and a line per epoch."
-    order = 10
-    def after_step(self, t):
-        if t.dev.type == 'cpu' or t.step_i % 25 == 0: t.bar.set_postfix(loss=f'{t.loss_sum.item() / t.step_i:.4f}', refresh=False)
-    def after_epoch(self, t):
-        r, mark = t.history[-1], ('' if not t.new_best else '  *kept for now (warm-up epoch)*' if t.best.provisional else '  *best*')
-        t.say(f"epoch {r['epoch']:>3}/{t.plan.end}  train_loss {r['train_loss']:.4f}  val_loss {r['val_loss']:.4f}  "
-              f"acc {r['val_acc']:.3f}  auc {r['val_auc']:.3f}  sens {r['val_sens']:.3f}  spec {r['val_spec']:.3f}{mark}")
-
-class DDPSync(Callback):
-    "Under DDP: the training loss averaged over every rank's batches, and rank 0's batch-norm statistics on every rank."
-    order = 5
-    def after_train(self, t):
-        sums = torch.stack([t.loss_sum, torch.tensor(float(t.step_i), dtype=torch.float64, device=t.dev)])
-        dist.all_reduce(sums)
-        t.train_loss = (sums[0] / sums[1]).item()
-        for b in t.net.buffers(): dist.broadcast(b, 0)
-
-# %% ../nbs/07_training.ipynb #671e0f10
-class Checkpoints(Callback):
-    "Rank 0 writes the run folder: last.pt, model.pt (new best), history.csv per epoch; metrics.json, curves.png at the end."
-    order = 20
-    def after_epoch(self, t):
-        e, out = t.epoch_i, t.out
-        if out is None or not t.info.main: return
-        atomic_write(out/'last.pt', lambda f: self.write_state(t, f))
-        t.done = e + 1                                 # from here on, last.pt holds this epoch
-        if t.new_best: self.save_model(t)
-        save_history(t.history, out/'history.csv')
-    def save_model(self, t): save_checkpoint(t.out/'model.pt', t.best.state, t.make_meta())
-    def write_state(self, t, f): torch.save(self.resume_state(t), f)
-    def resume_state(self, t) -> dict:
-        b = asdict(t.best); state = b.pop('state'); bad = b.pop('bad')
-        return {'format': RESUME_FORMAT, 'version': RESUME_VERSION, 'recipe': t.recipe.to_dict(), 'epoch': t.epoch_i + 1,
-                'model': cpu_state(t.net), 'optimizer': t.opt.state_dict(), 'scheduler': t.sched.state_dict(),
-                'scaler': t.scaler.state_dict(), 'rng': _rng_state(), 'history': _plain(t.history), 'best': _plain(b),
-                'best_state': state, 'bad_epochs': bad, 'data': t.data_sig, 'world': t.info.world,
-                'plan': _plain(asdict(t.plan)), 'spent_s': time.monotonic() - t.started}
-    def after_fit(self, t):
-        if t.out is None or not t.info.main: return
-        write_json(t.out/'metrics.json', t.metrics)
-        plot_history(t.history, t.out/'curves.png', best=t.best.epoch, warmup=t.plan.warmup)
-        with contextlib.suppress(FileNotFoundError): (t.out/'last.pt').unlink()
-
-# %% ../nbs/07_training.ipynb #df3b69b8
-class Budget(Callback):
-    "Keep a budgeted run between 90 % and 100 % of its budget: re-plan from the median epoch time, stop an overrunning epoch."
-    order = 40
-    def __init__(self): self.times, self.t0 = [], None
-    def before_epoch(self, t): self.t0 = time.monotonic()
-    def after_step(self, t):
-        if t.info.world == 1 and self.left(t) < self.t_val:
-            t.stop = True; raise CancelEpoch()
-    def before_fit(self, t):                           # what the end of an epoch and of the run still need
-        self.t_val = EPOCH_ALLOWANCE * (t.val_s or t.time_validation()) + t.save_seconds() + t.finish_seconds()
-    def left(self, t) -> float: return t.plan.budget_s - (time.monotonic() - t.started)
-    def after_epoch(self, t):
-        self.times.append(time.monotonic() - self.t0)
-        k, plan = t.epoch_i + 1, t.plan
-        if t.stop or len(self.times) < 2 or k >= plan.end: return
-        pace = float(np.median(self.times[1:]))
-        left = self.left(t) - t.finish_seconds()
-        fit_n = int(left // pace)                                            # epochs that end before the budget does
-        aim_n = int((left - (1 - BUDGET_AIM) * plan.budget_s) // pace)      # and before the aim
-        rest = plan.end - k
-        new = fit_n if fit_n < rest else min(aim_n, MAX_EPOCHS - k) if aim_n > rest else rest
-        new = _agree(new, t.info)
-        if new == rest: return
-        if new < 1:
-            t.say(f"Out of time: the budget leaves no room for epoch {k + 1}; the run ends after epoch {k}."); t.stop = True; return
-        t.replan(k, new, pace)
-
 # %% ../nbs/07_training.ipynb #51e679c8
 @patch
 def replan(self: Trainer, k: int, rest: int, pace: float):
@@ -771,16 +786,6 @@ def replan(self: Trainer, k: int, rest: int, pace: float):
     self.say(f"{'Behind' if plan.end < old_end else 'Ahead of'} plan ({pace:.3g} s per epoch, planned {plan.epoch_s:.3g} s): "
              f"{plan.end} epochs instead of {old_end}; the learning rate {'rises over ' + str(s['warm']) + ' more steps, then ' if s['warm'] else ''}"
              f"anneals to the end.")
-
-# %% ../nbs/07_training.ipynb #535d6178
-def default_callbacks(t) -> list:
-    "The callbacks every run has, where they apply: log, files, early stopping, budget, DDP."
-    r, cbs = t.recipe, [Logger()]
-    if t.out is not None and t.info.main: cbs.append(Checkpoints())
-    if r.early_stop: cbs.append(EarlyStop(r.early_stop))
-    if r.budget is not None: cbs.append(Budget())
-    if t.info.world > 1: cbs.append(DDPSync())
-    return cbs
 
 # %% ../nbs/07_training.ipynb #754716bb
 @patch
