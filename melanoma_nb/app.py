@@ -377,15 +377,16 @@ def serve(an: Analyser, host: str = '127.0.0.1', port: int | None = None, block:
     except Exception as e:                   # a busy port (OSError), an impossible one (OverflowError): one line
         close_app(demo)
         raise AppError(f"cannot serve on {host}:{port} ({e}); is the port in use? Pass another with --port N.") from None
-    if ready: ready(demo)
-    if block: wait(demo)
+    if block: wait(demo, ready)              # Ctrl+C even while `ready` runs closes the server
+    elif ready: ready(demo)
     return demo
 
-def wait(demo):
-    "Serve until Ctrl+C or SIGTERM, then stop and delete the upload folder (with the images in it)."
+def wait(demo, ready=None):
+    "Call `ready(demo)`, then serve until Ctrl+C or SIGTERM; then stop and delete the upload folder (with the images in it)."
     def stop(signum, frame): raise KeyboardInterrupt
     old = signal.signal(signal.SIGTERM, stop) if threading.current_thread() is threading.main_thread() else None
     try:
+        if ready: ready(demo)
         while True: time.sleep(3600)
     except KeyboardInterrupt: pass
     finally:

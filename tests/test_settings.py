@@ -10,7 +10,7 @@ def test_settings_imports_only_the_standard_library():
 
 
 def test_old_recipes_load_without_precision():
-    "A checkpoint's recipe from before the `precision` field loads, with precision 'auto'."
+    "A checkpoint's recipe from before the `precision` field loads, with precision 'fp32' (what it was trained in)."
     from melanoma_nb.settings import Recipe
     old = {k: v for k, v in Recipe().to_dict().items() if k != 'precision'}
-    assert Recipe.from_dict(old).precision == 'auto'
+    assert Recipe.from_dict(old).precision == 'fp32'
