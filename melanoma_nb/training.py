@@ -29,6 +29,7 @@ from .checkpoint import (CheckpointError, OutputError, atomic_write, write_json,
                                     read_checkpoint, cpu_state, _plain, _unwrap, _torch_load, RESUME_FORMAT,
                                     RESUME_VERSION)
 from .settings import TrainingError, RecipeError, Recipe, PRESETS, _RUNTIME_FIELDS
+_all_ = ['TrainingError', 'RecipeError', 'Recipe', 'PRESETS']   # still importable from here, as before
 
 # %% auto #0
 __all__ = ['HISTORY_COLS', 'EVENTS', 'BF16_GAIN', 'MAX_EPOCHS', 'BUDGET_AIM', 'EPOCH_ALLOWANCE', 'NonFiniteLossError',
@@ -38,7 +39,8 @@ __all__ = ['HISTORY_COLS', 'EVENTS', 'BF16_GAIN', 'MAX_EPOCHS', 'BUDGET_AIM', 'E
            'load_resume_state', 'resume_recipe', 'Callback', 'CancelEpoch', 'Plan', 'Best', 'FitResult', 'check_inputs',
            'validation_split', 'data_fingerprint', 'build_net', 'candidates', 'autocast', 'make_batches',
            'loss_weights', 'continue_schedule', 'plan_schedule', 'Logger', 'DDPSync', 'Checkpoints', 'EarlyStop',
-           'budget_rest', 'Budget', 'default_callbacks', 'Trainer', 'fit', 'runs_home', 'full_run']
+           'budget_rest', 'Budget', 'default_callbacks', 'Trainer', 'fit', 'runs_home', 'full_run', 'TrainingError',
+           'RecipeError', 'Recipe', 'PRESETS']
 
 # %% ../nbs/07_training.ipynb #6384a6a2
 class NonFiniteLossError(TrainingError, FloatingPointError):
@@ -899,7 +901,8 @@ def describe(self: Trainer) -> str:
     return (f"Training {r.arch} ({r.channels} ch, {r.size} px) on {len(self.tr)} images, validating on {len(self.va)}{copies}: "
             f"{self.plan.end} epochs x {len(self.train_b)} steps of {r.batch_size}"
             + (f" ({info.world} processes x {r.batch_size // info.world})" if info.world > 1 else '') + f"; {self.dev}, {self.precision}"
-            + (f" (timed: {self.timed})" if self.timed else '') + f"; data {self.where}."
+            + (' (timed per step: ' + ', '.join(f"{k[:-3]} {v:g} ms" for k, v in self.timed.items() if k.endswith('_ms')) + ')'
+               if self.timed else '') + f"; data {self.where}."
             + (f" Epochs 1-{self.plan.warmup} are the warm-up: their weights are kept only until a later epoch is validated." if self.plan.warmup else ''))
 
 @patch
