@@ -1,4 +1,4 @@
-"""melanoma-app speed: server-side time per image and browser time from upload to result (with its Grad-CAM overlay).
+"""melanoma-app speed: server-side time per image and browser time from upload to result (with its map overlay: Grad-CAM or occlusion, as the checkpoint says).
 
 The model is the `cpu` preset's (ResNet-18 at 96 px, RGB); untrained weights run at the same speed as trained ones,
 so by default an untrained checkpoint is used (or --model PATH). Images: 300x300 JPEGs of the bundled sample.
@@ -64,7 +64,7 @@ def main(argv=None):
             r = an.analyse(*A.read_upload(f, an.meta['size'], an.meta['in_chans']), name=f.name)
             A.result_html(r, an)
             ts.append(time.perf_counter() - t0)
-        print(f"server side, per image (read, p, Grad-CAM, overlay, page HTML): median {1000 * statistics.median(ts):.0f} ms, "
+        print(f"server side, per image (read, p, the checkpoint's map, overlay, page HTML): median {1000 * statistics.median(ts):.0f} ms, "
               f"max {1000 * max(ts):.0f} ms over {len(ts)} images")
         if args.no_browser: return 0
         import shutil as sh

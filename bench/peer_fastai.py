@@ -7,7 +7,9 @@ Same data, same machine, same budget, one after the other:
   2. `melanoma-train --preset cpu --budget B`, then `melanoma-evaluate`, as a user runs them (or, with --project-run
      DIR, a finished run of it on this machine, evaluated there if it has no eval/ yet).
 Both are then measured once on test/ (accuracy at each one's own decision rule, ROC-AUC), with the wall time of
-everything each one did (loading, training, validation). The CPU is named.
+everything each one did (loading, training, validation). The CPU is named. Each model's reliance on the dermoscope's
+dark ring is measured the same way (`evaluation.ring_report` on the test images at 96 px): sensitivity on the
+malignant images without dark corners, and the worst share of benign images called malignant once a ring is added.
 
     python bench/peer_fastai.py --data /path/to/melanoma_cancer_dataset --budget 15 --out /tmp/peer
 """
@@ -71,7 +73,32 @@ def run_fastai(data: Path, budget_min: float, size: int = 96, bs: int = 32, seed
     y = np.array([int(classes[c] == learn.dls.vocab[pos]) for _, c in files])
     p = probs[:, pos].numpy()
     return dict(tool='fastai ' + __import__('fastai').__version__, epochs=epochs, wall_s=round(train_s),
-                test_accuracy=float(((p >= 0.5) == y).mean()), test_auc=float(roc_auc_score(y, p)), n_test=len(y))
+                test_accuracy=float(((p >= 0.5) == y).mean()), test_auc=float(roc_auc_score(y, p)), n_test=len(y),
+                rings=fastai_rings(learn, data, size, pos))
+
+
+def fastai_rings(learn, data: Path, size: int, pos: int) -> dict:
+    "`ring_summary` of the fastai model on the project's own 96-px test images (its input: RGB in [0, 1], not normalised)."
+    import torch
+    from melanoma_nb.data import prepare
+    from melanoma_nb.evaluation import ring_report
+    cache = prepare(data, size=size, channels=3, progress=False, verbose=False)
+    te = cache.indices('test')
+    y = (np.asarray(cache.labels)[te] == cache.classes.index('malignant')).astype(int)
+    model = learn.model.eval()
+    def predict(im):
+        x = torch.as_tensor(np.ascontiguousarray(im)).permute(0, 3, 1, 2).float() / 255
+        with torch.no_grad(): return torch.cat([model(c).softmax(1)[:, pos] for c in x.split(128)]).numpy()
+    return ring_summary(ring_report(predict, np.asarray(cache.images[te]), y, 0.5, positive=1))
+
+
+def ring_summary(rep: dict) -> dict:
+    "The ring figures both tools are compared on, from an `evaluation.ring_report`."
+    sub, added = rep['subgroups'], rep['ring_added'][1:]
+    return dict(sens_no_ring=sub.get('no dark corners', {}).get('sensitivity'),
+                accuracy_no_ring=sub.get('no dark corners', {}).get('accuracy'),
+                ring_called_malignant_worst=max(r['called_positive'] for r in added) if added else None,
+                benign_called_malignant=rep['ring_added'][0]['called_positive'] if rep['ring_added'] else None)
 
 
 def run_project(data: Path, budget_min: float, out: Path, reuse: bool = False) -> dict:
@@ -92,7 +119,8 @@ def run_project(data: Path, budget_min: float, out: Path, reuse: bool = False) -
     m = json.loads((out/'eval'/'metrics.json').read_text())
     meta = json.loads((out/'metrics.json').read_text())
     return dict(tool='melanoma_nb --preset cpu' + (' (run reused)' if reuse else ''), epochs=meta.get('recipe', {}).get('epochs'), wall_s=round(wall),
-                test_accuracy=m['accuracy'], test_auc=m['roc_auc'], n_test=m.get('n', None))
+                test_accuracy=m['accuracy'], test_auc=m['roc_auc'], n_test=m.get('n', None),
+                rings=ring_summary(m['rings']) if 'rings' in m else None)
 
 
 def main(argv=None):
@@ -112,6 +140,9 @@ def main(argv=None):
     for r in rows:
         print(f"  {r['tool']:28s} {r['epochs']} epochs  wall {r['wall_s'] / 60:5.1f} min  test accuracy "
               f"{r['test_accuracy']:.4f}  ROC-AUC {r['test_auc']:.4f}")
+        g = r.get('rings')
+        if g: print(f"  {'':28s} no dark corners: sensitivity {g['sens_no_ring']:.3f}, accuracy {g['accuracy_no_ring']:.3f}; "
+                    f"benign called malignant {g['benign_called_malignant']:.1%}, with a ring added up to {g['ring_called_malignant_worst']:.1%}")
     if len(rows) == 2: print(f"  difference: {100 * (rows[1]['test_accuracy'] - rows[0]['test_accuracy']):+.1f} points")
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out/'peer.json').write_text(json.dumps(dict(cpu=cpu_name(), budget_min=a.budget, rows=rows), indent=1))

@@ -1,4 +1,4 @@
-"""`melanoma-app`: drop lesion images on a local web page and see p(malignant), the decision at the model's threshold and its Grad-CAM, with the model's card
+"""`melanoma-app`: drop lesion images on a local web page and see p(malignant), the decision at the model's threshold and its map (Grad-CAM or occlusion), with the model's card
 
 Docs: https://melanoma-nb.github.io/melanoma_nb/app.html.md"""
 
@@ -22,10 +22,10 @@ from .cli import CLIError, _Parser, _fill, _run
 
 # %% auto #0
 __all__ = ['APP_EXTRA', 'LATEST', 'TRAIN_CMD', 'MAX_UPLOAD_MB', 'MAX_IMAGES', 'MAX_ASPECT', 'DISPLAY_MIN', 'DISPLAY_MAX',
-           'METHODS', 'NOTICE', 'CSS', 'APP_EXIT', 'AppError', 'need_gradio', 'default_model', 'temperature',
-           'positive_of', 'UploadError', 'read_upload', 'Result', 'Analyser', 'data_uri', 'threshold_meaning',
-           'result_html', 'evaluation_beside', 'temperature_note', 'model_card', 'analyse_uploads', 'redraw',
-           'build_app', 'free_port', 'serve', 'wait', 'close_app', 'app_parser', 'app_main']
+           'NOTICE', 'CSS', 'APP_EXIT', 'AppError', 'need_gradio', 'default_model', 'temperature', 'positive_of',
+           'UploadError', 'read_upload', 'Result', 'Analyser', 'data_uri', 'threshold_meaning', 'result_html',
+           'evaluation_beside', 'temperature_note', 'model_card', 'analyse_uploads', 'redraw', 'build_app', 'free_port',
+           'serve', 'wait', 'close_app', 'app_parser', 'app_main']
 
 # %% ../nbs/12_app.ipynb #6d53d7ea
 APP_EXTRA = "pip install 'melanoma_nb[app]'"
@@ -106,8 +106,6 @@ def read_upload(path, size: int, channels: int, max_mb: float = MAX_UPLOAD_MB) -
     return x, disp
 
 # %% ../nbs/12_app.ipynb #32174807
-METHODS = ('Grad-CAM', 'Grad-CAM++')
-
 @dataclass
 class Result:
     "What the page shows for one upload: either the analysis or the message saying why there is none."
@@ -121,7 +119,7 @@ class Result:
 
 # %% ../nbs/12_app.ipynb #14d0f15f
 class Analyser:
-    "A checkpoint's model with what the page needs: `p`, the decision, Grad-CAM overlays, its card."
+    "A checkpoint's model with what the page needs: `p`, the decision, map overlays, its card."
     def __init__(self, model, meta: dict, path=None):
         import torch
         from melanoma_nb.dataset import BatchTransform
@@ -131,6 +129,7 @@ class Analyser:
         self.tf, self.lock, self.torch = BatchTransform(meta['mean'], meta['std']), threading.Lock(), torch
         from melanoma_nb.gradcam import gradcam_setting, METHOD_NAMES
         self.method = METHOD_NAMES[gradcam_setting(meta, self.model)['method']]   # the page's default: the checkpoint's
+        self.methods = tuple(METHOD_NAMES.values())                               # what the page offers
 
     @classmethod
     def from_file(cls, path):
@@ -147,7 +146,7 @@ class Analyser:
         return pos if p >= self.threshold else neg
 
     def target(self, p: float) -> int:
-        "The class Grad-CAM explains: the decided one; with more than two classes always the positive (as melanoma-predict)."
+        "The class the map explains: the decided one; with more than two classes always the positive (as melanoma-predict)."
         return 1 - self.pos if p < self.threshold and len(self.classes) == 2 else self.pos
 
     def explain(self, x: np.ndarray, method: str | None = None) -> tuple:
@@ -340,11 +339,11 @@ def build_app(an: Analyser, upload_dir=None):
     with gr.Blocks(title='melanoma_nb: try a model', delete_cache=(60, 60)) as demo:
         gr.Markdown("# melanoma_nb: benign or malignant?\nDrop one or more images of skin lesions (JPEG, PNG; at most "
                     f"{MAX_UPLOAD_MB} MB each). For each: p(malignant), the decision at the model's threshold, and "
-                    "where in the image the model found its evidence (Grad-CAM).")
+                    "where in the image the model found its evidence (the checkpoint's map: Grad-CAM or occlusion).")
         gr.Markdown(NOTICE, elem_classes=['mn-notice'])
         with gr.Row():
             files = _upload_box(gr, label='Images', file_count='multiple', type='filepath', elem_id='mn-upload')
-            method = gr.Radio(list(METHODS), value=an.method, label='Explanation', elem_id='mn-method')
+            method = gr.Radio(list(an.methods), value=an.method, label='Explanation', elem_id='mn-method')
         out = gr.HTML(elem_id='mn-results')
         kept = gr.State([])
         gr.Markdown(model_card(an.meta, an.path), elem_id='mn-card')
@@ -416,7 +415,7 @@ def _port(s: str) -> int:
 def app_parser() -> argparse.ArgumentParser:
     p = _Parser(prog='melanoma-app', statuses=APP_EXIT,
                 description=_fill("A local web page to try a trained model: drop images, see p(malignant), the decision at "
-                                  "the model's threshold and its Grad-CAM, with the model's card. Not a medical device."),
+                                  "the model's threshold and its map, with the model's card. Not a medical device."),
                 examples=[f"melanoma-train && melanoma-app   (needs {APP_EXTRA})"])
     p.add_argument('--model', metavar='PATH', help=f"the model.pt written by melanoma-train (default: {LATEST})")
     p.add_argument('--host', default='127.0.0.1', help='address to serve on (default: 127.0.0.1, this machine only)')

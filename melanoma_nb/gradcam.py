@@ -6,13 +6,13 @@ Docs: https://melanoma-nb.github.io/melanoma_nb/gradcam.html.md"""
 
 # %% auto #0
 __all__ = ['METHODS', 'METHOD_NAMES', 'GRADCAM_DEFAULTS', 'Deletion', 'inference_state', 'minmax_scale', 'GradCAM',
-           'GradCAMPlusPlus', 'explained_class', 'cam_layers', 'feature_size', 'gradcam_setting', 'make_cam',
-           'normalised', 'decided', 'batched_maps', 'to_images', 'heatmap', 'overlay', 'upscale', 'text_band',
-           'annotate', 'overlay_text', 'draw_overlay', 'colour_scale', 'gradcam_panel', 'save_overlay', 'show_gradcam',
-           'explain', 'deletion_order', 'random_order', 'mean_fill', 'blurred', 'perturbation_curve', 'deletion_curve',
-           'insertion_curve', 'auc_ratio', 'Curves', 'deletion_score', 'insertion_score', 'plot_deletion',
-           'GradCAMChoice', 'faithfulness_row', 'choose_gradcam', 'choice_table', 'store_gradcam_choice', 'lesion_mask',
-           'map_peaks', 'share_ci', 'peak_on_lesion', 'lesion_check']
+           'GradCAMPlusPlus', 'blurred', 'Occlusion', 'explained_class', 'cam_layers', 'feature_size',
+           'gradcam_setting', 'make_cam', 'normalised', 'decided', 'batched_maps', 'to_images', 'heatmap', 'overlay',
+           'upscale', 'text_band', 'annotate', 'overlay_text', 'draw_overlay', 'colour_scale', 'gradcam_panel',
+           'save_overlay', 'show_gradcam', 'explain', 'deletion_order', 'random_order', 'mean_fill',
+           'perturbation_curve', 'deletion_curve', 'insertion_curve', 'auc_ratio', 'Curves', 'deletion_score',
+           'insertion_score', 'plot_deletion', 'GradCAMChoice', 'faithfulness_row', 'choose_gradcam', 'choice_table',
+           'store_gradcam_choice', 'lesion_mask', 'map_peaks', 'share_ci', 'peak_on_lesion', 'lesion_check']
 
 # %% ../nbs/09_gradcam.ipynb #34f0af5c
 import math
@@ -149,6 +149,77 @@ class GradCAMPlusPlus(GradCAM):
         alpha = torch.where(grads > 0, alpha, torch.zeros_like(alpha))
         return (alpha * F.relu(grads)).sum((2, 3))
 
+# %% ../nbs/09_gradcam.ipynb #7a621b64
+def blurred(x: torch.Tensor, sigma: float | None = None) -> torch.Tensor:
+    "`x` (N, C, H, W) under a Gaussian blur of `sigma` pixels (default: a twentieth of the side): what occlusion puts in, and where an insertion test starts."
+    h, w = x.shape[-2:]
+    s = float(sigma or max(1.0, min(h, w) / 20))
+    k = min(2 * math.ceil(3 * s) + 1, (min(h, w) - 2) // 2 * 2 + 1)   # odd, and narrow enough for reflect padding
+    return torchvision.transforms.functional.gaussian_blur(x, [k, k], [s, s])
+
+class Occlusion:
+    "Occlusion maps: the fall of the target class's log-odds when a square of the image is replaced by the same square of a blurred copy, averaged over the squares covering each pixel."
+    needs_layer = False   # the map is made at the input: a layer, if given, is ignored
+
+    def __init__(self, model: nn.Module, target_layer=None, patch: float = 1 / 6, stride: float = 1 / 12, blur: float = 1 / 12,
+                 batch_size: int = 128):
+        if not (0 < stride <= patch <= 1): raise ValueError(f"Occlusion needs 0 < stride <= patch <= 1 (shares of the side), not patch={patch}, stride={stride}.")
+        if batch_size < 1: raise ValueError(f"Occlusion's batch_size is the images per forward pass: at least 1, not {batch_size}.")
+        self.model, self.patch, self.stride, self.blur, self.batch_size = model, patch, stride, blur, batch_size
+        self.logits = self.targets = None; self._closed = False
+
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.close()
+    def close(self): self.logits = self.targets = None; self._closed = True
+
+    def starts(self, side: int) -> list:
+        "Where the squares start along a side of `side` pixels; the last one ends at the edge."
+        k, s = max(1, round(side * self.patch)), max(1, round(side * self.stride))
+        out = list(range(0, side - k + 1, s))
+        return out + [side - k] if out[-1] != side - k else out
+
+    def masks(self, h: int, w: int, device=None) -> torch.Tensor:
+        "(P, 1, h, w) float masks, 1 inside each square."
+        kh, kw = max(1, round(h * self.patch)), max(1, round(w * self.patch))
+        m = torch.zeros(len(self.starts(h)) * len(self.starts(w)), 1, h, w, device=device)
+        for i, (r, c) in enumerate((r, c) for r in self.starts(h) for c in self.starts(w)): m[i, :, r:r + kh, c:c + kw] = 1
+        return m
+
+    def cells(self, h: int, w: int | None = None) -> tuple:
+        "(rows, columns) of squares on an `h` x `w` image (`w` defaults to `h`)."
+        return (len(self.starts(h)), len(self.starts(h if w is None else w)))
+
+    @staticmethod
+    def log_odds(logits: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        "log p(t) - log(1 - p(t)) from the logits (N, K), one class per row."
+        others = logits.float().scatter(1, t[:, None], -torch.inf)
+        return logits.float().gather(1, t[:, None])[:, 0] - others.logsumexp(1)
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, targets=None) -> torch.Tensor:
+        "Maps (N, H, W) in [0, 1] for the normalised batch `x`, one target class per image (None: the predicted one)."
+        if self._closed: raise RuntimeError("This Occlusion was closed (it left its `with` block); create a new one.")
+        if x.dim() != 4: raise ValueError(f"Expected a batch (N, C, H, W); got a tensor of shape {tuple(x.shape)}.")
+        n, _, h, w = x.shape
+        m = self.masks(h, w, x.device).to(x.dtype)
+        flat = m.flatten(1)
+        with inference_state(self.model):
+            logits = self.model(x).float()
+            t = _as_targets(targets, logits)
+            base, fill, maps = self.log_odds(logits, t), blurred(x, max(1.0, min(h, w) * self.blur)), []
+            for i in range(n):                                                # N x P forward passes, batch_size at a time
+                lo = torch.cat([self.log_odds(self.model(x[i:i + 1] * (1 - mc) + fill[i:i + 1] * mc), t[i].expand(len(mc)))
+                                for mc in m.split(self.batch_size)])               # one square blurred in each image
+                maps.append(((base[i] - lo) @ flat / flat.sum(0)).view(h, w))
+        self.logits, self.targets = logits.detach(), t
+        return minmax_scale(F.relu(torch.stack(maps))) if maps else x.new_zeros(0, h, w).float()
+
+    @property
+    def probs(self) -> torch.Tensor | None:
+        "Softmax probabilities of the last call (N, n_classes)."
+        return None if self.logits is None else self.logits.softmax(1)
+
+
 # %% ../nbs/09_gradcam.ipynb #7876db24
 def explained_class(logits, pos: int | None = None, threshold: float | None = None, p=None) -> torch.Tensor:
     "The class each map explains (N,): the class decided at `threshold` on p(`pos`) (`p`, or the softmax of `logits`); the arg-max without one."
@@ -180,11 +251,12 @@ def feature_size(model: nn.Module, layer: nn.Module, size: int, in_chans: int = 
     return out[0]
 
 # %% ../nbs/09_gradcam.ipynb #d9a0e897
-METHODS = {'gradcam': GradCAM, 'gradcam++': GradCAMPlusPlus}
-METHOD_NAMES = {'gradcam': 'Grad-CAM', 'gradcam++': 'Grad-CAM++'}    # as figures and the app write them
-_R3 = {'layer': 'layer3', 'method': 'gradcam++'}   # measured for resnet18w32 (see "Choosing the layer"), kept for the others
+METHODS = {'gradcam': GradCAM, 'gradcam++': GradCAMPlusPlus, 'occlusion': Occlusion}
+METHOD_NAMES = {'gradcam': 'Grad-CAM', 'gradcam++': 'Grad-CAM++', 'occlusion': 'Occlusion'}    # as figures and the app write them
+_R3 = {'layer': 'layer3', 'method': 'gradcam++'}   # measured for resnet18w32 on a development subset; kept for the other ResNets
 GRADCAM_DEFAULTS = {   # for checkpoints without meta['gradcam']
-    'resnet18w32': _R3, 'resnet18': _R3, 'resnet34': _R3, 'resnet50': _R3,
+    'resnet18w32': {'layer': 'layer2', 'method': 'occlusion'},   # measured for the cpu preset (see "Choosing the layer")
+    'resnet18': _R3, 'resnet34': _R3, 'resnet50': _R3,
     'cnn': {'layer': 'block3', 'method': 'gradcam'}}
 
 def gradcam_setting(meta: dict | None = None, model: nn.Module | None = None) -> dict:
@@ -200,17 +272,19 @@ def gradcam_setting(meta: dict | None = None, model: nn.Module | None = None) ->
     return {'layer': s['layer'], 'method': s['method']}
 
 def make_cam(model: nn.Module, meta: dict | None = None, layer=None, method=None) -> GradCAM:
-    "The map maker of `gradcam_setting(meta, model)`; `layer` (a name or a module) and `method` (a key of `METHODS` or a class) replace its parts."
+    "The map maker of `gradcam_setting(meta, model)`; `layer` (a name or a module) and `method` (a key of `METHODS` or a class) replace its parts. Occlusion has no layer: the setting's layer is the one Grad-CAM would use."
     s = gradcam_setting(meta, model)
     method, layer = method or s['method'], s['layer'] if layer is None else layer
     cls = METHODS.get(method) if isinstance(method, str) else method
     if cls is None: raise ValueError(f"Unknown Grad-CAM method {method!r}: use one of {', '.join(METHODS)}.")
-    if layer is None or isinstance(layer, nn.Module): return cls(model, layer)   # None: the class's default, cam_layer
-    layers = cam_layers(model)
-    if layer not in layers:
-        raise ValueError(f"Grad-CAM layer {layer!r} is not one of {', '.join(layers)} for a {type(model).__name__}: "
-                         f"choose one of those (choose_gradcam measures them).")
-    return cls(model, layers[layer])
+    if isinstance(layer, str):                     # a name is checked even for occlusion: a switch to Grad-CAM uses it
+        layers = cam_layers(model)
+        if layer not in layers:
+            raise ValueError(f"Grad-CAM layer {layer!r} is not one of {', '.join(layers)} for a {type(model).__name__}: "
+                             f"choose one of those (choose_gradcam measures them).")
+        layer = layers[layer]
+    if not getattr(cls, 'needs_layer', True): return cls(model)                  # made at the input: no layer
+    return cls(model, layer)                                                     # None: the class's default, cam_layer
 
 # %% ../nbs/09_gradcam.ipynb #18a852b9
 def normalised(images, mean, std, device=None) -> torch.Tensor:
@@ -313,22 +387,23 @@ def colour_scale(height: int, cmap: str = 'jet', width: int = 16) -> np.ndarray:
                     font, scale, (0, 0, 0), 1, cv2.LINE_AA)
     return out
 
-def gradcam_panel(image: np.ndarray, cam, text=None, min_size: int = 256, alpha: float = 0.4, cmap: str = 'jet') -> np.ndarray:
-    "The image and its Grad-CAM overlay side by side, a colour scale, and `text` in a band above: never over the lesion."
+def gradcam_panel(image: np.ndarray, cam, text=None, min_size: int = 256, alpha: float = 0.4, cmap: str = 'jet',
+                  method: str = 'Grad-CAM') -> np.ndarray:
+    "The image and its map's overlay (`method` names the map) side by side, a colour scale, and `text` in a band above: never over the lesion."
     img = upscale(np.asarray(image), min_size)
     img = img[..., None] if img.ndim == 2 else img
     ov = overlay(img, cam, alpha, cmap)
     h = ov.shape[0]; gap = np.full((h, max(4, h // 40), 3), 255, np.uint8)
     row = np.concatenate([np.repeat(img, 3, -1) if img.shape[-1] == 1 else img, gap, ov, gap, colour_scale(h, cmap)], 1)
-    lines = ([text] if isinstance(text, str) else list(text or [])) + ["left: the image; right: Grad-CAM, red = most weight"]
+    lines = ([text] if isinstance(text, str) else list(text or [])) + [f"left: the image; right: {method}, red = most weight"]
     return np.concatenate([text_band(lines, row.shape[1], h), row], 0)
 
 def save_overlay(image: np.ndarray, cam, path, alpha: float = 0.4, cmap: str = 'jet', text=None,
-                 min_size: int = 256) -> Path:
-    "Write `gradcam_panel(image, cam, text, min_size, alpha, cmap)` to the PNG file `path` (its folder is created)."
+                 min_size: int = 256, method: str = 'Grad-CAM') -> Path:
+    "Write `gradcam_panel(image, cam, text, min_size, alpha, cmap, method)` to the PNG file `path` (its folder is created)."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    plt.imsave(path, gradcam_panel(image, cam, text, min_size, alpha, cmap), format='png')
+    plt.imsave(path, gradcam_panel(image, cam, text, min_size, alpha, cmap, method), format='png')
     return path
 
 
@@ -369,7 +444,7 @@ def explain(model, x, mean, std, labels=None, classes=('benign', 'malignant'), t
         if targets is None: targets = decided(model, x, meta)     # at meta's threshold; the arg-max without meta
         maps = cam(x, targets)
         p, t = cam.probs[:, pos].cpu(), cam.targets.cpu()
-        name = 'Grad-CAM++' if isinstance(cam, GradCAMPlusPlus) else 'Grad-CAM'
+        name = next((METHOD_NAMES[k] for k, v in METHODS.items() if type(cam) is v), type(cam).__name__)
     fig = show_gradcam(to_images(x, mean, std), maps, labels, p, classes, alpha, cmap, size, method=name,
                        positive=positive, explained=t)
     return fig, maps, p
@@ -393,12 +468,6 @@ def mean_fill(images, mean, std) -> tuple:
     mu = np.asarray(images, dtype=np.float64).reshape(-1, np.asarray(images).shape[-1]).mean(0) / 255
     return tuple(float(v) for v in (mu - np.asarray(mean)) / np.asarray(std))
 
-def blurred(x: torch.Tensor, sigma: float | None = None) -> torch.Tensor:
-    "`x` (N, C, H, W) under a Gaussian blur of `sigma` pixels (default: a twentieth of the side): where an insertion test starts."
-    h, w = x.shape[-2:]
-    s = float(sigma or max(1.0, min(h, w) / 20))
-    k = min(2 * math.ceil(3 * s) + 1, (min(h, w) - 2) // 2 * 2 + 1)   # odd, and narrow enough for reflect padding
-    return torchvision.transforms.functional.gaussian_blur(x, [k, k], [s, s])
 
 # %% ../nbs/09_gradcam.ipynb #9b3d6150
 @torch.no_grad()
@@ -496,7 +565,7 @@ def plot_deletion(results: dict, ax=None, xlabel: str = 'fraction of pixels remo
 class GradCAMChoice(NamedTuple):
     "What `choose_gradcam` measured: one row per candidate, and the setting it chose."
     table: list    # dicts: layer, method, cells (h, w), deletion and insertion ratios with their CIs, score
-    choice: dict   # {'layer', 'method'} of the best score
+    choice: dict   # the method of the best score; the layer of the best Grad-CAM row (occlusion has none)
 
 # %% ../nbs/09_gradcam.ipynb #5419e1c3
 def faithfulness_row(del_guided, del_random, ins_guided, ins_random, n_boot: int = 1000, seed: int = 0) -> dict:
@@ -506,9 +575,9 @@ def faithfulness_row(del_guided, del_random, ins_guided, ins_random, n_boot: int
             'score': math.log(i[0]) - math.log(d[0])}
 
 def choose_gradcam(model, images, mean, std, meta: dict | None = None, layers: dict | None = None,
-                   methods=('gradcam', 'gradcam++'), steps: int = 10, seed: int = 0, n_boot: int = 1000,
+                   methods=('gradcam', 'gradcam++', 'occlusion'), steps: int = 10, seed: int = 0, n_boot: int = 1000,
                    batch_size: int = 64, progress: bool = True) -> GradCAMChoice:
-    "Score each candidate layer (`cam_layers`) x method by deletion and insertion against a random order on the uint8 `images` (validation, never test); choose the best."
+    "Score each candidate layer (`cam_layers`) x method (occlusion: once, at the input) by deletion and insertion against a random order on the uint8 `images` (validation, never test); choose the best."
     dev = next(model.parameters(), torch.empty(0)).device
     x = normalised(images, mean, std, dev)
     targets, layers = decided(model, x, meta, batch_size), cam_layers(model) if layers is None else layers
@@ -517,21 +586,23 @@ def choose_gradcam(model, images, mean, std, meta: dict | None = None, layers: d
     def areas(order): return (area(deletion_curve(model, x, order, targets, steps, fill, batch_size)),
                               area(insertion_curve(model, x, order, targets, steps, base, batch_size)))
     rand = areas(random_order(len(x), x.shape[-2] * x.shape[-1], seed, dev))
-    rows = []
-    for name, m in tqdm([(l, m) for l in layers for m in methods], desc='Grad-CAM candidates', disable=not progress, leave=False):
-        with METHODS[m](model, layers[name]) as cam: maps = batched_maps(cam, x, targets, batch_size)
+    rows, cands = [], [(l, m) for m in methods for l in (layers if getattr(METHODS[m], 'needs_layer', True) else [None])]
+    for name, m in tqdm(cands, desc='map candidates', disable=not progress, leave=False):
+        with METHODS[m](model, None if name is None else layers[name]) as cam: maps = batched_maps(cam, x, targets, batch_size)
         (dg, ig) = areas(deletion_order(maps, seed))
-        rows.append({'layer': name, 'method': m, 'cells': feature_size(model, layers[name], x.shape[-1], x.shape[1]),
-                     **faithfulness_row(dg, rand[0], ig, rand[1], n_boot, seed)})
+        cells = cam.cells(*x.shape[-2:]) if name is None else feature_size(model, layers[name], x.shape[-1], x.shape[1])
+        rows.append({'layer': name, 'method': m, 'cells': cells, **faithfulness_row(dg, rand[0], ig, rand[1], n_boot, seed)})
     best = max(rows, key=lambda r: r['score'])
-    return GradCAMChoice(rows, {'layer': best['layer'], 'method': best['method']})
+    layered = [r for r in rows if r['layer'] is not None]                # the layer Grad-CAM uses if a user picks it
+    layer = best['layer'] if best['layer'] is not None else max(layered, key=lambda r: r['score'])['layer'] if layered else None
+    return GradCAMChoice(rows, {'layer': layer, 'method': best['method']})
 
 def choice_table(table: list) -> str:
     "The rows of `GradCAMChoice.table` as a text table, best score first."
     lines = [f"{'layer':8s} {'method':10s} {'cells':>6s}  {'deletion (95% CI)':>22s}  {'insertion (95% CI)':>22s}  score"]
     for r in sorted(table, key=lambda r: -r['score']):
         ci = lambda k: f"{r[k]:.3f} [{r[k + '_ci'][0]:.3f}, {r[k + '_ci'][1]:.3f}]"
-        lines.append(f"{r['layer']:8s} {METHOD_NAMES.get(r['method'], r['method']):10s} {'%dx%d' % tuple(r['cells']):>6s}  "
+        lines.append(f"{r['layer'] or '(input)':8s} {METHOD_NAMES.get(r['method'], r['method']):10s} {'%dx%d' % tuple(r['cells']):>6s}  "
                      f"{ci('deletion'):>22s}  {ci('insertion'):>22s}  {r['score']:+.3f}")
     return '\n'.join(lines)
 
@@ -539,7 +610,8 @@ def choice_table(table: list) -> str:
 def store_gradcam_choice(path, choice: dict) -> Path:
     "Write `choice` ({'layer', 'method'}, e.g. `choose_gradcam(...).choice`) into the checkpoint `path` as meta['gradcam']."
     ck = read_checkpoint(path)
-    meta = dict(ck['meta'], gradcam={'layer': str(choice['layer']), 'method': str(choice['method'])})
+    layer = None if choice['layer'] is None else str(choice['layer'])      # None: the class's default layer
+    meta = dict(ck['meta'], gradcam={'layer': layer, 'method': str(choice['method'])})
     net = create_model(meta['arch'], in_chans=meta['in_chans'], num_classes=len(meta['classes']))
     try: make_cam(net, meta).close()                 # a layer or method this architecture does not have is refused
     except ValueError as e: raise ValueError(f"{path}: {e}") from None
