@@ -151,17 +151,24 @@ class Analyser:
 
     def explain(self, x: np.ndarray, method: str | None = None) -> tuple:
         "(p(positive) (N,), maps (N, size, size)) for uint8 images `x` (N, size, size, C); maps for the decided class."
-        from melanoma_nb.gradcam import make_cam, METHOD_NAMES
+        from melanoma_nb.gradcam import make_cam
         from melanoma_nb.metrics import positive_proba
         torch = self.torch
         xt = self.tf(torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2))
         with self.lock:
             with torch.no_grad(): p = positive_proba(self.model(xt).float(), self.pos, self.T)
             targets = [self.target(float(v)) for v in p]
-            key = {v: k for k, v in METHOD_NAMES.items()}[method or self.method]
+            key = self.method_key(method or self.method)
             with make_cam(self.model, self.meta, method=key) as cam:      # the checkpoint's layer
                 maps = cam(xt, targets).cpu().numpy()
         return p.astype(np.float64), maps
+
+    def method_key(self, method: str) -> str:
+        "The `METHODS` key of a map method given by its name on the page ('Occlusion') or its key ('occlusion')."
+        from melanoma_nb.gradcam import METHOD_NAMES
+        keys = {**{v: k for k, v in METHOD_NAMES.items()}, **{k: k for k in METHOD_NAMES}}
+        if method not in keys: raise ValueError(f"Unknown map method {method!r}: use one of {', '.join(self.methods)}.")
+        return keys[method]
 
     def analyse(self, x: np.ndarray, disp: np.ndarray, name: str = '', method: str | None = None) -> Result:
         "The `Result` for one image read by `read_upload`: probability, decision and the annotated overlay."

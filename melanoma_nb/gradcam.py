@@ -201,8 +201,8 @@ class Occlusion:
         if self._closed: raise RuntimeError("This Occlusion was closed (it left its `with` block); create a new one.")
         if x.dim() != 4: raise ValueError(f"Expected a batch (N, C, H, W); got a tensor of shape {tuple(x.shape)}.")
         n, _, h, w = x.shape
-        m = self.masks(h, w, x.device).to(x.dtype)
-        flat = m.flatten(1)
+        m = self.masks(h, w, x.device)
+        flat, m = m.flatten(1), m.to(x.dtype)                              # blend in x's dtype, average in float32
         with inference_state(self.model):
             logits = self.model(x).float()
             t = _as_targets(targets, logits)
