@@ -749,7 +749,7 @@ def _gradcam_maker(gradcam_dir, model, meta, device, pos, threshold):
     if not gradcam_dir: return None
     import torch
     from melanoma_nb.data import DataError
-    from melanoma_nb.gradcam import make_cam, explained_class, save_overlay, overlay_text, gradcam_setting, METHOD_NAMES
+    from melanoma_nb.gradcam import make_cam, explained_class, save_overlay, overlay_text
     from melanoma_nb.dataset import BatchTransform
     gdir = Path(gradcam_dir).expanduser()
     try: gdir.mkdir(parents=True, exist_ok=True)
@@ -757,14 +757,13 @@ def _gradcam_maker(gradcam_dir, model, meta, device, pos, threshold):
     try: make_cam(model, meta).close()           # a map setting this model does not have: said before any image is read
     except ValueError as e: raise CLIError(str(e)) from None
     used, tf = set(), BatchTransform(meta['mean'], meta['std']).to(device)
-    name = METHOD_NAMES[gradcam_setting(meta, model)['method']]
     def make(x, p, files):
         xt = tf(torch.from_numpy(x).to(device).permute(0, 3, 1, 2))
         with torch.no_grad(): logits = model(xt)
         targets = explained_class(logits, pos, threshold, p)      # the decided class (below the threshold: the likeliest other)
         with make_cam(model, meta) as cam: maps = cam(xt, targets).cpu().numpy()
         return [save_overlay(x[i], maps[i], _overlay_path(gdir, Path(f), used),      # >= 256 px, p and the decision on it
-                             text=overlay_text(float(p[i]), threshold, meta['classes'], meta['classes'][pos]), method=name)
+                             text=overlay_text(float(p[i]), threshold, meta['classes'], meta['classes'][pos]), method=cam.name)
                 for i, f in enumerate(files)]
     return make
 
