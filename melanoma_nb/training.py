@@ -252,6 +252,7 @@ def load_resume_state(out_dir) -> dict:
     p = Path(out_dir).expanduser()/'last.pt'
     if not p.exists():
         why = ('the run there finished (model.pt and metrics.json are present)' if (p.parent/'metrics.json').exists() else
+               'the folder is empty' if p.parent.is_dir() and not any(p.parent.iterdir()) else
                'no epoch of a run there finished' if p.parent.is_dir() else 'the folder does not exist')
         raise CheckpointError(f"{p}: nothing to resume: {why}. Start a new run without --resume.")
     st = _torch_load(p, 'resume state')
@@ -887,7 +888,8 @@ def run(self: Trainer) -> FitResult:
             where = (f"{out/'last.pt'} holds the state after epoch {done}; continue with --resume --out {out} "
                      f"(or fit(..., out_dir='{out}', resume=True))" if out is not None and done > 0 else
                      "no epoch had finished, so there is nothing to resume")
-            print(f"\nInterrupted in epoch {e+1}: {where}.", file=sys.stderr)
+            when = f"after epoch {done}" if done > e else f"in epoch {e+1}"   # a callback may stop it once the epoch's files are written
+            print(f"\nInterrupted {when}: {where}.", file=sys.stderr)
         raise
     self.model = None
     return self.finish()
