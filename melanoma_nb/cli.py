@@ -719,7 +719,7 @@ def predict_main(argv=None) -> int:
         model, meta = _load_model(args.model, device)
         pos, classes = _decisions(meta)
         threshold = _predict_threshold(args, meta)
-        cams = _gradcam_maker(args.gradcam, model, meta, device, pos, threshold)
+        cams = _gradcam_maker(args.gradcam, model, meta, device, pos, threshold, args.model)
         n_ok, n_nan = 0, 0
         for s in range(0, len(files), args.batch_size):
             imgs, good = [], []
@@ -744,7 +744,7 @@ def predict_main(argv=None) -> int:
     return _run('melanoma-predict', work)
 
 # %% ../nbs/11_cli.ipynb #37353818
-def _gradcam_maker(gradcam_dir, model, meta, device, pos, threshold):
+def _gradcam_maker(gradcam_dir, model, meta, device, pos, threshold, ckpt=None):
     "None without --gradcam; else `f(x, p, files) -> overlay paths`: the map (`make_cam`) of the decided class, one PNG per image."
     if not gradcam_dir: return None
     import torch
@@ -755,7 +755,7 @@ def _gradcam_maker(gradcam_dir, model, meta, device, pos, threshold):
     try: gdir.mkdir(parents=True, exist_ok=True)
     except OSError as e: raise DataError(f"{gdir}: cannot create the Grad-CAM folder ({e.strerror}).") from None
     try: make_cam(model, meta).close()           # a map setting this model does not have: said before any image is read
-    except ValueError as e: raise CLIError(str(e)) from None
+    except ValueError as e: raise CLIError(f"{ckpt}: {e}" if ckpt else str(e)) from None   # name the checkpoint at fault
     used, tf = set(), BatchTransform(meta['mean'], meta['std']).to(device)
     def make(x, p, files):
         xt = tf(torch.from_numpy(x).to(device).permute(0, 3, 1, 2))
