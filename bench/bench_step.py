@@ -22,8 +22,8 @@ with `Trainer.time_steps(1, 'fp32')` / `Trainer.time_steps(1, 'bf16')` (the meas
 when a run starts), their medians and the ratio bf16/fp32 (the library picks bf16 at <= BF16_GAIN), with the CPU named
 (lscpu's model name and whether it has the amx_bf16 flag).
 
-Dropped since the step moved into the library: `no_cl` (the library always trains channels-last: Recipe.channels_last
-is not read, so "off" is not a setting of the step any more), `w32` and `w32+px64` (resnet18w32 is now the `cpu`
+`no_cl` and `no_cl+bf16` train in PyTorch's default NCHW layout (`Recipe.channels_last=False`) instead of channels-last.
+Dropped since the step moved into the library: `w32` and `w32+px64` (resnet18w32 is now the `cpu`
 preset, i.e. `today` and `px64`); the full-width ResNet-18 that was `today` is now the variant `r18`.
 """
 import argparse, os, statistics, sys, time
@@ -62,7 +62,7 @@ def build(arch):
     return None
 
 
-# name: settings. Recipe fields (precision, compile, size, batch_size, augment, arch) change the `cpu` preset; `net`
+# name: settings. Recipe fields (precision, compile, size, batch_size, augment, arch, channels_last) change the `cpu` preset; `net`
 # replaces the Trainer's network (build()), `fused` its optimiser, `threads` the torch threads around the step.
 VARIANTS = {
     'today':          {},
@@ -84,6 +84,8 @@ VARIANTS = {
     'w48+bf16':       dict(net='r18_w48', precision='bf16'),
     'no_layer4+bf16': dict(net='r18_3stage', precision='bf16'),
     'no_aug':         dict(augment=False),
+    'no_cl':          dict(channels_last=False),
+    'no_cl+bf16':     dict(channels_last=False, precision='bf16'),
     'no_layer4+px64': dict(net='r18_3stage', size=64),
     'no_layer4+px80': dict(net='r18_3stage', size=80),
     'no_layer4+bs64': dict(net='r18_3stage', batch_size=64),

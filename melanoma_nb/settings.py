@@ -53,7 +53,7 @@ class Recipe:
     balance: str = 'weights'           # 'weights': class-weighted loss; 'none'
     workers: int | None = None         # DataLoader workers (None: automatic); does not change results
     amp: bool = True                   # mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling)
-    channels_last: bool = True         # NHWC memory layout on CUDA (tensor cores prefer it)
+    channels_last: bool = True         # NHWC memory layout on CPU and CUDA (oneDNN and tensor cores prefer it)
     compile: bool = False              # torch.compile the model
     sync_bn: bool = False              # SyncBatchNorm under multi-GPU DDP
     target_sensitivity: float | None = None  # choose the decision threshold for this validation sensitivity; None: 0.5

@@ -37,10 +37,10 @@ __all__ = ['HISTORY_COLS', 'EVENTS', 'BF16_GAIN', 'MAX_EPOCHS', 'BUDGET_AIM', 'E
            'save_history', 'load_history', 'warmup_epochs', 'best_row', 'plot_history', 'DistInfo', 'dist_info',
            'init_distributed', 'all_gather_rows', 'state_hash', 'check_output_dir', 'sigterm_as_interrupt',
            'load_resume_state', 'resume_recipe', 'Callback', 'CancelEpoch', 'Plan', 'Best', 'FitResult', 'check_inputs',
-           'validation_split', 'data_fingerprint', 'build_net', 'candidates', 'autocast', 'make_batches',
-           'loss_weights', 'continue_schedule', 'plan_schedule', 'Logger', 'DDPSync', 'Checkpoints', 'EarlyStop',
-           'budget_rest', 'Budget', 'default_callbacks', 'Trainer', 'fit', 'runs_home', 'full_run', 'TrainingError',
-           'RecipeError', 'Recipe', 'PRESETS']
+           'validation_split', 'data_fingerprint', 'memory_format', 'build_net', 'candidates', 'autocast',
+           'make_batches', 'loss_weights', 'continue_schedule', 'plan_schedule', 'Logger', 'DDPSync', 'Checkpoints',
+           'EarlyStop', 'budget_rest', 'Budget', 'default_callbacks', 'Trainer', 'fit', 'runs_home', 'full_run',
+           'TrainingError', 'RecipeError', 'Recipe', 'PRESETS']
 
 # %% ../nbs/07_training.ipynb #6384a6a2
 class NonFiniteLossError(TrainingError, FloatingPointError):
@@ -368,8 +368,12 @@ def _warn_one_sided(cache, tr, va):
                           f"distinct images of '{name}'.", stacklevel=3)
 
 # %% ../nbs/07_training.ipynb #a1532242
+def memory_format(recipe, dev) -> torch.memory_format:
+    "Channels-last (NHWC) on CPU and CUDA when `recipe.channels_last`, else PyTorch's default NCHW layout."
+    return torch.channels_last if recipe.channels_last and torch.device(dev).type in ('cuda', 'cpu') else torch.contiguous_format
+
 def build_net(recipe, n_classes: int, info, dev) -> nn.Module:
-    "The seeded model for `recipe` on `dev` (channels-last on CPU and CUDA); under DDP rank 0 fetches pretrained weights first."
+    "The seeded model for `recipe` on `dev`, in `memory_format`; under DDP rank 0 fetches pretrained weights first."
     r = recipe
     seed_everything(r.seed)
     make = lambda: create_model(r.arch, in_chans=r.channels, num_classes=n_classes, pretrained=r.weights or r.pretrained)
@@ -380,7 +384,7 @@ def build_net(recipe, n_classes: int, info, dev) -> nn.Module:
     else: net = make()
     if info.world > 1 and r.sync_bn: net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
     net.to(dev)
-    if dev.type in ('cuda', 'cpu'): net.to(memory_format=torch.channels_last)
+    net.to(memory_format=memory_format(r, dev))
     if dev.type == 'cuda': torch.backends.cudnn.benchmark = True
     return net
 
@@ -592,7 +596,7 @@ class Trainer:
 def one_batch(self: Trainer, xb, yb, gen=None, events: bool = True) -> torch.Tensor:
     "One optimisation step on a uint8 batch through `self.model`; returns the detached loss. `events=False`: no callbacks, no schedule step."
     r, dev = self.recipe, self.dev
-    x = self.tf_train(xb.to(dev, non_blocking=True), gen).contiguous(memory_format=torch.channels_last)
+    x = self.tf_train(xb.to(dev, non_blocking=True), gen).contiguous(memory_format=memory_format(r, dev))
     self.yb = yb.to(dev, non_blocking=True)
     if events: self('before_step')
     with autocast(dev, self.precision): logits = self.model(x)
@@ -615,7 +619,8 @@ def predict_batch(self: Trainer, xb) -> torch.Tensor:
     "Float32 logits of the model in eval mode on a uint8 batch."
     self.net.eval()
     with torch.no_grad():
-        return self.net(self.tf_val(xb.to(self.dev, non_blocking=True)).contiguous(memory_format=torch.channels_last)).float()
+        x = self.tf_val(xb.to(self.dev, non_blocking=True)).contiguous(memory_format=memory_format(self.recipe, self.dev))
+        return self.net(x).float()
 
 @patch
 def nonfinite(self: Trainer, value, e: int, step: int, what: str = 'the training loss') -> str:
