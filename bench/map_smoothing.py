@@ -1,0 +1,65 @@
+"""Does smoothing the default map put its peak on the lesion more often, and what does it cost in faithfulness?
+Validation images only (test/ is never read).
+
+Run: PYTHONPATH=. OMP_WAIT_POLICY=PASSIVE python bench/map_smoothing.py --model RUN/model.pt --data DATA [--sigmas 0,2,4,8,12]
+
+The checkpoint's own map setting (`make_cam`: occlusion for the `cpu` preset) on the validation split the run held out
+(`validation_split` of its recipe). For each Gaussian blur of the maps (sigma in pixels of the model's input; 0: the
+maps as they are) it prints `peak_on_lesion` on the correctly called malignant images (with a rough Otsu lesion mask)
+next to the centred guess, and the deletion and insertion area ratios against a random order (`deletion_score` with
+the images' mean colour as fill, `insertion_score` from a blurred copy; 10 steps) on 200 random validation images
+with the class the model chose, with 95 % bootstrap intervals. About 4 minutes on a 2-core CPU at 96 px.
+"""
+import argparse, time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import melanoma_nb.gradcam as G
+import melanoma_nb.training as T
+from melanoma_nb.checkpoint import load_checkpoint
+from melanoma_nb.data import prepare
+from melanoma_nb.metrics import positive_index
+
+
+def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
+    "Maps (N, H, W) blurred by a separable Gaussian of `sigma` pixels (edges replicated); sigma 0: unchanged."
+    if sigma <= 0: return maps
+    k = 2 * int(3 * sigma) + 1
+    g = torch.exp(-(torch.arange(k, dtype=torch.float32) - k // 2) ** 2 / (2 * sigma ** 2)); g = g / g.sum()
+    m = F.conv2d(F.pad(maps[:, None].float(), (k // 2,) * 2 + (0, 0), mode='replicate'), g.view(1, 1, 1, k))
+    return F.conv2d(F.pad(m, (0, 0) + (k // 2,) * 2, mode='replicate'), g.view(1, 1, k, 1))[:, 0]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--model', required=True); ap.add_argument('--data', required=True)
+    ap.add_argument('--sigmas', default='0,2,4,8,12'); ap.add_argument('--n', type=int, default=200)
+    a = ap.parse_args()
+    model, meta = load_checkpoint(a.model); model.eval()
+    r = T.Recipe.from_dict(meta['recipe'])
+    cache = prepare(a.data, size=meta['size'], channels=meta['in_chans'], progress=False, verbose=False)
+    _, va, _ = T.validation_split(cache, r)
+    imgs, labels = cache.images[va], np.asarray(cache.labels[va])
+    x, pos = G.normalised(imgs, meta['mean'], meta['std']), positive_index(meta['classes'], meta.get('positive'))
+    ok = np.flatnonzero((labels == pos) & (G.decided(model, x, meta).numpy() == pos))
+    sub = np.random.default_rng(0).choice(len(va), min(a.n, len(va)), replace=False)
+    t = time.monotonic()
+    with G.make_cam(model, meta) as cam:
+        maps_ok, targets = G.batched_maps(cam, x[ok], pos), G.decided(model, x[sub], meta)
+        maps_sub = G.batched_maps(cam, x[sub], targets)
+        name = cam.name
+    print(f"{a.model}: {name} maps of {len(ok)} + {len(sub)} validation images in {time.monotonic() - t:.0f} s")
+    fill, base = G.mean_fill(imgs[sub], meta['mean'], meta['std']), G.blurred(x[sub])
+    for s in (float(v) for v in a.sigmas.split(',')):
+        pk = G.peak_on_lesion(gaussian_blur(maps_ok, s), imgs[ok])
+        d = G.deletion_score(model, x[sub], gaussian_blur(maps_sub, s), targets, steps=10, fill=fill).ratio()
+        i = G.insertion_score(model, x[sub], gaussian_blur(maps_sub, s), targets, steps=10, base=base).ratio()
+        ci = lambda v: f"[{v[0]:.2f}, {v[1]:.2f}]"
+        print(f"sigma {s:4.1f} px  peak on lesion {pk['map']:.1%} [{pk['map_ci'][0]:.1%}, {pk['map_ci'][1]:.1%}] (centre {pk['centre']:.1%}, "
+              f"{pk['n_mask']} images)  deletion {d[0]:.3f} {ci(d[1:])}  insertion {i[0]:.3f} {ci(i[1:])}", flush=True)
+
+
+if __name__ == '__main__':
+    main()
