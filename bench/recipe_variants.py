@@ -90,17 +90,18 @@ def main():
     cache = prepare(a.data, size=base.size, channels=base.channels, progress=False, verbose=False)
     _, va, _ = T.validation_split(cache, base)
     print(f"On {cpu_name()}: the cpu preset, {a.epochs} epochs in fp32, validation split of seed 0 ({len(va)} images)")
+    spent = {}                                                             # run name -> minutes, trained in this call
     for v in a.variants.split(','):
         if v in FIELDS or v == 'head':
             name = 'seed0' if v == 'preset' else v                        # the preset is the first member of seedsK
-            res, mins = train(name, replace(base, **FIELDS.get(v, {})), cache, a.out, head=v == 'head')
+            res, mins = train(name, replace(base, **FIELDS.get(v, {})), cache, a.out, head=v == 'head'); spent[name] = mins
             show(v, res.metrics, a.epochs, mins)
         elif v.startswith('seeds') and v[5:].isdigit():
             probs, total = [], 0.0
             for s in range(int(v[5:])):
                 name = f'seed{s}'
-                if (a.out/name/'model.pt').is_file(): mins = 0.0          # trained by an earlier variant of this run
-                else: _, mins = train(name, replace(base, seed=s), cache, a.out)
+                if name in spent: mins = spent[name]                       # trained by an earlier variant of this call
+                else: _, mins = train(name, replace(base, seed=s), cache, a.out); spent[name] = mins
                 model, meta = load_checkpoint(a.out/name/'model.pt'); model.eval()
                 probs.append(val_logits(model, meta, cache, va).softmax(1)); total += mins
             m = binary_metrics(torch.stack(probs).mean(0).log(), torch.as_tensor(cache.labels[va]))   # keys val_acc, ...
