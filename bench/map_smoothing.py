@@ -10,7 +10,7 @@ next to the centred guess, and the deletion and insertion area ratios against a 
 the images' mean colour as fill, `insertion_score` from a blurred copy; 10 steps) on 200 random validation images
 with the class the model chose, with 95 % bootstrap intervals. About 4 minutes on a 2-core CPU at 96 px.
 """
-import argparse, time
+import argparse, sys, time
 
 import numpy as np
 import torch
@@ -40,7 +40,11 @@ def main():
     model, meta = load_checkpoint(a.model); model.eval()
     r = T.Recipe.from_dict(meta['recipe'])
     cache = prepare(a.data, size=meta['size'], channels=meta['in_chans'], progress=False, verbose=False)
-    _, va, _ = T.validation_split(cache, r)
+    tr, va, _ = T.validation_split(cache, r)
+    if (meta.get('data') or {}).get('data') != T.data_fingerprint(cache, tr, va):   # else "validation" is not the run's
+        print(f"map_smoothing: {a.model} was not trained on {a.data} (its data fingerprint differs): give the data it was "
+              f"trained on, so that its validation split is the one it held out", file=sys.stderr)
+        sys.exit(2)
     imgs, labels = cache.images[va], np.asarray(cache.labels[va])
     x, pos = G.normalised(imgs, meta['mean'], meta['std']), positive_index(meta['classes'], meta.get('positive'))
     ok = np.flatnonzero((labels == pos) & (G.decided(model, x, meta).numpy() == pos))

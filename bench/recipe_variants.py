@@ -86,17 +86,22 @@ def main():
     ap.add_argument('--epochs', type=int, default=6)
     ap.add_argument('--variants', default='preset,head,seeds2,ring0.5,fastai_opt')
     a = ap.parse_args()
+    names = a.variants.split(',')
+    bad = [v for v in names if not (v in FIELDS or v == 'head' or (v.startswith('seeds') and v[5:].isdigit() and int(v[5:]) >= 1))]
+    if bad:
+        print(f"recipe_variants: unknown variant(s) {', '.join(bad)}: use head, seedsK (K >= 1) or one of {', '.join(FIELDS)}", file=sys.stderr)
+        sys.exit(2)
     base = replace(T.PRESETS['cpu'], budget=None, epochs=a.epochs, precision='fp32')
     cache = prepare(a.data, size=base.size, channels=base.channels, progress=False, verbose=False)
     _, va, _ = T.validation_split(cache, base)
     print(f"On {cpu_name()}: the cpu preset, {a.epochs} epochs in fp32, validation split of seed 0 ({len(va)} images)")
     spent = {}                                                             # run name -> minutes, trained in this call
-    for v in a.variants.split(','):
+    for v in names:
         if v in FIELDS or v == 'head':
             name = 'seed0' if v == 'preset' else v                        # the preset is the first member of seedsK
             res, mins = train(name, replace(base, **FIELDS.get(v, {})), cache, a.out, head=v == 'head'); spent[name] = mins
             show(v, res.metrics, a.epochs, mins)
-        elif v.startswith('seeds') and v[5:].isdigit():
+        else:                                                             # seedsK (checked above)
             probs, total = [], 0.0
             for s in range(int(v[5:])):
                 name = f'seed{s}'
@@ -106,7 +111,6 @@ def main():
                 probs.append(val_logits(model, meta, cache, va).softmax(1)); total += mins
             m = binary_metrics(torch.stack(probs).mean(0).log(), torch.as_tensor(cache.labels[va]))   # keys val_acc, ...
             show(v, m, f"{len(probs)}x{a.epochs}", total)
-        else: sys.exit(f"recipe_variants: unknown variant {v!r}: use head, seedsK or one of {', '.join(FIELDS)}")
 
 
 if __name__ == '__main__':

@@ -108,6 +108,14 @@ def torch_import_problem() -> str | None:
     return None
 
 # %% ../nbs/11_cli.ipynb #fa959bbd
+def _interrupted(e: BaseException) -> bool:
+    "Whether `e` was caused by a Ctrl-C or SIGTERM: an import cut short by one ends as ImportError, from the interrupt."
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt): return True
+        seen.add(id(e)); e = e.__cause__ or e.__context__
+    return False
+
 def _run(prog: str, work) -> int:
     "Call `work()`; a user error becomes one line on stderr and the exit status of `EXIT_STATUS`."
     if sys.stdout is None:                                      # started with stdout closed (>&-): the results would vanish
@@ -127,6 +135,7 @@ def _run(prog: str, work) -> int:
         print(f"{prog}: error: cannot write the output ({e.strerror}); free some space or send it elsewhere", file=sys.stderr)
         return 2
     except Exception as e:
+        if _interrupted(e): print(f"{prog}: interrupted", file=sys.stderr); return 130
         if not isinstance(e, user_errors()):
             if not (broken := torch_import_problem()): raise    # a bug: keep the traceback
             e = CLIError(broken)                                # PyTorch itself cannot be imported: say so, status 2
@@ -473,6 +482,7 @@ def train_main(argv=None, cbs=()) -> int:
             out = run_dir(args) if info.main else None
             if info.world > 1:                          # rank 0 chose the folder; everyone uses it
                 box = [str(out) if out is not None else None]; dist.broadcast_object_list(box, src=0); out = Path(box[0])
+            if info.main and args.resume and not out.is_dir(): resume_recipe(out)   # says why, before the lock makes the folder
             if info.main: _lock_run(out, args)
             recipe = recipe_from_args(args, base=resume_recipe(out) if args.resume else None)
             progress = not args.no_progress and sys.stderr.isatty()

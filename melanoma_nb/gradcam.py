@@ -272,7 +272,8 @@ def gradcam_setting(meta: dict | None = None, model: nn.Module | None = None) ->
     if s is None:
         arch = meta.get('arch') or ('cnn' if isinstance(model, MelanomaCNN) else 'resnet18')
         s = GRADCAM_DEFAULTS.get(arch, {'layer': None, 'method': 'gradcam'})
-    if not (isinstance(s, dict) and isinstance(s.get('layer'), (str, type(None))) and s.get('method') in METHODS):
+    if not (isinstance(s, dict) and isinstance(s.get('layer'), (str, type(None))) and isinstance(s.get('method'), str)
+            and s['method'] in METHODS):                   # (a list or dict as the method is refused, not hashed)
         raise ValueError(f"The checkpoint's Grad-CAM setting {s!r} is not {{'layer': NAME, 'method': one of "
                          f"{', '.join(METHODS)}}}: store a new one with store_gradcam_choice.")
     return {'layer': s['layer'], 'method': s['method']}

@@ -253,7 +253,8 @@ def load_resume_state(out_dir) -> dict:
     if not p.exists():
         why = ('the run there finished (model.pt and metrics.json are present)' if (p.parent/'metrics.json').exists() else
                'the folder is empty' if p.parent.is_dir() and all(q.name.startswith('.') for q in p.parent.iterdir()) else
-               'no epoch of a run there finished' if p.parent.is_dir() else 'the folder does not exist')
+               'no epoch of a run there finished' if p.parent.is_dir() else
+               f'{p.parent} is a file, not a folder' if p.parent.exists() else 'the folder does not exist')
         raise CheckpointError(f"{p}: nothing to resume: {why}. Start a new run without --resume.")
     st = _torch_load(p, 'resume state')
     if not (isinstance(st, dict) and st.get('format') == RESUME_FORMAT):
