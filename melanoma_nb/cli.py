@@ -761,11 +761,11 @@ def _gradcam_maker(gradcam_dir, model, meta, device, pos, threshold, ckpt=None):
     from melanoma_nb.data import DataError
     from melanoma_nb.gradcam import make_cam, explained_class, save_overlay, overlay_text
     from melanoma_nb.dataset import BatchTransform
-    gdir = Path(gradcam_dir).expanduser()
-    try: gdir.mkdir(parents=True, exist_ok=True)
-    except OSError as e: raise DataError(f"{gdir}: cannot create the Grad-CAM folder ({e.strerror}).") from None
     try: make_cam(model, meta).close()           # a map setting this model does not have: said before any image is read
     except ValueError as e: raise CLIError(f"{ckpt}: {e}" if ckpt else str(e)) from None   # name the checkpoint at fault
+    gdir = Path(gradcam_dir).expanduser()        # made only once the setting is known to work
+    try: gdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise DataError(f"{gdir}: cannot create the Grad-CAM folder ({e.strerror}).") from None
     used, tf = set(), BatchTransform(meta['mean'], meta['std']).to(device)
     def make(x, p, files):
         xt = tf(torch.from_numpy(x).to(device).permute(0, 3, 1, 2))
