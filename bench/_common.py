@@ -44,7 +44,7 @@ def trainer(recipe, cache=None, device='cpu', net: nn.Module | None = None, fuse
     if cache is None: cache = synthetic_cache(n or 2 * r.batch_size, r.size, r.channels)
     t = Trainer(r, cache, dev=dev, progress=False, verbose=False)
     if net is not None:
-        t.net = net.to(dev).to(memory_format=torch.channels_last)
+        t.net = net.to(dev).to(memory_format=t.mem)                   # the recipe's layout, as the Trainer's own net
     if net is not None or fused is not None:
         t.opt = make_optimizer(t.net, r, fused=dev.type == 'cuda' if fused is None else fused)
     t.sched = make_scheduler(t.opt, r, SCHEDULE_STEPS)

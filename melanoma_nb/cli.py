@@ -430,7 +430,7 @@ def _lock_run(out: Path, args):
     "Hold a lock on `out` for as long as this process runs (released when it ends, however): one melanoma-train per folder."
     import fcntl
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        if not args.resume: out.mkdir(parents=True, exist_ok=True)   # a run to resume must already have its folder
         fd = os.open(out/'.train.lock', os.O_RDWR | os.O_CREAT, 0o644)
     except OSError: return                           # (the output checks that follow say what is wrong with the folder)
     try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -482,7 +482,6 @@ def train_main(argv=None, cbs=()) -> int:
             out = run_dir(args) if info.main else None
             if info.world > 1:                          # rank 0 chose the folder; everyone uses it
                 box = [str(out) if out is not None else None]; dist.broadcast_object_list(box, src=0); out = Path(box[0])
-            if info.main and args.resume and not out.is_dir(): resume_recipe(out)   # says why, before the lock makes the folder
             if info.main: _lock_run(out, args)
             recipe = recipe_from_args(args, base=resume_recipe(out) if args.resume else None)
             progress = not args.no_progress and sys.stderr.isatty()

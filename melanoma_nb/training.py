@@ -247,15 +247,19 @@ def _set_rng_state(s: dict):
     if s['cuda'] and torch.cuda.is_available() and len(s['cuda']) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(s['cuda'])
 
+def _no_resume_state(folder: Path) -> str:
+    "Why `folder` holds no last.pt: a finished run, nothing visible (a lock file aside), no finished epoch, not a folder."
+    if (folder/'metrics.json').exists(): return 'the run there finished (model.pt and metrics.json are present)'
+    if folder.is_dir():
+        if all(q.name.startswith('.') for q in folder.iterdir()): return 'the folder is empty'
+        return 'no epoch of a run there finished'
+    return f'{folder} is a file, not a folder' if folder.exists() else 'the folder does not exist'
+
 def load_resume_state(out_dir) -> dict:
     "The resume state `out_dir/last.pt` of an interrupted run (weights-only loading); `CheckpointError` if there is none."
     p = Path(out_dir).expanduser()/'last.pt'
     if not p.exists():
-        why = ('the run there finished (model.pt and metrics.json are present)' if (p.parent/'metrics.json').exists() else
-               'the folder is empty' if p.parent.is_dir() and all(q.name.startswith('.') for q in p.parent.iterdir()) else
-               'no epoch of a run there finished' if p.parent.is_dir() else
-               f'{p.parent} is a file, not a folder' if p.parent.exists() else 'the folder does not exist')
-        raise CheckpointError(f"{p}: nothing to resume: {why}. Start a new run without --resume.")
+        raise CheckpointError(f"{p}: nothing to resume: {_no_resume_state(p.parent)}. Start a new run without --resume.")
     st = _torch_load(p, 'resume state')
     if not (isinstance(st, dict) and st.get('format') == RESUME_FORMAT):
         raise CheckpointError(f"{p} is not a melanoma_nb resume state. Start a new run without --resume.")
@@ -566,7 +570,7 @@ class Trainer:
         self.tr, self.va, self.copies = validation_split(cache, r)
         self.data_sig = {'n_train': len(self.tr), 'n_val': len(self.va), 'classes': self.classes,
                          'data': data_fingerprint(cache, self.tr, self.va)}
-        self.net = build_net(r, len(self.classes), self.info, self.dev)
+        self.net, self.mem = build_net(r, len(self.classes), self.info, self.dev), memory_format(r, self.dev)
         self.train_b, self.val_b, self.where = make_batches(r, cache, self.labels, self.tr, self.va, self.info, self.dev)
         self.mean, self.std = norm_stats(r.channels)
         self.tf_train = BatchTransform(self.mean, self.std, train=r.augment, ring=r.ring if r.augment else 0.0).to(self.dev)
@@ -597,7 +601,7 @@ class Trainer:
 def one_batch(self: Trainer, xb, yb, gen=None, events: bool = True) -> torch.Tensor:
     "One optimisation step on a uint8 batch through `self.model`; returns the detached loss. `events=False`: no callbacks, no schedule step."
     r, dev = self.recipe, self.dev
-    x = self.tf_train(xb.to(dev, non_blocking=True), gen).contiguous(memory_format=memory_format(r, dev))
+    x = self.tf_train(xb.to(dev, non_blocking=True), gen).contiguous(memory_format=self.mem)
     self.yb = yb.to(dev, non_blocking=True)
     if events: self('before_step')
     with autocast(dev, self.precision): logits = self.model(x)
@@ -620,8 +624,7 @@ def predict_batch(self: Trainer, xb) -> torch.Tensor:
     "Float32 logits of the model in eval mode on a uint8 batch."
     self.net.eval()
     with torch.no_grad():
-        x = self.tf_val(xb.to(self.dev, non_blocking=True)).contiguous(memory_format=memory_format(self.recipe, self.dev))
-        return self.net(x).float()
+        return self.net(self.tf_val(xb.to(self.dev, non_blocking=True)).contiguous(memory_format=self.mem)).float()
 
 @patch
 def nonfinite(self: Trainer, value, e: int, step: int, what: str = 'the training loss') -> str:
