@@ -243,7 +243,7 @@ def _colour(self: BatchTransform, x, g):
 
 # %% ../nbs/02_dataset.ipynb #c9019af9
 def ring_mask(n: int, size: int, radius, softness=0.0, centre=None, device='cpu') -> torch.Tensor:
-    "(n, 1, size, size) masks: 1 inside a circle of `radius` half-sides around `centre` ((n, 2); the middle), 0 outside."
+    "(n, 1, size, size) masks: 1 inside a circle of `radius` half-sides round `centre` ((n, 2); the middle), 0 outside."
     def per_image(v):
         return torch.as_tensor(v, dtype=torch.float32, device=device).reshape(-1, 1, 1, 1).expand(n, 1, 1, 1)
     r, s = per_image(radius), per_image(softness)
