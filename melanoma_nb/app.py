@@ -30,11 +30,11 @@ from .data import ImageReadError, image_size, read_image
 from .cli import CLIError, _Parser, _fill, _run
 
 # %% auto #0
-__all__ = ['APP_EXTRA', 'LATEST', 'TRAIN_CMD', 'MAX_UPLOAD_MB', 'MAX_IMAGES', 'MAX_ASPECT', 'DISPLAY_MIN', 'DISPLAY_MAX',
+__all__ = ['APP_EXTRA', 'LATEST', 'TRAIN_CMD', 'MAX_UPLOAD_MB', 'MAX_IMAGES', 'MAX_ASPECT', 'DISPLAY_MIN', 'DISPLAY_MAX', 'SCALE',
            'NOTICE', 'DEMO_MIN_IMAGES', 'DEMO_EPOCH_SHARE', 'SESSION_TTL', 'CACHE_EXPIRY', 'CSS', 'MAP_MEANING',
            'METHOD_HELP', 'UPLOAD_NO_NAME', 'APP_EXIT', 'AppError', 'need_gradio', 'default_model', 'temperature',
            'positive_of', 'UploadError', 'read_upload', 'Result', 'Analyser', 'data_uri', 'threshold_meaning',
-           'scale_html', 'result_html', 'evaluation_beside', 'temperature_note', 'model_card', 'demo_reasons',
+           'scale_css', 'result_html', 'evaluation_beside', 'temperature_note', 'model_card', 'demo_reasons',
            'demo_notice', 'Session', 'session_dir', 'end_session', 'claim', 'analyse_session', 'methods_help',
            'stale_upload_dirs', 'upload_root', 'build_app', 'free_port', 'serve', 'wait', 'close_app', 'app_parser',
            'app_main']
@@ -232,12 +232,13 @@ def threshold_meaning(meta: dict) -> str:
 
 # %% ../nbs/12_app.ipynb #36a15029
 @functools.lru_cache(maxsize=4)
-def scale_html(cmap: str = 'jet') -> str:
-    "The maps' colour scale, least to most weight, as a small bar in the colours `draw_overlay` uses."
+def scale_css(cmap: str = 'jet') -> str:
+    "The style of the maps' colour scale (`.mn-bar`): least to most weight, in the colours `draw_overlay` uses."
     from melanoma_nb.gradcam import heatmap
     stops = ', '.join(f'rgb({r},{g},{b})' for r, g, b in heatmap(np.linspace(0, 1, 9, dtype=np.float32)[None], cmap)[0])
-    return (f'<div class="mn-scale"><span>least</span><span class="mn-bar" style="background: linear-gradient(to right, '
-            f'{stops})"></span><span>most weight</span></div>')
+    return f".mn-bar {{background: linear-gradient(to right, {stops})}}"
+
+SCALE = '<div class="mn-scale"><span>least</span><span class="mn-bar"></span><span>most weight</span></div>'
 
 def result_html(r: Result, an: Analyser, method: str | None = None, urls: tuple | None = None) -> str:
     "One card: the image and its overlay (linked at `urls`, else embedded) with p and the model's call, or the message."
@@ -252,7 +253,7 @@ def result_html(r: Result, an: Analyser, method: str | None = None, urls: tuple 
             f'<div class="mn-name">{name}</div>'
             f'<div class="mn-images"><figure><img class="mn-image" alt="{name}" src="{img}">'
             f'<figcaption>image</figcaption></figure>'
-            f'<figure><img class="mn-overlay" alt="{method} of {name}" src="{ov}">{scale_html()}'
+            f'<figure><img class="mn-overlay" alt="{method} of {name}" src="{ov}">{SCALE}'
             f'<figcaption>{method}: evidence for <i>{dec}</i></figcaption></figure></div>'
             f'<div class="mn-p">p({pos}) = {r.p:.2f}</div>'
             f'<div class="mn-decision">The model\'s call: {dec} (p {"&ge;" if r.p >= an.threshold else "&lt;"} '
@@ -552,8 +553,8 @@ def serve(an: Analyser, host: str = '127.0.0.1', port: int | None = None, block:
         demo = build_app(an, root, expiry)
         try:
             demo.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=quiet, inline=False,
-                        show_error=False, max_file_size=f'{MAX_UPLOAD_MB}mb', theme=_theme(gr), css=CSS, footer_links=[],
-                        ssr_mode=False, allowed_paths=[str(root/'sessions')],
+                        show_error=False, max_file_size=f'{MAX_UPLOAD_MB}mb', theme=_theme(gr), footer_links=[],
+                        ssr_mode=False, allowed_paths=[str(root/'sessions')], css=CSS + scale_css(),
                         app_kwargs={'middleware': [Middleware(_UploadGuard)]})
         except Exception as e:               # a busy port (OSError), an impossible one (OverflowError): one line
             raise AppError(f"cannot serve on {host}:{port} ({e}); is the port in use? Pass another with --port N.") from None
