@@ -36,8 +36,8 @@ __all__ = ['APP_EXTRA', 'LATEST', 'TRAIN_CMD', 'MAX_UPLOAD_MB', 'MAX_IMAGES', 'M
            'positive_of', 'UploadError', 'read_upload', 'Result', 'Analyser', 'data_uri', 'threshold_meaning',
            'scale_css', 'result_html', 'evaluation_beside', 'temperature_note', 'model_card', 'demo_reasons',
            'demo_notice', 'Session', 'session_dir', 'end_session', 'claim', 'analyse_session', 'methods_help',
-           'stale_upload_dirs', 'upload_root', 'build_app', 'free_port', 'serve', 'wait', 'close_app', 'app_parser',
-           'app_main']
+           'stale_upload_dirs', 'upload_root', 'sweep', 'build_app', 'free_port', 'serve', 'wait', 'close_app',
+           'app_parser', 'app_main']
 
 # %% ../nbs/12_app.ipynb #6d53d7ea
 APP_EXTRA = "pip install 'melanoma_nb[app]'"
@@ -476,6 +476,25 @@ def upload_root(tmp=None) -> Path:
     for d in stale_upload_dirs(tmp): shutil.rmtree(d, ignore_errors=True)
     return Path(tempfile.mkdtemp(prefix=f'melanoma-app-{os.getpid()}-', dir=tmp))
 
+# %% ../nbs/12_app.ipynb #f1a2b3c2
+def sweep(root, age: float, tracked: set | None = None) -> int:
+    "Delete the uploads under `root` older than `age` s (files only; the sessions' folders are left alone); -> how many."
+    n, limit, root = 0, time.time() - age, Path(root)
+    for top, dirs, files in os.walk(root):
+        if Path(top) == root: dirs[:] = [d for d in dirs if d != 'sessions']
+        for f in files:
+            p = os.path.join(top, f)
+            try:
+                if os.lstat(p).st_ctime >= limit: continue
+                os.unlink(p); n += 1
+            except OSError: continue
+            if tracked is not None: tracked.discard(p)       # Gradio's list of its uploads, which would only grow
+    for d in root.iterdir():                                 # the emptied folders of one upload each
+        if d.name != 'sessions' and d.is_dir() and not d.is_symlink():
+            try: os.rmdir(d)
+            except OSError: pass
+    return n
+
 # %% ../nbs/12_app.ipynb #d2e3f4a3
 UPLOAD_NO_NAME = "every uploaded file needs a file name; this part of the upload had none, so nothing was kept"
 
@@ -500,12 +519,12 @@ class _UploadGuard:
 
 # %% ../nbs/12_app.ipynb #c4e5f6a1
 def build_app(an: Analyser, upload_dir=None, expiry: float = CACHE_EXPIRY, session_ttl: float = SESSION_TTL):
-    "The Gradio `Blocks` of the page for `an`; uploads go to `upload_dir` (default: `upload_root()`), unclaimed ones expire."
+    "The Gradio `Blocks` of the page for `an`; uploads go to `upload_dir` (default: `upload_root()`), unclaimed ones expire (`sweep`)."
     gr = need_gradio()
     root = Path(upload_dir or upload_root())
     os.environ['GRADIO_TEMP_DIR'] = str(root)       # read by Gradio when the Blocks and its server are made
     why = demo_reasons(an.meta)
-    with gr.Blocks(title='melanoma_nb: try a model', delete_cache=(expiry, expiry)) as demo:
+    with gr.Blocks(title='melanoma_nb: try a model') as demo:
         gr.Markdown("# melanoma_nb: benign or malignant?\nDrop one or more images of skin lesions (JPEG, PNG; at most "
                     f"{MAX_UPLOAD_MB} MB each). For each: p(malignant), the model's call at its threshold, and a map of "
                     f"where in the image it found its evidence. {MAP_MEANING}")
@@ -529,7 +548,12 @@ def build_app(an: Analyser, upload_dir=None, expiry: float = CACHE_EXPIRY, sessi
             show, [session, method], [out, status], concurrency_limit=2, show_progress='minimal', api_name='analyse')
         method.change(show, [session, method], [out, status], concurrency_limit=2, api_name='redraw')
         demo.unload(leave)
-    demo.upload_dir = root
+    demo.upload_dir, demo.stop_sweeping = root, threading.Event()
+    def sweeper():
+        while not demo.stop_sweeping.wait(max(expiry / 2, 0.5)):
+            try: sweep(root, expiry, demo.upload_file_set)
+            except Exception: traceback.print_exc()         # a bug: said, and the next round tries again
+    threading.Thread(target=sweeper, name='melanoma-app-sweeper', daemon=True).start()
     return demo.queue(max_size=64)
 
 # %% ../nbs/12_app.ipynb #a5176495
@@ -579,7 +603,9 @@ def wait(demo, ready=None):
 def close_app(demo, root=None):
     "Stop the server (if there is one) and delete its upload folder (`root`, else the app's)."
     try:
-        if demo is not None: demo.close()
+        if demo is not None:
+            if getattr(demo, 'stop_sweeping', None): demo.stop_sweeping.set()
+            demo.close()
     finally:
         root = root or getattr(demo, 'upload_dir', None)
         if root: shutil.rmtree(root, ignore_errors=True)

@@ -262,7 +262,7 @@ def test_nameless_upload_is_refused_not_a_500(server):
 
 
 def test_drop_outlasting_the_cache_expiry(model_file, tmp_path):
-    """Gradio deletes cached uploads after the expiry (1 s here); a drop whose analysis takes longer (8 images, 0.5 s
+    """Unclaimed uploads are deleted after the expiry (1 s here); a drop whose analysis takes longer (8 images, 0.5 s
     each) still gets every result, because the app claimed its uploads at once; they go when the app closes."""
     an = A.Analyser.from_file(model_file)
     analyse = an.analyse
@@ -273,11 +273,34 @@ def test_drop_outlasting_the_cache_expiry(model_file, tmp_path):
     try:
         page = _upload(demo.local_url, imgs)
         cached = [f for f in Path(demo.upload_dir).glob('*/*') if f.parent.name != 'sessions']
-        assert cached == [], f"Gradio's expiry did not run: {cached}"    # so the test did outlast it
+        assert cached == [], f"the expiry did not run: {cached}"        # so the test did outlast it
         assert sorted(_ps(page)) == sorted(p.name for p in imgs), page[:3000]
         assert 'mn-error' not in page
     finally: A.close_app(demo)
     assert not Path(demo.upload_dir).exists()
+
+
+def test_a_folder_given_as_an_upload_stops_nothing(model_file):
+    """A client that names the upload folder itself as a file: Gradio accepts it (it is its cache folder). Uploads still
+    expire afterwards (Gradio's own expiry, os.remove on every path it was given, raised on it and stopped for good)."""
+    import httpx, uuid
+    demo = A.serve(A.Analyser.from_file(model_file), expiry=1)
+    try:
+        cfg = httpx.get(demo.local_url + 'config', timeout=60).json()
+        fn = next(i for i, d in enumerate(cfg['dependencies']) if d.get('api_name') == 'claim')
+        r = httpx.post(demo.local_url + 'gradio_api/run/predict', timeout=60, json={
+            'data': [[{'path': str(demo.upload_dir), 'meta': {'_type': 'gradio.FileData'}}]], 'fn_index': fn,
+            'session_hash': uuid.uuid4().hex, 'event_data': None, 'trigger_id': None})
+        assert r.status_code == 200, r.text[:500]
+        time.sleep(2.5)                                                   # an expiry round or two with it
+        good = sorted((sample_root()/'test'/'benign').glob('*.jpg'))[0]
+        up = httpx.post(demo.local_url + 'gradio_api/upload', files={'files': (good.name, good.read_bytes())},
+                        timeout=60).json()[0]
+        t0 = time.monotonic()
+        while Path(up).exists() and time.monotonic() - t0 < 20: time.sleep(0.2)
+        assert not Path(up).exists(), 'an unclaimed upload did not expire'
+        assert list(_ps(_upload(demo.local_url, [good]))) == [good.name]   # and it still serves
+    finally: A.close_app(demo)
 
 
 def _sigterm_at(tmp_path, model_file, marker: str):
