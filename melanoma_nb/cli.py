@@ -15,177 +15,18 @@ from pathlib import Path
 
 from .settings import (ARCHS, MATCH_MIN, MAX_BUDGET, PHASH_RADIUS, PRECISIONS, PRESET_HELP, PRESETS,
                                   SIZE_RANGE, TrainingError, describe_recipe)
+from .console import (CLIError, EXIT_STATUS, NonFiniteOutputError, REINSTALL, RUN_FAILED, pair_problem,
+                                 torch_import_problem, torch_pair_problem, user_errors, run as _run, Parser as _Parser,
+                                 fill as _fill, exit_help as _exit_help, path_arg as _path, int_in as _int_in,
+                                 float_in as _float_in)   # the plumbing every console script shares (10a_console)
 # Every other module of the library is imported inside the function that uses it, never here: melanoma_nb.data loads
 # numpy and OpenCV, the others PyTorch, and --help, a bad flag and the checks made before any work must not wait the
 # seconds they take. (fcntl, too, is imported where it is used: it exists on POSIX systems only.)
 
 # %% auto #0
-__all__ = ['EXIT_STATUS', 'RUN_FAILED', 'REINSTALL', 'RUN_FILES', 'EVAL_FILES', 'CLIError', 'NonFiniteOutputError', 'user_errors',
-           'pair_problem', 'torch_pair_problem', 'torch_import_problem', 'prepare_parser', 'prepare_shape',
-           'prepare_main', 'train_parser', 'recipe_from_args', 'run_dir', 'check_run_dir', 'train_main',
-           'evaluate_parser', 'evaluate_main', 'predict_parser', 'predict_main', 'audit_parser', 'audit_main']
-
-# %% ../nbs/11_cli.ipynb #399ee98d
-class CLIError(Exception):
-    "A user error that a console script finds itself (often before the library is imported); the message is all the user needs."
-
-class NonFiniteOutputError(CLIError, FloatingPointError):
-    "The model gave a probability that is not a finite number: the run failed (exit status 1)."
-
-EXIT_STATUS = {
-    0: "success; files that cannot be read are skipped and listed on stderr, with the reason, as long as something "
-       "usable remains",
-    1: "the run itself failed; a traceback instead of one line is a bug: please report it",
-    2: "a user error: a bad flag, a missing or unreadable file or folder, data or a checkpoint that cannot be used, "
-       "an output that cannot be written, a finished run in --out, a PyTorch install whose torch and torchvision do "
-       "not belong together; one line on stderr says what to do",
-    130: "interrupted (Ctrl-C or SIGTERM); an interrupted melanoma-train continues with --resume",
-    141: "the reader of the output went away (e.g. `| head`): the command stopped quietly",
-}
-
-_USER_ERRORS = (('melanoma_nb.data', 'DataError'), ('melanoma_nb.checkpoint', 'CheckpointError'),   # in modules that
-                ('melanoma_nb.checkpoint', 'OutputError'), ('melanoma_nb.resnet', 'WeightsError'))   # load numpy or PyTorch
-
-def user_errors() -> tuple:
-    "The exception types a user can fix, whose message is all they need: `CLIError`, `TrainingError` (of `settings`), and those of the heavy modules imported so far."
-    return (CLIError, TrainingError, *{getattr(sys.modules[m], n) for m, n in _USER_ERRORS if hasattr(sys.modules.get(m), n)})
-
-# how each command's run can fail (exit status 1), for its --help
-RUN_FAILED = {'melanoma-train': "the training loss became NaN or infinite (the last good checkpoint is kept)",
-              'melanoma-evaluate': "the model gave a probability that is not a finite number",
-              'melanoma-predict': "the model gave a probability that is not a finite number"}
-
-_OUTPUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS}   # a full or failing output
-
-def _tolerant_streams():
-    "stdout and stderr write a file name that is not valid in their encoding (not UTF-8 on disk) escaped, never crash."
-    for s in (sys.stdout, sys.stderr):
-        if s is not None and hasattr(s, 'reconfigure'): s.reconfigure(errors='backslashreplace')
-
-class _sigterm_interrupts:
-    "Inside: SIGTERM raises KeyboardInterrupt (main thread only), so every command stops as on Ctrl-C (exit status 130)."
-    def __enter__(self):
-        self.old = None
-        if threading.current_thread() is threading.main_thread():
-            def stop(signum, frame): raise KeyboardInterrupt
-            self.old = signal.signal(signal.SIGTERM, stop)
-    def __exit__(self, *exc):
-        if self.old is not None: signal.signal(signal.SIGTERM, self.old)
-
-# %% ../nbs/11_cli.ipynb #0c11160a
-_PAIR_OFFSET = {1: 1, 2: 15}   # torch major -> torchvision minor minus torch minor, for the releases that follow this rule
-REINSTALL = ("reinstall both from one index, e.g. pip install --force-reinstall torch torchvision --index-url "
-             "https://download.pytorch.org/whl/cpu (drop --index-url for the CUDA build)")
-
-def _release(v: str) -> tuple:
-    "'2.14.1+cpu' -> (2, 14)."
-    m = re.match(r'(\d+)\.(\d+)', v or '')
-    return (int(m[1]), int(m[2])) if m else ()
-
-def pair_problem(torch_v: str, vision_v: str) -> str | None:
-    "None when torchvision `vision_v` belongs with torch `torch_v` (or the rule is not known); else the one-line reason."
-    t, v = _release(torch_v), _release(vision_v)
-    if not t or not v or t[0] not in _PAIR_OFFSET or v[0] != 0: return None
-    want = t[1] + _PAIR_OFFSET[t[0]]
-    if v[1] == want: return None
-    return (f"torch {torch_v} and torchvision {vision_v} do not belong together (torch {t[0]}.{t[1]} needs torchvision "
-            f"0.{want}); {REINSTALL}")
-
-# %% ../nbs/11_cli.ipynb #47c1e965
-def torch_pair_problem() -> str | None:
-    "`pair_problem` of the installed torch and torchvision (read from their metadata, nothing imported)."
-    try: return pair_problem(version('torch'), version('torchvision'))
-    except PackageNotFoundError as e: return f"{e.name} is not installed; {REINSTALL}"
-
-def torch_import_problem() -> str | None:
-    "None when torch and torchvision import; else one line naming the failure (called after an unexpected error)."
-    try: import torch, torchvision
-    except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        try: which = f"torch {version('torch')} and torchvision {version('torchvision')}"
-        except Exception: which = "torch and torchvision"
-        return f"{which} cannot be imported together ({first}): they come from different builds; {REINSTALL}"
-    return None
-
-# %% ../nbs/11_cli.ipynb #fa959bbd
-def _interrupted(e: BaseException) -> bool:
-    "Whether `e` was caused by a Ctrl-C or SIGTERM: an import cut short by one ends as ImportError, from the interrupt."
-    seen = set()
-    while e is not None and id(e) not in seen:
-        if isinstance(e, KeyboardInterrupt): return True
-        seen.add(id(e)); e = e.__cause__ or e.__context__
-    return False
-
-def _run(prog: str, work) -> int:
-    "Call `work()`; a user error becomes one line on stderr and the exit status of `EXIT_STATUS`."
-    if sys.stdout is None:                                      # started with stdout closed (>&-): the results would vanish
-        if sys.stderr is not None: print(f"{prog}: error: standard output is closed, so the results would be lost; send "
-                                         f"them to a file or a pipe", file=sys.stderr)
-        return 2
-    try:
-        if (broken := torch_pair_problem()): raise CLIError(broken)    # versions read from metadata: no import, fast
-        with _sigterm_interrupts(): _tolerant_streams(); return work()
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr); return 130
-    except BrokenPipeError:                                     # `melanoma-predict ... | head`: stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno()); return 141
-    except OSError as e:
-        if e.errno not in _OUTPUT_ERRNOS: raise                 # anything else is a bug: keep the traceback
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # nothing more can be written there
-        print(f"{prog}: error: cannot write the output ({e.strerror}); free some space or send it elsewhere", file=sys.stderr)
-        return 2
-    except Exception as e:
-        if _interrupted(e): print(f"{prog}: interrupted", file=sys.stderr); return 130
-        if not isinstance(e, user_errors()):
-            if not (broken := torch_import_problem()): raise    # a bug: keep the traceback
-            e = CLIError(broken)                                # PyTorch itself cannot be imported: say so, status 2
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 1 if isinstance(e, FloatingPointError) else 2    # NaN loss or output: the run failed, not the user
-
-# %% ../nbs/11_cli.ipynb #75a4fc45
-class _Parser(argparse.ArgumentParser):
-    "argparse with a bad flag reported in one line (exit status 2), help kept as written, and the exit statuses listed."
-    def __init__(self, *a, examples=(), statuses=None, **kw):
-        parts = ['examples:\n' + '\n'.join(f"  {e}" for e in examples) if examples else '', kw.pop('epilog', ''),
-                 _exit_help(kw.get('prog'), statuses)]
-        epilog = '\n\n'.join(x for x in parts if x)
-        super().__init__(*a, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=epilog, **kw)
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-def _fill(text: str) -> str: return textwrap.fill(' '.join(text.split()), 78)
-
-def _exit_help(prog: str | None = None, statuses: dict | None = None) -> str:
-    "The exit statuses for `prog`'s --help: status 1 says how that command's run can fail; `statuses` rewords some."
-    why = {**EXIT_STATUS, 1: EXIT_STATUS[1].replace('failed;', f'failed: {RUN_FAILED[prog]};', 1) if prog in RUN_FAILED
-                             else EXIT_STATUS[1], **(statuses or {})}
-    return 'exit status:\n' + '\n'.join(textwrap.fill(w, 78, initial_indent=f"  {k:<4} ", subsequent_indent=' ' * 7)
-                                        for k, w in why.items())
-
-def _path(s: str) -> str:
-    "A path argument; an empty one is refused (Path('') is the current folder, which nobody means by it)."
-    if not s.strip(): raise argparse.ArgumentTypeError("an empty path; give a file or folder name")
-    return s
-
-def _int_in(lo: int, hi: int | None = None, unit: str = ''):
-    "An argparse type: a whole number in [lo, hi]."
-    def check(s: str) -> int:
-        try: v = int(s)
-        except ValueError: raise argparse.ArgumentTypeError(f"{s!r} is not a whole number") from None
-        if v < lo or (hi is not None and v > hi):
-            raise argparse.ArgumentTypeError(f"must be {f'between {lo} and {hi}' if hi is not None else f'at least {lo}'}"
-                                             f"{unit}, not {v}")
-        return v
-    return check
-
-def _float_in(lo: float, hi: float):
-    "An argparse type: a finite number in [lo, hi]."
-    def check(s: str) -> float:
-        try: v = float(s)
-        except ValueError: v = math.nan
-        if not lo <= v <= hi: raise argparse.ArgumentTypeError(f"must be a number between {lo:g} and {hi:g}, not {s!r}")
-        return v
-    return check
+__all__ = ['RUN_FILES', 'EVAL_FILES', 'prepare_parser', 'prepare_shape', 'prepare_main', 'train_parser', 'recipe_from_args',
+           'run_dir', 'check_run_dir', 'train_main', 'evaluate_parser', 'evaluate_main', 'predict_parser',
+           'predict_main', 'audit_parser', 'audit_main']
 
 # %% ../nbs/11_cli.ipynb #f6c176ba
 def _size(s: str) -> str:
