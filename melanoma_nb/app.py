@@ -9,7 +9,7 @@ from __future__ import annotations
 import os, signal, sys
 
 def _early_stop(signum, frame):
-    "SIGTERM while `melanoma-app` starts, before its own handling is in place: its one line and status 130, not 143."
+    "SIGTERM while `melanoma-app` starts, before `run`'s handling is in place: its one line and status 130, not 143."
     print("melanoma-app: interrupted", file=sys.stderr, flush=True); os._exit(130)   # nothing was made yet to clean up
 
 if os.path.basename(sys.argv[0] if sys.argv else '') == 'melanoma-app':   # the console script, not a library import
@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from .data import ImageReadError, image_size, read_image
-from .cli import CLIError, _Parser, _fill, _run
+from .console import CLIError, Parser, fill, run
 
 # %% auto #0
 __all__ = ['APP_EXTRA', 'LATEST', 'TRAIN_CMD', 'MAX_UPLOAD_MB', 'MAX_IMAGES', 'MAX_ASPECT', 'DISPLAY_MIN', 'DISPLAY_MAX', 'SCALE',
@@ -625,8 +625,8 @@ def _port(s: str) -> int:
     return v
 
 def app_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog='melanoma-app', statuses=APP_EXIT,
-                description=_fill("A local web page to try a trained model: drop images, see p(malignant), the decision at "
+    p = Parser(prog='melanoma-app', statuses=APP_EXIT,
+                description=fill("A local web page to try a trained model: drop images, see p(malignant), the decision at "
                                   "the model's threshold and its map, with the model's card. Not a medical device."),
                 examples=[f"melanoma-train && melanoma-app   (needs {APP_EXTRA})"])
     p.add_argument('--model', metavar='PATH', help=f"the model.pt written by melanoma-train (default: {LATEST})")
@@ -645,13 +645,13 @@ def _ready(path, an, host):
     return say
 
 def app_main(argv=None) -> int:
-    "`melanoma-app [--model PATH] [--host H] [--port N]`: serve the page until interrupted; errors as every command's (`_run`)."
+    "`melanoma-app [--model PATH] [--host H] [--port N]`: serve the page until interrupted; errors as every command's (`run`)."
     args = app_parser().parse_args(argv)
     def work():
         need_gradio()                                                  # the missing extra, said before PyTorch loads
         path = Path(args.model).expanduser() if args.model else default_model()
-        try: an = Analyser.from_file(path)                             # a CheckpointError is a user error of _run's
+        try: an = Analyser.from_file(path)                             # a CheckpointError is a user error of run's
         except ValueError as e: raise AppError(str(e)) from None       # a value in the checkpoint's metadata is wrong
         serve(an, args.host, args.port, block=True, quiet=True, ready=_ready(path, an, args.host))
         return 0
-    return _run('melanoma-app', work)
+    return run('melanoma-app', work)

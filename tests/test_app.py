@@ -425,3 +425,12 @@ def test_memory_flat_and_traffic_linear(model_file, tmp_path):
     finally:
         p.send_signal(signal.SIGTERM); p.wait(60)
     assert list(tmp_path.glob('melanoma-app-*')) == []
+
+
+def test_app_imports_no_private_name():
+    "Issue 33: the app uses the library's public names only (console's Parser and run, not cli's _Parser and _run)."
+    import ast
+    tree = ast.parse(Path(A.__file__).read_text())
+    bad = [(n.module, a.name) for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+           and (n.level or (n.module or '').startswith('melanoma_nb')) for a in n.names if a.name.startswith('_')]
+    assert bad == [], bad
