@@ -146,7 +146,8 @@ def prepare_main(argv=None) -> int:
     return _run('melanoma-prepare', work)
 
 # %% ../nbs/11_cli.ipynb #58230658
-_NOT_FLAGS = ('schedule', 'grad_clip', 'balance', 'channels_last', 'group_split', 'ring')   # set by the presets only
+_NOT_FLAGS = ('schedule', 'grad_clip', 'balance', 'channels_last', 'group_split', 'ring', 'body_lr',
+              'scaling')   # set by the presets only
 _RECIPE_FLAGS = tuple(f.name for f in dataclasses.fields(Recipe) if f.name not in _NOT_FLAGS)   # 'workers': runtime
 
 # %% ../nbs/11_cli.ipynb #209069a7

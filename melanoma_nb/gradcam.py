@@ -474,7 +474,8 @@ class Maps(NamedTuple):
 def maps(self: Predictor, images, tta=False, threshold: float | None = None, batch_size: int = 64, layer=None,
          method=None) -> Maps:
     "Maps of the decided class for uint8 `images` (N, H, W, C), the checkpoint's map setting unless `layer`/`method` are given."
-    x, t = normalised(images, self.mean, self.std, self.device), self.threshold(tta) if threshold is None else threshold
+    x = normalised(images, self.mean, self.std, self.device).contiguous()   # the layout `proba` runs: the same p, bit for bit
+    t = self.threshold(tta) if threshold is None else threshold
     p_tta = self.proba(images, tta=True, batch_size=batch_size) if tta else None
     ps, ts, ms = [], [], []
     with make_cam(self.model, self.meta, layer, method) as cam:
