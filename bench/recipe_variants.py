@@ -91,10 +91,10 @@ def main():
     if bad:
         print(f"recipe_variants: unknown variant(s) {', '.join(bad)}: use head, seedsK (K >= 1) or one of {', '.join(FIELDS)}", file=sys.stderr)
         sys.exit(2)
-    base = replace(T.PRESETS['cpu'], budget=None, epochs=a.epochs, precision='fp32')
+    base = replace(T.PRESETS['scratch'], budget=None, epochs=a.epochs, precision='fp32')
     cache = prepare(a.data, size=base.size, channels=base.channels, progress=False, verbose=False)
     _, va, _ = T.validation_split(cache, base)
-    print(f"On {cpu_name()}: the cpu preset, {a.epochs} epochs in fp32, validation split of seed 0 ({len(va)} images)")
+    print(f"On {cpu_name()}: the scratch preset (the earlier cpu preset), {a.epochs} epochs in fp32, validation split of seed 0 ({len(va)} images)")
     spent = {}                                                             # run name -> minutes, trained in this call
     for v in names:
         if v in FIELDS or v == 'head':
