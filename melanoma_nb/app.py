@@ -32,12 +32,11 @@ from .console import CLIError, Parser, fill, run
 # %% auto #0
 __all__ = ['APP_EXTRA', 'LATEST', 'TRAIN_CMD', 'MAX_UPLOAD_MB', 'MAX_IMAGES', 'MAX_ASPECT', 'DISPLAY_MIN', 'DISPLAY_MAX', 'SCALE',
            'NOTICE', 'DEMO_MIN_IMAGES', 'DEMO_EPOCH_SHARE', 'SESSION_TTL', 'CACHE_EXPIRY', 'CSS', 'MAP_MEANING',
-           'METHOD_HELP', 'UPLOAD_NO_NAME', 'APP_EXIT', 'AppError', 'need_gradio', 'default_model', 'temperature',
-           'positive_of', 'UploadError', 'read_upload', 'Result', 'Analyser', 'data_uri', 'threshold_meaning',
-           'scale_css', 'result_html', 'evaluation_beside', 'temperature_note', 'model_card', 'demo_reasons',
-           'demo_notice', 'Session', 'session_dir', 'end_session', 'claim', 'analyse_session', 'methods_help',
-           'stale_upload_dirs', 'upload_root', 'sweep', 'build_app', 'free_port', 'serve', 'wait', 'close_app',
-           'app_parser', 'app_main']
+           'METHOD_HELP', 'UPLOAD_NO_NAME', 'APP_EXIT', 'AppError', 'need_gradio', 'default_model', 'UploadError',
+           'read_upload', 'Result', 'Analyser', 'data_uri', 'threshold_meaning', 'scale_css', 'result_html',
+           'evaluation_beside', 'temperature_note', 'model_card', 'demo_reasons', 'demo_notice', 'Session',
+           'session_dir', 'end_session', 'claim', 'analyse_session', 'methods_help', 'stale_upload_dirs', 'upload_root',
+           'sweep', 'build_app', 'free_port', 'serve', 'wait', 'close_app', 'app_parser', 'app_main']
 
 # %% ../nbs/12_app.ipynb #6d53d7ea
 APP_EXTRA = "pip install 'melanoma_nb[app]'"
@@ -62,21 +61,6 @@ def default_model(cwd=None) -> Path:
     if p.is_file(): return p
     raise AppError(f"no --model given and {p} does not exist. Train a model first with `{TRAIN_CMD}` (it writes "
                    f"{LATEST}; about a minute on the bundled sample), or pass --model PATH.")
-
-# %% ../nbs/12_app.ipynb #2082edae
-def temperature(meta: dict) -> float:
-    "The checkpoint's softmax temperature T (p = softmax(logits / T)); 1.0 for checkpoints from before calibration."
-    t = meta.get('temperature', 1.0)
-    if t is None: return 1.0
-    t = float(t)
-    if not (math.isfinite(t) and t > 0):
-        raise ValueError(f"the checkpoint's temperature {t!r} is not a positive number; the file was edited or damaged.")
-    return t
-
-def positive_of(meta: dict) -> int:
-    "The index of the class whose probability is shown: the meta's `positive`, else the project's rule (05_metrics)."
-    from melanoma_nb.metrics import positive_index
-    return positive_index(meta['classes'], meta.get('positive'))
 
 # %% ../nbs/12_app.ipynb #fc68a84d
 MAX_UPLOAD_MB = 20
@@ -133,56 +117,35 @@ class Result:
     name: str
     p: float | None = None           # p(positive class), calibrated
     decision: str | None = None      # the class decided at the threshold
+    explained: str | None = None     # the class the map shows evidence for (the decided one)
+    threshold: float | None = None   # the threshold the decision was made at (single view or TTA)
     image: np.ndarray | None = None  # display image (h, w, 3) uint8
     overlay: np.ndarray | None = None
     error: str | None = None
     seconds: float = 0.0
+    views: int = 1                   # 8 when p averages the dihedral views (TTA)
 
 # %% ../nbs/12_app.ipynb #14d0f15f
 class Analyser:
-    "A checkpoint's model with what the page needs: `p`, the decision, map overlays, its card."
-    def __init__(self, model, meta: dict, path=None):
-        import torch
-        from melanoma_nb.dataset import BatchTransform
-        self.model, self.meta, self.path = model.cpu().eval(), meta, Path(path) if path else None
-        self.pos, self.T, self.threshold = positive_of(meta), temperature(meta), float(meta['threshold'])
-        self.classes = list(meta['classes'])
-        self.tf, self.lock, self.torch = BatchTransform(meta['mean'], meta['std']), threading.Lock(), torch
+    "A `Predictor` (08_evaluation) and what the page adds: the map method picked on the page, one lock, the overlays."
+    def __init__(self, pred):
         from melanoma_nb.gradcam import gradcam_setting, METHOD_NAMES
-        self.method = METHOD_NAMES[gradcam_setting(meta, self.model)['method']]   # the page's default: the checkpoint's
-        self.methods = tuple(METHOD_NAMES.values())                               # what the page offers
+        self.pred, self.path, self.lock = pred, pred.path, threading.Lock()
+        self.classes, self.pos, self.threshold = pred.classes, pred.pos, pred.threshold_single
+        self.method = METHOD_NAMES[gradcam_setting(pred.meta, pred.model)['method']]   # the page's default
+        self.methods = tuple(METHOD_NAMES.values())                                     # what the page offers
+        try: self.threshold_tta = pred.threshold(tta=True)     # the stored one, or the single view's (arg-max)
+        except ValueError: self.threshold_tta = None            # to be chosen on data, or no readable recipe: no TTA
 
     @classmethod
     def from_file(cls, path):
-        "Load the checkpoint `path` (weights only, checked; `CheckpointError` naming the file when it is not one)."
-        from melanoma_nb.checkpoint import load_checkpoint
-        model, meta = load_checkpoint(path)
-        temperature(meta)
-        return cls(model, meta, path)
+        "Load the checkpoint `path` on the CPU (`CheckpointError` naming the file when it is not a usable one)."
+        from melanoma_nb.evaluation import Predictor
+        return cls(Predictor.from_file(path, 'cpu'))
 
-    def decide(self, p: float) -> str:
-        "The class decided for p(positive) = `p` at the checkpoint's threshold."
-        from melanoma_nb.metrics import decision_names       # 'not <positive>' with more than two classes, as the CLI says
-        neg, pos = decision_names(self.classes, self.pos)
-        return pos if p >= self.threshold else neg
-
-    def target(self, p: float) -> int:
-        "The class the map explains: the decided one; with more than two classes always the positive (as melanoma-predict)."
-        return 1 - self.pos if p < self.threshold and len(self.classes) == 2 else self.pos
-
-    def explain(self, x: np.ndarray, method: str | None = None) -> tuple:
-        "(p(positive) (N,), maps (N, size, size)) for uint8 images `x` (N, size, size, C); maps for the decided class."
-        from melanoma_nb.gradcam import make_cam
-        from melanoma_nb.metrics import positive_proba
-        torch = self.torch
-        xt = self.tf(torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2))
-        with self.lock:
-            with torch.no_grad(): p = positive_proba(self.model(xt).float(), self.pos, self.T)
-            targets = [self.target(float(v)) for v in p]
-            key = self.method_key(method or self.method)
-            with make_cam(self.model, self.meta, method=key) as cam:      # the checkpoint's layer
-                maps = cam(xt, targets).cpu().numpy()
-        return p.astype(np.float64), maps
+    def explain(self, x: np.ndarray, method: str | None = None, tta: bool = False):
+        "`Predictor.maps` of uint8 images `x` (N, size, size, C): p (float64), the explained classes, the maps."
+        with self.lock: return self.pred.maps(x, tta=tta, method=self.method_key(method or self.method))
 
     def method_key(self, method: str) -> str:
         "The `METHODS` key of a map method given by its name on the page ('Occlusion') or its key ('occlusion')."
@@ -191,15 +154,16 @@ class Analyser:
         if method not in keys: raise ValueError(f"Unknown map method {method!r}: use one of {', '.join(self.methods)}.")
         return keys[method]
 
-    def analyse(self, x: np.ndarray, disp: np.ndarray, name: str = '', method: str | None = None) -> Result:
-        "The `Result` for one image read by `read_upload`: probability, decision and the annotated overlay."
+    def analyse(self, x: np.ndarray, disp: np.ndarray, name: str = '', method: str | None = None, tta: bool = False):
+        "The `Result` of one image read by `read_upload`: p, decision and overlay, as `melanoma-predict` has them."
         from melanoma_nb.gradcam import draw_overlay, overlay_text
-        t0 = time.perf_counter()
-        p, maps = self.explain(x[None], method)
-        p = float(p[0])
-        text = overlay_text(p, self.threshold, self.classes, self.classes[self.pos])
-        ov = draw_overlay(disp, maps[0], text, min_size=DISPLAY_MIN)
-        return Result(name, p, self.decide(p), disp, ov, seconds=time.perf_counter() - t0)
+        t0, t = time.perf_counter(), (self.threshold_tta if tta else self.threshold)
+        m = self.explain(x[None], method, tta)
+        p, shown = float(m.p[0]), self.classes[int(m.target[0])]
+        text = [*overlay_text(p, t, self.classes, self.pred.positive), f"the map: evidence for {shown}"]
+        ov = draw_overlay(disp, m.maps[0], text, min_size=DISPLAY_MIN)
+        return Result(name, p, self.pred.decide(m.p, t)[0], shown, t, disp, ov,
+                      seconds=time.perf_counter() - t0, views=8 if tta else 1)
 
 # %% ../nbs/12_app.ipynb #f67bd1a7
 def data_uri(img: np.ndarray, quality: int = 90) -> str:
@@ -221,12 +185,11 @@ def _pct(v) -> str: return 'n/a' if _real(v) is None else f"{100 * v:.0f} %"
 
 def _num(v) -> str: return 'n/a' if _real(v) is None else f"{v:.3f}"
 
-def threshold_meaning(meta: dict) -> str:
-    "One sentence: what the checkpoint's threshold did on its validation images."
-    m, classes = _dict(meta.get('metrics')), list(meta['classes'])
-    pos = classes[positive_of(meta)]
-    n = f" {m['n_val']}" if _real(m.get('n_val')) is not None else ''
-    return (f"At threshold {float(meta['threshold']):.2f} the model flagged {_pct(m.get('val_sens'))} of the {pos} "
+def threshold_meaning(pred) -> str:
+    "One sentence: what the `Predictor`'s (single-view) threshold did on its validation images."
+    m, pos = _dict(pred.metrics), pred.positive
+    n = f" {int(m['n_val'])}" if _real(m.get('n_val')) is not None else ''
+    return (f"At threshold {pred.threshold_single:.2f} the model flagged {_pct(m.get('val_sens'))} of the {pos} "
             f"lesions among its{n} validation images (sensitivity) and cleared {_pct(m.get('val_spec'))} of the others "
             f"(specificity).")
 
@@ -248,16 +211,18 @@ def result_html(r: Result, an: Analyser, method: str | None = None, urls: tuple 
         return (f'<div class="mn-result mn-error" data-name="{name}"><b>{name}</b>: '
                 f'<span class="mn-message">{html.escape(r.error)}</span></div>')
     img, ov = map(html.escape, urls or (data_uri(r.image), data_uri(r.overlay)))
-    pos, dec = html.escape(an.classes[an.pos]), html.escape(r.decision)
-    return (f'<div class="mn-result" data-name="{name}" data-p="{r.p:.6f}" data-decision="{dec}">'
+    pos, dec, shown = html.escape(an.pred.positive), html.escape(r.decision), html.escape(r.explained)
+    t = an.threshold if r.threshold is None else r.threshold
+    return (f'<div class="mn-result" data-name="{name}" data-p="{r.p:.6f}" data-decision="{dec}" data-map="{shown}">'
             f'<div class="mn-name">{name}</div>'
             f'<div class="mn-images"><figure><img class="mn-image" alt="{name}" src="{img}">'
             f'<figcaption>image</figcaption></figure>'
             f'<figure><img class="mn-overlay" alt="{method} of {name}" src="{ov}">{SCALE}'
-            f'<figcaption>{method}: evidence for <i>{dec}</i></figcaption></figure></div>'
+            f'<figcaption>{method}: evidence for <i>{shown}</i></figcaption></figure></div>'
             f'<div class="mn-p">p({pos}) = {r.p:.2f}</div>'
-            f'<div class="mn-decision">The model\'s call: {dec} (p {"&ge;" if r.p >= an.threshold else "&lt;"} '
-            f'threshold {an.threshold:.2f}). {html.escape(threshold_meaning(an.meta))}</div></div>')
+            f'<div class="mn-decision">The model\'s call: {dec} (p {"&ge;" if r.p >= t else "&lt;"} threshold {t:.2f}'
+            f'{", 8 views (TTA)" if r.views > 1 else ""}). '
+            f'{html.escape(threshold_meaning(an.pred))}</div></div>')
 
 # %% ../nbs/12_app.ipynb #5c7c9f76
 NOTICE = ("**Not a medical device.** This page shows what a machine-learning model trained on a public data set says "
@@ -283,9 +248,9 @@ def _ci(m: dict, k: str) -> str:
 # %% ../nbs/12_app.ipynb #20396dd1
 def _count(v) -> str: return str(int(v)) if _real(v) is not None else '?'
 
-def temperature_note(meta: dict) -> str:
+def temperature_note(pred) -> str:
     "What the card says of the temperature: its value, how it was fitted, and a warning when it sits at its bound."
-    T = temperature(meta)
+    T = pred.temperature
     if T <= 0.0505 or T >= 19.8:
         return (f"softmax temperature {T:g}, **at the bound of its fit**: the validation images were too few or too easy to "
                 f"calibrate on, so the probabilities are over-{'confident' if T < 1 else 'cautious'}; retrain with this "
@@ -293,18 +258,23 @@ def temperature_note(meta: dict) -> str:
     return (f"softmax temperature {T:g} (fitted on the validation images with a prior that keeps it near 1 when they are "
             f"few; 1: the model's own probabilities).")
 
-def model_card(meta: dict, path=None) -> str:
+def _recipe(pred) -> dict:
+    "The recipe as a dict, empty when the checkpoint's cannot be read (the card then says n/a)."
+    try: return vars(pred.recipe)
+    except (ValueError, TypeError): return {}
+
+def model_card(pred) -> str:
     "The model card in Markdown: data, recipe, validation metrics, test metrics with CIs when evaluated."
-    m, r = _dict(meta.get('metrics')), _dict(meta.get('recipe'))
+    m, r, path = _dict(pred.metrics), _recipe(pred), pred.path
     lines = [f"### Model card: `{Path(path).name if path else 'model'}`",
-             f"**Model.** {meta['arch']}, {meta['in_chans']} channel(s) at {meta['size']}x{meta['size']} pixels; "
-             f"classes {', '.join(meta['classes'])}; best epoch {meta.get('epoch', '?')}; {temperature_note(meta)}",
+             f"**Model.** {pred.arch}, {pred.channels} channel(s) at {pred.size}x{pred.size} pixels; "
+             f"classes {', '.join(pred.classes)}; best epoch {pred.epoch}; {temperature_note(pred)}",
              f"**Data.** Trained on {_count(m.get('n_train'))} images and validated on {_count(m.get('n_val'))} held-out "
              f"images of the training split (the test split was not used for training or for choosing the threshold).",
              "**Recipe.** " + ', '.join(f"{k} {v}" for k, v in r.items() if k in
                                         ('epochs', 'batch_size', 'lr', 'weight_decay', 'label_smoothing', 'augment',
                                          'pretrained', 'target_sensitivity', 'seed')) + '.',
-             f"**Validation** (at threshold {float(meta['threshold']):.2f}): ROC-AUC {_num(m.get('val_auc'))}, "
+             f"**Validation** (at threshold {pred.threshold_single:.2f}): ROC-AUC {_num(m.get('val_auc'))}, "
              f"accuracy {_num(m.get('val_acc'))}, sensitivity {_num(m.get('val_sens'))}, "
              f"specificity {_num(m.get('val_spec'))}."]
     ev = evaluation_beside(path)
@@ -320,14 +290,14 @@ def model_card(meta: dict, path=None) -> str:
 DEMO_MIN_IMAGES = 1000   # trained on fewer images than this: a demonstration model
 DEMO_EPOCH_SHARE = 0.5   # trained for less than this share of the epochs its preset plans: one too
 
-def demo_reasons(meta: dict) -> list:
-    "Why the checkpoint is a demonstration model (few images, few epochs), one phrase each; empty when it is not one."
+def demo_reasons(pred) -> list:
+    "Why the `Predictor`'s model is a demonstration one (few images, few epochs), one phrase each; empty when it is not."
     from melanoma_nb.settings import PRESETS
-    m, r, why = _dict(meta.get('metrics')), _dict(meta.get('recipe')), []
+    m, r, why = _dict(pred.metrics), _recipe(pred), []
     n = _real(m.get('n_train'))
     if n is None: why.append("does not record how many images it was trained on")
     elif n < DEMO_MIN_IMAGES: why.append(f"was trained on {int(n)} images, fewer than about {DEMO_MIN_IMAGES:,}")
-    plans = [p.epochs for p in PRESETS.values() if p.arch == meta.get('arch')] or [p.epochs for p in PRESETS.values()]
+    plans = [p.epochs for p in PRESETS.values() if p.arch == pred.arch] or [p.epochs for p in PRESETS.values()]
     done = _real(r.get('epochs'))
     if done is not None and done < DEMO_EPOCH_SHARE * max(plans):
         why.append(f"was trained for {int(done)} epoch(s), far fewer than the {max(plans)} its preset plans")
@@ -384,13 +354,13 @@ def _file_url(path: Path, img: np.ndarray) -> str:
     path.write_bytes(_jpeg(img))
     return 'gradio_api/file=' + quote(str(path))
 
-def _card(an: Analyser, k: int, name: str, f, method: str | None, out: Path) -> str:
+def _card(an: Analyser, k: int, name: str, f, method: str | None, out: Path, tta: bool = False) -> str:
     "The card of upload `k` (its two images written to `out`), or of the reason it has none; a bug is a card too."
     if f is None:
         r = Result(name, error=f"not analysed: at most {MAX_IMAGES} images per upload" if k >= MAX_IMAGES else
                    "the upload was gone before the app could keep it; drop it again")
     else:
-        try: r = an.analyse(*read_upload(f, an.meta['size'], an.meta['in_chans']), name, method)
+        try: r = an.analyse(*read_upload(f, an.pred.size, an.pred.channels), name, method, tta)
         except UploadError as e: r = Result(name, error=str(e))
         except Exception as e:   # a bug must not take the page down: say so, log it, go on
             traceback.print_exc()
@@ -403,7 +373,7 @@ def _card(an: Analyser, k: int, name: str, f, method: str | None, out: Path) -> 
         return result_html(Result(name, error=f"could not be shown (internal error: {type(e).__name__}: {e})"), an, method)
 
 # %% ../nbs/12_app.ipynb #b7c1d2e4
-def analyse_session(an: Analyser, s: Session | None, method: str | None = None):
+def analyse_session(an: Analyser, s: Session | None, method: str | None = None, tta: bool = False):
     "Yield (the cards so far, the status line) after each upload of the session `s`; each step adds one card at the end."
     files, t0 = (s.files if isinstance(s, Session) else []), time.perf_counter()
     out = None
@@ -413,7 +383,7 @@ def analyse_session(an: Analyser, s: Session | None, method: str | None = None):
     cards = ''
     yield cards, _status(0, len(files), t0)
     for k, (name, f) in enumerate(files):
-        cards += _card(an, k, name, f, method, out)
+        cards += _card(an, k, name, f, method, out, bool(tta) and an.threshold_tta is not None)
         yield cards, _status(k + 1, len(files), t0)
 
 # %% ../nbs/12_app.ipynb #f90dd4cd
@@ -523,7 +493,7 @@ def build_app(an: Analyser, upload_dir=None, expiry: float = CACHE_EXPIRY, sessi
     gr = need_gradio()
     root = Path(upload_dir or upload_root())
     os.environ['GRADIO_TEMP_DIR'] = str(root)       # read by Gradio when the Blocks and its server are made
-    why = demo_reasons(an.meta)
+    why = demo_reasons(an.pred)
     with gr.Blocks(title='melanoma_nb: try a model') as demo:
         gr.Markdown("# melanoma_nb: benign or malignant?\nDrop one or more images of skin lesions (JPEG, PNG; at most "
                     f"{MAX_UPLOAD_MB} MB each). For each: p(malignant), the model's call at its threshold, and a map of "
@@ -534,19 +504,22 @@ def build_app(an: Analyser, upload_dir=None, expiry: float = CACHE_EXPIRY, sessi
             with gr.Column():
                 method = gr.Radio(list(an.methods), value=an.method, label='Map', elem_id='mn-method')
                 gr.Markdown(methods_help(an), elem_id='mn-methods')
+                tta = gr.Checkbox(False, label='Average 8 views of each image (TTA): steadier, 8 times slower',
+                                  elem_id='mn-tta', visible=an.threshold_tta is not None)
         if why: gr.Markdown(demo_notice(why), elem_id='mn-demo', elem_classes=['mn-demo'])
         status, out = gr.HTML(elem_id='mn-status'), gr.HTML(elem_id='mn-results')
         session = gr.State(None, time_to_live=session_ttl, delete_callback=end_session)
-        gr.Markdown(model_card(an.meta, an.path), elem_id='mn-card')
+        gr.Markdown(model_card(an.pred), elem_id='mn-card')
         def take(fs, request):   # at once, outside the queue; the upload box is emptied for the next drop
             return claim(fs, root, getattr(request, 'session_hash', None) or uuid.uuid4().hex), None
-        def show(s, m): yield from analyse_session(an, s, m)
+        def show(s, m, v): yield from analyse_session(an, s, m, v)
         def leave(request):      # the page was closed: its files go now (Gradio keeps its state an hour)
             if getattr(request, 'session_hash', None): shutil.rmtree(session_dir(root, request.session_hash), True)
         take.__annotations__['request'] = leave.__annotations__['request'] = gr.Request   # Gradio looks for the type
         files.upload(take, files, [session, files], queue=False, api_name='claim').then(
-            show, [session, method], [out, status], concurrency_limit=2, show_progress='minimal', api_name='analyse')
-        method.change(show, [session, method], [out, status], concurrency_limit=2, api_name='redraw')
+            show, [session, method, tta], [out, status], concurrency_limit=2, show_progress='minimal', api_name='analyse')
+        gr.on([method.change, tta.change], show, [session, method, tta], [out, status], concurrency_limit=2,
+              api_name='redraw')
         demo.unload(leave)
     demo.upload_dir, demo.stop_sweeping = root, threading.Event()
     def sweeper():
@@ -638,7 +611,7 @@ def app_parser() -> argparse.ArgumentParser:
 def _ready(path, an, host):
     "What `melanoma-app` prints once its page answers."
     def say(demo):
-        print(f"melanoma-app: {path} ({an.meta['arch']}, {an.meta['size']} px); serving on http://{host}:{demo.server_port} "
+        print(f"melanoma-app: {path} ({an.pred.arch}, {an.pred.size} px); serving on http://{host}:{demo.server_port} "
               f"(Ctrl+C stops it)", flush=True)
         if host not in ('127.0.0.1', 'localhost', '::1'):
             print(f"melanoma-app: note: --host {host} lets other machines reach this page.", flush=True)

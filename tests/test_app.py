@@ -1,6 +1,6 @@
 """melanoma-app over HTTP: four concurrent sessions, bad uploads (the server keeps serving), nothing left on disk,
 and the command's one-line refusals. The page itself in a browser: test_app_browser.py."""
-import re, shutil, struct, subprocess, sys, threading, time, zlib
+import os, re, shutil, struct, subprocess, sys, threading, time, zlib
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,7 @@ def test_four_sessions_at_once(server):
     "4 clients, 10 images each, at the same time: each gets its own 10 results, equal to the in-process ones."
     an, demo = server
     imgs = sorted((sample_root()/'test').rglob('*.jpg'))[:40]
-    want = {p.name: float(an.explain(A.read_upload(p, an.meta['size'], an.meta['in_chans'])[0][None])[0][0]) for p in imgs}
+    want = {p.name: float(an.explain(A.read_upload(p, an.pred.size, an.pred.channels)[0][None]).p[0]) for p in imgs}
     pages, errors = [None] * 4, []
     def session(k):
         try: pages[k] = _upload(demo.local_url, imgs[10 * k:10 * k + 10], ('Grad-CAM', 'Grad-CAM++')[k % 2])
@@ -168,13 +168,15 @@ def test_help_lists_the_exit_statuses():
 
 @pytest.mark.parametrize('metrics', [None, [], 'x', {'val_auc': 'high', 'n_val': [1], 'val_sens': None}])
 def test_card_on_edited_metrics(model_file, metrics, tmp_path):
-    from melanoma_nb.checkpoint import read_checkpoint
-    meta = {**read_checkpoint(model_file)['meta'], 'metrics': metrics, 'recipe': ['x']}
+    from melanoma_nb.checkpoint import load_checkpoint
+    from melanoma_nb.evaluation import Predictor
+    model, meta = load_checkpoint(model_file)
+    pred = Predictor(model, {**meta, 'metrics': metrics, 'recipe': ['x']}, tmp_path/'model.pt')
     (tmp_path/'eval').mkdir()
     (tmp_path/'eval'/'metrics.json').write_text('{"ci": {"roc_auc": ["a", null]}, "roc_auc": "x", "n": [3]}')
-    card = A.model_card(meta, tmp_path/'model.pt')
+    card = A.model_card(pred)
     assert 'n/a' in card and 'Model card' in card
-    assert 'At threshold' in A.threshold_meaning(meta)
+    assert 'At threshold' in A.threshold_meaning(pred) and A.demo_reasons(pred)
 
 
 def test_thin_strip_upload_gets_a_message(model_file, tmp_path):
@@ -196,16 +198,63 @@ def test_display_honours_exif_orientation(tmp_path):
     assert disp[:10].mean() > 200 and disp[-10:].mean() < 60
 
 
-def test_three_classes_named_as_the_cli_does(model_file):
-    from melanoma_nb.checkpoint import read_checkpoint
-    from melanoma_nb.metrics import decision_names
-    ck = read_checkpoint(model_file)
-    meta = {**ck['meta'], 'classes': ['benign', 'malignant', 'nevus'], 'positive': 'malignant'}
-    an = A.Analyser.__new__(A.Analyser)
-    an.meta, an.classes, an.pos, an.threshold = meta, meta['classes'], 1, 0.5
-    neg, pos = decision_names(meta['classes'], 1)
-    assert (an.decide(0.2), an.decide(0.7)) == (neg, pos) == ('not malignant', 'malignant')
-    assert an.target(0.2) == an.target(0.7) == 1                      # Grad-CAM explains the positive, as melanoma-predict
+@pytest.fixture(scope='module')
+def three_classes(tmp_path_factory):
+    """A 3-class model (the sample's benign images split into benign and nevus), its thresholds (single view and TTA)
+    set to the median p of 12 test images, so that the images fall on both sides; -> (checkpoint, images)."""
+    from melanoma_nb.checkpoint import load_checkpoint, save_checkpoint
+    from melanoma_nb.evaluation import Predictor
+    from melanoma_nb.training import Recipe, fit
+    d = tmp_path_factory.mktemp('three')
+    for split in ('train', 'test'):
+        for c in ('benign', 'malignant'):
+            for k, f in enumerate(sorted((sample_root()/split/c).glob('*.jpg'))):
+                to = d/'data'/split/('nevus' if c == 'benign' and k % 2 else c); to.mkdir(parents=True, exist_ok=True)
+                shutil.copy(f, to/f.name)
+    cache = prepare(d/'data', size=32, channels=3, cache_dir=d/'cache', progress=False, verbose=False)
+    fit(Recipe(arch='cnn', size=32, channels=3, epochs=1, seed=0, positive='malignant'), cache, out_dir=d/'run',
+        progress=False, verbose=False)
+    imgs = sorted((d/'data'/'test').rglob('*.jpg'))[::4][:12]
+    pred = Predictor.from_file(d/'run'/'model.pt')
+    x = np.stack([A.read_upload(f, pred.size, pred.channels)[0] for f in imgs])
+    model, meta = load_checkpoint(d/'run'/'model.pt')
+    meta = {**meta, 'threshold': float(np.median(pred.proba(x))), 'threshold_tta': float(np.median(pred.proba(x, tta=True)))}
+    save_checkpoint(d/'run'/'model.pt', model, meta)
+    return d/'run'/'model.pt', imgs
+
+
+@pytest.mark.parametrize('tta', [False, True])
+def test_one_answer_app_and_predict(three_classes, tta, tmp_path):
+    """Issue 33: on a 3-class model the app and `melanoma-predict --gradcam` give the same p (to the printed digits),
+    the same decision and a map of the same class, for images on both sides of the threshold, with and without TTA."""
+    import json
+    model, imgs = three_classes
+    r = subprocess.run([sys.executable, '-c', 'import sys; from melanoma_nb.cli import predict_main; sys.exit(predict_main())',
+                        '--model', str(model), '--gradcam', str(tmp_path/'maps'), *(['--tta'] if tta else []), *map(str, imgs)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    cli = {Path(d['path']).name: d for d in map(json.loads, r.stdout.splitlines())}
+    an = A.Analyser.from_file(model)
+    env = os.environ.get('GRADIO_TEMP_DIR')   # Gradio reads it at each upload: the module's `server` keeps its own
+    demo = A.serve(an)
+    try:
+        c = gradio_client.Client(demo.local_url, verbose=False)
+        c.predict([gradio_client.handle_file(str(p)) for p in imgs], api_name='/claim')
+        page = c.predict(an.method, tta, api_name='/analyse')[0]
+    finally:
+        A.close_app(demo)
+        if env is not None: os.environ['GRADIO_TEMP_DIR'] = env
+    app = {n: (float(p), d, m) for n, p, d, m in
+           re.findall(r'data-name="([^"]+)" data-p="([0-9.]+)" data-decision="([^"]+)" data-map="([^"]+)"', page)}
+    assert sorted(app) == sorted(cli) == sorted(p.name for p in imgs)
+    for n, (p, decision, shown) in app.items():
+        assert abs(p - cli[n]['p_malignant']) <= 1e-6, (n, p, cli[n])          # 6 digits, as both print them
+        assert (decision, shown) == (cli[n]['call'], cli[n]['gradcam_class']), (n, decision, shown, cli[n])
+    calls = {d for _, d, _ in app.values()}
+    assert calls == {'malignant', 'not malignant'}, calls                    # both sides of the threshold
+    assert {m for _, _, m in app.values()} - {'malignant'}, 'no map of a class other than the positive one'
+    t = an.threshold_tta if tta else an.threshold
+    assert f'threshold {t:.2f}' in page
 
 
 @pytest.mark.parametrize('port', ['70000', '-1', 'x'])

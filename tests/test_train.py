@@ -20,8 +20,8 @@ def test_overwrite_removes_the_old_evaluation(run_script, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert not (out/'eval'/'metrics.json').exists()
     from melanoma_nb.app import model_card
-    from melanoma_nb.checkpoint import read_checkpoint
-    assert 'Not evaluated yet' in model_card(read_checkpoint(out/'model.pt')['meta'], out/'model.pt')
+    from melanoma_nb.evaluation import Predictor
+    assert 'Not evaluated yet' in model_card(Predictor.from_file(out/'model.pt'))
 
 
 def test_two_runs_into_one_folder(cli_env, tmp_path):
