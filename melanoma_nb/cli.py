@@ -22,8 +22,9 @@ from .settings import (ARCHS, MATCH_MIN, MAX_BUDGET, PHASH_RADIUS, PRECISIONS, P
 # %% auto #0
 __all__ = ['EXIT_STATUS', 'RUN_FAILED', 'REINSTALL', 'RUN_FILES', 'EVAL_FILES', 'CLIError', 'NonFiniteOutputError', 'user_errors',
            'pair_problem', 'torch_pair_problem', 'torch_import_problem', 'prepare_parser', 'prepare_shape',
-           'prepare_main', 'train_parser', 'recipe_from_args', 'run_dir', 'check_run_dir', 'train_main',
-           'evaluate_parser', 'evaluate_main', 'predict_parser', 'predict_main', 'audit_parser', 'audit_main']
+           'prepare_main', 'train_parser', 'recipe_from_args', 'run_dir', 'check_run_dir', 'hold_folder_lock',
+           'release_folder_locks', 'train_main', 'evaluate_parser', 'evaluate_main', 'predict_parser', 'predict_main',
+           'audit_parser', 'audit_main']
 
 # %% ../nbs/11_cli.ipynb #399ee98d
 class CLIError(Exception):
@@ -149,6 +150,7 @@ class _Parser(argparse.ArgumentParser):
         parts = ['examples:\n' + '\n'.join(f"  {e}" for e in examples) if examples else '', kw.pop('epilog', ''),
                  _exit_help(kw.get('prog'), statuses)]
         epilog = '\n\n'.join(x for x in parts if x)
+        kw.setdefault('allow_abbrev', False)      # never a prefix for a flag: `--overw` is not `--overwrite`
         super().__init__(*a, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=epilog, **kw)
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -413,38 +415,44 @@ def run_dir(args) -> Path:
         return latest.resolve()
     return _new_run_dir()
 
-def check_run_dir(out: Path, overwrite: bool = False):
-    "Refuse to start a new run over a finished one (its files would be lost) unless `overwrite`: then delete them."
+def check_run_dir(out: Path, overwrite: bool = False, delete: bool = False):
+    "Refuse to start a new run over a finished one (its files would be lost) unless `overwrite`; `delete` (only while the folder's lock is held): delete them."
     found = [f for f in RUN_FILES if (out/f).exists()]
     if not found or 'last.pt' in found and not overwrite: return   # nothing there, or fit explains the unfinished run
     if not overwrite:
         raise CLIError(f"{out} holds a finished run ({', '.join(found)}); nothing was changed. Train into a new folder "
                        f"(--out NEW_DIR), or pass --overwrite to replace it (--resume continues only an unfinished run).")
+    if not delete: return                                           # checked early; deleted once the lock is held
     for f in found + [f'eval/{e}' for e in EVAL_FILES if (out/'eval'/e).exists()]:   # the old model's evaluation too
         try: (out/f).unlink()
         except OSError as e: raise CLIError(f"--overwrite: cannot delete {out/f} ({e.strerror}); delete it yourself or "
                                             f"choose another folder (--out).") from None
 
 # %% ../nbs/11_cli.ipynb #c202af6a
-def _lock_run(out: Path, args):
-    "Hold a lock on `out` for as long as this process runs (released when it ends, however): one melanoma-train per folder."
+def hold_folder_lock(folder: Path, name: str, busy: str, create: bool = True) -> bool:
+    """Lock `folder` (the file `folder/name`) until this process ends or `release_folder_locks()`; another process holding it
+    raises `CLIError(busy)`. Any command that deletes or replaces files in a folder takes it first, then deletes.
+    `create`: make the folder if need be. -> whether a lock is held (not on a file system without locks)."""
     import fcntl
     try:
-        if not args.resume: out.mkdir(parents=True, exist_ok=True)   # a run to resume must already have its folder
-        fd = os.open(out/'.train.lock', os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError: return                           # (the output checks that follow say what is wrong with the folder)
+        if create: folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder/name, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError: return False                     # (the output checks that follow say what is wrong with the folder)
     try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise CLIError(f"another melanoma-train is writing to {out} now; wait for it to finish, or train into another "
-                       f"folder (--out NEW_DIR).") from None
-    except OSError: pass                             # a file system without locks: go on unlocked
-    _HELD.append((fd, out/'.train.lock'))
-    if args.out and not args.resume: check_run_dir(out, args.overwrite)   # another run finished there since the first check?
+    except BlockingIOError: os.close(fd); raise CLIError(busy) from None
+    except OSError: os.close(fd); return False      # a file system without locks: go on unlocked
+    _HELD.append((fd, folder/name))
+    return True
 
 _HELD = []   # (descriptor, path) of the locks held until the run ends
 
-def _unlock_run():
+def _lock_run(out: Path, args):
+    "Hold `out`'s lock for as long as this process runs: one melanoma-train per folder; --overwrite deletes only then."
+    hold_folder_lock(out, '.train.lock', f"another melanoma-train is writing to {out} now; nothing was changed. Wait for "
+                     f"it to finish, or train into another folder (--out NEW_DIR).", create=not args.resume)
+    if args.out and not args.resume: check_run_dir(out, args.overwrite, delete=True)   # (re-checked: under the lock now)
+
+def release_folder_locks():
     "Remove the lock files this process holds (still locked while removed, so no other run can slip in), then release them."
     while _HELD:
         fd, path = _HELD.pop()
@@ -499,7 +507,7 @@ def train_main(argv=None, cbs=()) -> int:
                       f"since the command started).")
             return 0
         finally:
-            _unlock_run()                               # no lock file is left in the run's folder
+            release_folder_locks()                      # no lock file is left in the run's folder
             if created and dist.is_initialized(): dist.destroy_process_group()
     return _run('melanoma-train', work)
 
