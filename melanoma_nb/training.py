@@ -448,8 +448,8 @@ def continue_schedule(opt, peak: float, steps: int, warm: int):
                                                pct_start=min(max(warm, 1.5) / steps, 0.5))
 
 def plan_schedule(opt, recipe, plan: Plan):
-    "The learning-rate schedule of `plan`: the recipe's over its epochs, or the last re-plan's continuation."
-    if not plan.replans: return make_scheduler(opt, recipe, plan.end * plan.steps)
+    "The learning-rate schedule of `plan`: the recipe's over its epochs, or the last re-plan's continuation (one-cycle only: a constant rate stays constant)."
+    if not plan.replans or recipe.schedule != 'onecycle': return make_scheduler(opt, recipe, plan.end * plan.steps)
     s = plan.replans[-1]['schedule']
     for g in opt.param_groups: g['lr'] = s['lr']       # the rate the continuation started from
     return continue_schedule(opt, recipe.lr, s['steps'], s['warm'])
@@ -690,7 +690,8 @@ def make_plan(self: Trainer) -> Plan:
         raise RecipeError(f"a budget of {r.budget:g} min is too small: one epoch takes about {_dur(per_epoch)} here "
                           f"({steps} steps at {r.batch_size / t_step:.0f} images/s) and {_dur(spent)} are already spent; "
                           f"give --budget {math.ceil((spent + per_epoch / BUDGET_AIM + self.finish_seconds() + 5) / 6) / 10:g} or more, or --epochs N")
-    plan = Plan(epochs, steps, warmup_epochs(r.update(epochs=epochs)), _warm_end(r, epochs * steps), 60 * r.budget,
+    fit_r = r.update(epochs=epochs, freeze_epochs=min(r.freeze_epochs, epochs - 1))   # as `run_recipe`: never a setting
+    plan = Plan(epochs, steps, warmup_epochs(fit_r), _warm_end(r, epochs * steps), 60 * r.budget,   # the user did not set
                 round(per_epoch, 2), self.precision_info())
     self.say(f"Plan: {epochs} epochs fit the {r.budget:g}-min budget: one epoch takes about {per_epoch:.0f} s here "
              f"({r.batch_size / t_step:.0f} training images/s in {self.precision}), {spent:.0f} s are already spent.")
@@ -778,7 +779,7 @@ def restore(self: Trainer):
     _set_rng_state(st['rng'])
     self.start = self.done = st['epoch']
     self.history, self.best = st['history'], Best(**st['best'], state=st['best_state'], bad=st['bad_epochs'])
-    self.started = time.monotonic() - st['spent_s']    # the budget counts the time already spent, not the pause
+    self.started -= st['spent_s']    # the time already spent, not the pause, plus this command's own start-up (cache, audit)
     if info.main and self.best.epoch: save_checkpoint(out/'model.pt', self.best.state, self.make_meta())
     self.say(f"Resuming {out} after epoch {self.start} of {self.plan.end}.")
 
@@ -804,7 +805,7 @@ def replan(self: Trainer, k: int, rest: int, pace: float):
 def train_epoch(self: Trainer, e: int) -> float:
     "Epoch `e` (0-based): (un)freeze, re-seed, its steps (a callback may end them early); the mean training loss."
     r, dev, info = self.recipe, self.dev, self.info
-    want = 'head' if e < r.freeze_epochs else 'all'
+    want = 'head' if e < self.run_recipe.freeze_epochs else 'all'   # (a budget of 1 epoch: no frozen epoch)
     if want != self.stage:                             # (re)wrap: DDP must know which parameters are trained
         if r.freeze_epochs: (freeze_backbone if want == 'head' else unfreeze)(self.net)
         self.model = None
