@@ -20,11 +20,11 @@ from .settings import (ARCHS, MATCH_MIN, MAX_BUDGET, PHASH_RADIUS, PRECISIONS, P
 # seconds they take. (fcntl, too, is imported where it is used: it exists on POSIX systems only.)
 
 # %% auto #0
-__all__ = ['EXIT_STATUS', 'RUN_FAILED', 'REINSTALL', 'RUN_FILES', 'EVAL_FILES', 'CLIError', 'NonFiniteOutputError', 'user_errors',
-           'pair_problem', 'torch_pair_problem', 'torch_import_problem', 'prepare_parser', 'prepare_shape',
-           'prepare_main', 'train_parser', 'recipe_from_args', 'run_dir', 'check_run_dir', 'hold_folder_lock',
-           'release_folder_locks', 'train_main', 'evaluate_parser', 'evaluate_main', 'predict_parser', 'predict_main',
-           'audit_parser', 'audit_main']
+__all__ = ['EXIT_STATUS', 'RUN_FAILED', 'REINSTALL', 'NAME_MAX', 'PATH_MAX', 'RUN_FILES', 'EVAL_FILES', 'CLIError',
+           'NonFiniteOutputError', 'user_errors', 'pair_problem', 'torch_pair_problem', 'torch_import_problem',
+           'path_too_long', 'prepare_parser', 'prepare_shape', 'prepare_main', 'train_parser', 'recipe_from_args',
+           'run_dir', 'check_run_dir', 'hold_folder_lock', 'release_folder_locks', 'train_main', 'evaluate_parser',
+           'evaluate_main', 'predict_parser', 'predict_main', 'audit_parser', 'audit_main']
 
 # %% ../nbs/11_cli.ipynb #399ee98d
 class CLIError(Exception):
@@ -131,6 +131,11 @@ def _run(prog: str, work) -> int:
     except BrokenPipeError:                                     # `melanoma-predict ... | head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno()); return 141
     except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:                       # from $MELANOMA_DATA, a folder's contents, ...: a user's path
+            where = str(e.filename or 'a path'); where = where if len(where) <= 80 else where[:60] + '...'
+            print(f"{prog}: error: {where}: {e.strerror}: a file or folder name has at most {NAME_MAX} bytes and a path "
+                  f"at most {PATH_MAX - 1}; give a shorter one", file=sys.stderr)
+            return 2
         if e.errno not in _OUTPUT_ERRNOS: raise                 # anything else is a bug: keep the traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # nothing more can be written there
         print(f"{prog}: error: cannot write the output ({e.strerror}); free some space or send it elsewhere", file=sys.stderr)
@@ -165,9 +170,25 @@ def _exit_help(prog: str | None = None, statuses: dict | None = None) -> str:
                                         for k, w in why.items())
 
 def _path(s: str) -> str:
-    "A path argument; an empty one is refused (Path('') is the current folder, which nobody means by it)."
+    "A path argument; an empty one is refused (Path('') is the current folder, which nobody means by it), a too long one too."
     if not s.strip(): raise argparse.ArgumentTypeError("an empty path; give a file or folder name")
+    if (why := path_too_long(s)): raise argparse.ArgumentTypeError(why)
     return s
+
+def _limit(name: str, default: int) -> int:
+    try: return os.pathconf('/', name)
+    except (AttributeError, ValueError, OSError): return default
+
+NAME_MAX, PATH_MAX = _limit('PC_NAME_MAX', 255), _limit('PC_PATH_MAX', 4096)   # bytes in a name; in a path, with its end
+
+def path_too_long(s) -> str | None:
+    "Why the path `s` cannot exist (a name over `NAME_MAX` bytes, a path of `PATH_MAX` bytes or more), else None."
+    b = os.fsencode(os.path.expanduser(s))
+    if len(b) >= PATH_MAX: return f"the path is {len(b):,} bytes long; a path can have at most {PATH_MAX - 1:,}: give a shorter one"
+    if (long := next((c for c in b.split(b'/') if len(c) > NAME_MAX), None)) is not None:
+        return (f"a name in the path is {len(long):,} bytes long ({os.fsdecode(long[:24])!r}...); a file or folder name can "
+                f"have at most {NAME_MAX}: give a shorter one")
+    return None
 
 def _int_in(lo: int, hi: int | None = None, unit: str = ''):
     "An argparse type: a whole number in [lo, hi]."
