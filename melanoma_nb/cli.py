@@ -75,8 +75,15 @@ class _sigterm_interrupts:
 
 # %% ../nbs/11_cli.ipynb #0c11160a
 _PAIR_OFFSET = {1: 1, 2: 15}   # torch major -> torchvision minor minus torch minor, for the releases that follow this rule
-REINSTALL = ("reinstall both from one index, e.g. pip install --force-reinstall torch torchvision --index-url "
-             "https://download.pytorch.org/whl/cpu (drop --index-url for the CUDA build)")
+_CPU_INDEX = 'https://download.pytorch.org/whl/cpu'
+REINSTALL = (f"reinstall both together: pip install --isolated --force-reinstall torch torchvision --index-url {_CPU_INDEX} "
+             f"(where that index cannot be reached: the same without --index-url, the CUDA build from PyPI)")
+
+def _reinstall(torch_v: str) -> str:
+    "`REINSTALL` with the pair pinned: this torch release and the torchvision release built against it."
+    t = _release(torch_v)
+    if not t or t[0] not in _PAIR_OFFSET: return REINSTALL
+    return REINSTALL.replace('torch torchvision', f"torch=={torch_v.split('+')[0]} torchvision==0.{t[1] + _PAIR_OFFSET[t[0]]}.*")
 
 def _release(v: str) -> tuple:
     "'2.14.1+cpu' -> (2, 14)."
@@ -85,12 +92,16 @@ def _release(v: str) -> tuple:
 
 def pair_problem(torch_v: str, vision_v: str) -> str | None:
     "None when torchvision `vision_v` belongs with torch `torch_v` (or the rule is not known); else the one-line reason."
+    build = lambda v: v.partition('+')[2]             # '2.13.0+cpu' -> 'cpu'; PyPI's own builds have none
+    if build(torch_v) != build(vision_v):
+        return (f"torch {torch_v} and torchvision {vision_v} are different builds ({build(torch_v) or 'PyPI'} and "
+                f"{build(vision_v) or 'PyPI'}; parts of torchvision fail with them); {_reinstall(torch_v)}")
     t, v = _release(torch_v), _release(vision_v)
     if not t or not v or t[0] not in _PAIR_OFFSET or v[0] != 0: return None
     want = t[1] + _PAIR_OFFSET[t[0]]
     if v[1] == want: return None
     return (f"torch {torch_v} and torchvision {vision_v} do not belong together (torch {t[0]}.{t[1]} needs torchvision "
-            f"0.{want}); {REINSTALL}")
+            f"0.{want}); {_reinstall(torch_v)}")
 
 # %% ../nbs/11_cli.ipynb #47c1e965
 def torch_pair_problem() -> str | None:
