@@ -277,7 +277,8 @@ def _cache_args() -> argparse.ArgumentParser:
 # %% ../nbs/11_cli.ipynb #f7477e5b
 def _progress_args() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument('--no-progress', action='store_true', help='no progress bars')
+    p.add_argument('--no-progress', action='store_true', help='no progress bars (on a terminal) or progress lines '
+                   '(every 10 s, elsewhere)')
     return p
 
 def _device_args() -> argparse.ArgumentParser:
@@ -326,7 +327,7 @@ def prepare_main(argv=None) -> int:
         if args.where: print(locate_data(args.data, verbose=False, cache_dir=args.cache, max_unpacked=args.max_unpacked)[0]); return 0
         t0, (size, channels) = time.perf_counter(), prepare_shape(args)
         cache = prepare(args.data, size=size, channels=channels, cache_dir=args.cache, workers=args.workers,
-                        progress=not args.no_progress and sys.stderr.isatty(), verbose=True, max_unpacked=args.max_unpacked)
+                        progress=not args.no_progress, verbose=True, max_unpacked=args.max_unpacked)   # (a log: lines)
         print(cache.report())
         if cache.reused:
             print(f"Cache reused (inputs unchanged, nothing decoded): {cache.dir} ({time.perf_counter() - t0:.2f} s)")
@@ -515,8 +516,8 @@ def train_main(argv=None, cbs=()) -> int:
     def work():
         _preflight(args)
         import torch.distributed as dist
-        from melanoma_nb.data import prepare
-        from melanoma_nb.training import fit, init_distributed, resume_recipe, check_output_dir
+        from melanoma_nb.data import prepare, locate_data, scan, build_cache
+        from melanoma_nb.training import fit, init_distributed, resume_recipe, check_output_dir, quick_estimate
         info, dev, created = init_distributed(args.device)
         try:
             out = run_dir(args) if info.main else None
@@ -524,9 +525,13 @@ def train_main(argv=None, cbs=()) -> int:
                 box = [str(out) if out is not None else None]; dist.broadcast_object_list(box, src=0); out = Path(box[0])
             if info.main: _lock_run(out, args)
             recipe = recipe_from_args(args, base=resume_recipe(out) if args.resume else None)
-            progress = not args.no_progress and sys.stderr.isatty()
+            progress = not args.no_progress             # a terminal: bars; a log: a line every 10 s
             kw = dict(cache_dir=args.cache, max_unpacked=args.max_unpacked)
-            if info.main: cache = prepare(args.data, recipe.size, recipe.channels, progress=progress, verbose=True, **kw)
+            if info.main:                               # a budget that cannot fit is refused before the cache is built
+                root, source = locate_data(args.data, verbose=True, **kw)
+                index = scan(root)
+                if info.world == 1 and not args.resume: quick_estimate(recipe, index, args.cache, started, args.device)
+                cache = build_cache(index, recipe.size, recipe.channels, args.cache, progress=progress, source=source)
             if info.world > 1: dist.barrier()           # rank 0 built the cache; the others reuse it
             if not info.main: cache = prepare(args.data, recipe.size, recipe.channels, progress=False, verbose=False, **kw)
             if info.main and cache.skipped: print(f"({len(cache.skipped)} file(s) skipped; melanoma-prepare lists them with reasons)")

@@ -18,14 +18,16 @@ import cv2
 import numpy as np
 import simplejpeg                          # libjpeg-turbo: fast JPEG decoding that reports damaged data
 from tqdm.auto import tqdm
+from tqdm import tqdm as tqdm_std     # the terminal's bar (tqdm.auto picks a widget in a notebook)
 try: import fcntl                          # file locks (POSIX); without them (Windows) caches are built unlocked
 except ImportError: fcntl = None
 
 # %% auto #0
 __all__ = ['KAGGLE_DATASET', 'KAGGLE_INPUT', 'IMAGE_EXTS', 'LAYOUT_HELP', 'CACHE_TAG', 'UNPACK_RATIO', 'UNPACK_MIN', 'MAX_PIXELS',
-           'MAX_FILE_BYTES', 'CACHE_VERSION', 'DataError', 'ImageReadError', 'sample_root', 'cache_home',
+           'MAX_FILE_BYTES', 'LINE_EVERY', 'CACHE_VERSION', 'DataError', 'ImageReadError', 'sample_root', 'cache_home',
            'find_dataset_root', 'unpack_limit', 'safe_extract', 'download_data', 'hosted_notebook', 'locate_data',
-           'ImageIndex', 'scan', 'image_size', 'decode_into', 'read_image', 'ImageCache', 'build_cache', 'prepare']
+           'ImageIndex', 'scan', 'image_size', 'decode_into', 'read_image', 'progress_bar', 'ImageCache', 'build_cache',
+           'prepare']
 
 # %% ../nbs/00_data.ipynb #112e895b
 class DataError(Exception):
@@ -632,6 +634,26 @@ def _is_truncated(buf: bytes) -> bool:
     "A JPEG whose data stops early has no end-of-image marker after its scan (data after the marker, as phones write: fine)."
     return buf[:2] == b'\xff\xd8' and buf.rfind(b'\xff\xd9') < buf.find(b'\xff\xda')
 
+# %% ../nbs/00_data.ipynb #e8191a67
+LINE_EVERY = 10   # seconds between progress lines off a terminal (a log file, CI)
+
+class _Lines:
+    "A stream for tqdm off a terminal: each refresh becomes one plain line, so a log keeps a readable record."
+    def __init__(self, f): self.f = f
+    def write(self, s):
+        s = s.replace('\r', '').strip()
+        if s: self.f.write(s + '\n'); self.f.flush()
+    def flush(self): self.f.flush()
+
+def progress_bar(iterable=None, progress: bool = True, **kw):
+    "A tqdm bar with rate and time left: live on a terminal or in a notebook; elsewhere a line every `LINE_EVERY` s (none for shorter work)."
+    f = sys.stderr
+    if not progress or f is None: return tqdm(iterable, disable=True, **kw)
+    if type(f).__name__ == 'OutStream': return tqdm(iterable, leave=False, **kw)          # a Jupyter kernel: its widget
+    if getattr(f, 'isatty', lambda: False)(): return tqdm_std(iterable, file=f, leave=False, **kw)
+    return tqdm_std(iterable, file=_Lines(f), mininterval=LINE_EVERY, delay=LINE_EVERY, ascii=True, ncols=100,
+                    leave=False, **kw)
+
 # %% ../nbs/00_data.ipynb #c6a5ad28
 CACHE_VERSION = 2          # 2: JPEGs decoded by libjpeg-turbo, strictly (damaged ones are skipped)
 
@@ -686,7 +708,7 @@ def _cache_dir(index: ImageIndex, size: int, channels: int, cache_dir) -> Path:
 def _decode_all(paths, out, size, channels, workers, progress):
     "Decode `paths` into `out` with a pool of threads; returns {position: reason} for the failures."
     failed, n = {}, len(paths)
-    chunk = max(1, min(256, n // (workers * 8) or 1))
+    chunk = max(1, min(64, n // (workers * 8) or 1))   # small enough that the bar moves within seconds at full size
     def work(start):
         bad = {}
         for i in range(start, min(start + chunk, n)):
@@ -696,7 +718,7 @@ def _decode_all(paths, out, size, channels, workers, progress):
     cv_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)             # one OpenCV thread per worker: the workers are the parallelism
     try:
-        with _cv2_silent(), ThreadPoolExecutor(workers) as ex, tqdm(total=n, desc='decode', unit='img', disable=not progress, leave=False) as bar:
+        with _cv2_silent(), ThreadPoolExecutor(workers) as ex, progress_bar(total=n, desc='decode', unit='img', progress=progress) as bar:
             for k, bad in ex.map(work, range(0, n, chunk)):
                 failed.update(bad); bar.update(k)
     finally: cv2.setNumThreads(cv_threads)
