@@ -27,6 +27,7 @@ def _fmt(v) -> str:
     if isinstance(v, tuple): return '×'.join(map(str, v)) if v else '–'
     return '' if v is None else str(v)
 
+# %% ../nbs/10_architecture.ipynb #7aacc00c
 class Table:
     "Rows of values under `columns`, shown as Markdown in notebooks and as aligned text elsewhere."
     def __init__(self, columns, rows, footer=None):
@@ -59,6 +60,7 @@ class LayerTable(Table):
         super().__init__(LayerRow._fields, rows, footer=f"Input {in_chans}×{size}×{size}: {total:,} parameters, "
                                                        f"{trainable:,} trainable, {total - trainable:,} frozen.")
 
+# %% ../nbs/10_architecture.ipynb #dfbe4b0e
 def _first_tensor(o):
     if isinstance(o, torch.Tensor): return o
     if isinstance(o, (tuple, list)):
@@ -66,11 +68,13 @@ def _first_tensor(o):
             if isinstance(x, torch.Tensor): return x
     return None
 
+# %% ../nbs/10_architecture.ipynb #1341ad2e
 def _dummy_input(model, size, in_chans):
     p = next(model.parameters(), None)
     kw = dict(device=p.device, dtype=p.dtype) if p is not None else {}
     return torch.zeros(1, in_chans or model_in_chans(model), size, size, **kw)
 
+# %% ../nbs/10_architecture.ipynb #84cbc166
 def _run(model, x):
     "One forward pass of `x` under no_grad in eval mode; the model's mode is restored."
     was_training = model.training
@@ -138,7 +142,7 @@ _NO_DOT = ("Graphviz's `dot` program was not found, so the computation graph was
 
 def draw_graph(model: nn.Module, size: int = 64, in_chans: int | None = None,
                out_path_stem: str | Path = 'model_graph', dpi: int = 60) -> GraphFiles | None:
-    "Draw the autograd graph of `model` with torchviz to `out_path_stem`.svg and .png; `None` (with a warning) without Graphviz."
+    "Draw the autograd graph of `model` with torchviz to `out_path_stem`.svg and .png; `None` without Graphviz."
     from torchviz import make_dot
     import graphviz
     if shutil.which('dot') is None:

@@ -16,7 +16,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .settings import PHASH_RADIUS, MATCH_MIN
-from .data import DataError, ImageReadError, ImageCache, ImageIndex, MAX_PIXELS, image_size, scan, _read_bytes
+from .data import (DataError, ImageReadError, ImageCache, ImageIndex, MAX_PIXELS, image_size, scan,
+                              _read_bytes)
 
 # %% auto #0
 __all__ = ['DIHEDRAL', 'AUDIT_SIZE', 'DETAIL_SIGMA', 'DARK_LEVEL', 'DARK_SHARE', 'RATIO_LIMIT', 'MI_LIMIT', 'MIN_COUNT',
@@ -26,7 +27,8 @@ __all__ = ['DIHEDRAL', 'AUDIT_SIZE', 'DETAIL_SIGMA', 'DARK_LEVEL', 'DARK_SHARE',
            'share_ratio', 'ArtefactReport', 'artefact_report']
 
 # %% ../nbs/01_audit.ipynb #ba34bfe9
-DIHEDRAL = tuple(range(8))   # view k: k % 4 quarter turns, then a left-right flip when k >= 4 (the symmetries of the square)
+# view k: k % 4 quarter turns, then a left-right flip when k >= 4 (the symmetries of the square)
+DIHEDRAL = tuple(range(8))
 
 # %% ../nbs/01_audit.ipynb #a79e40bc
 AUDIT_SIZE = 64        # side of the gray thumbnails compared
@@ -41,9 +43,11 @@ def gray_thumb(buf: bytes, path='<bytes>', size: int = AUDIT_SIZE) -> np.ndarray
     if w * h > MAX_PIXELS: raise ImageReadError(path, f'{w}x{h} pixels is over the limit of {MAX_PIXELS:,}')
     r = max([f for f in _REDUCED if min(w, h) / f >= 2 * size] or [1])
     img = cv2.imdecode(np.frombuffer(buf, np.uint8), _REDUCED[r])
-    if img is None or img.size == 0: raise ImageReadError(path, 'could not be decoded (corrupt or unsupported image)')
+    if img is None or img.size == 0:
+        raise ImageReadError(path, 'could not be decoded (corrupt or unsupported image)')
     return cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
 
+# %% ../nbs/01_audit.ipynb #98dba5bd
 def audit_features(paths, size: int = AUDIT_SIZE, workers=None, progress: bool = False):
     "SHA-1 of each file and its gray thumbnail: (sha1 list, (N, size, size) uint8, ok mask, skipped [(path, reason)])."
     n = len(paths)
@@ -59,11 +63,12 @@ def audit_features(paths, size: int = AUDIT_SIZE, workers=None, progress: bool =
     cv_threads = cv2.getNumThreads(); cv2.setNumThreads(1)
     try:
         with ThreadPoolExecutor(workers or os.cpu_count() or 1) as ex:
-            bad = list(tqdm(ex.map(work, range(n), chunksize=64), total=n, desc='audit: hash', disable=not progress, leave=False))
+            bad = list(tqdm(ex.map(work, range(n), chunksize=64), total=n, desc='audit: hash',
+                            disable=not progress, leave=False))
     finally: cv2.setNumThreads(cv_threads)
     return sha, gray, ok, [b for b in bad if b is not None]
 
-# %% ../nbs/01_audit.ipynb #0b236a9d
+# %% ../nbs/01_audit.ipynb #c756837a
 def _dct_matrix(n: int) -> np.ndarray:
     k, i = np.arange(n)[:, None], np.arange(n)[None, :]
     d = np.sqrt(2 / n) * np.cos(np.pi * (2 * i + 1) * k / (2 * n))
@@ -72,6 +77,7 @@ def _dct_matrix(n: int) -> np.ndarray:
 
 _D8 = _dct_matrix(32)[:8].astype(np.float32)
 
+# %% ../nbs/01_audit.ipynb #121dfab4
 def phash(gray: np.ndarray) -> np.ndarray:
     "64-bit DCT perceptual hashes (uint64) of `(N, S, S)` gray thumbnails, S a multiple of 32."
     g = np.asarray(gray, np.float32)
@@ -82,6 +88,7 @@ def phash(gray: np.ndarray) -> np.ndarray:
     bits = c > np.median(c[:, 1:], axis=1, keepdims=True)           # the constant term is left out of the median
     return np.packbits(bits, axis=1).view('>u8')[:, 0].astype(np.uint64)
 
+# %% ../nbs/01_audit.ipynb #3e5ba9c6
 _POP8 = np.array([bin(i).count('1') for i in range(256)], np.uint8)
 
 def popcount64(x: np.ndarray) -> np.ndarray:
@@ -90,6 +97,7 @@ def popcount64(x: np.ndarray) -> np.ndarray:
     if hasattr(np, 'bitwise_count'): return np.bitwise_count(x)
     return _POP8[x.view(np.uint8)].reshape(*x.shape, 8).sum(-1, dtype=np.uint8)
 
+# %% ../nbs/01_audit.ipynb #9dee94bb
 def frame_mask(gray: np.ndarray, rel: float = 0.25, margin: int = 2) -> np.ndarray:
     "1 inside the picture, 0 on the dark dermatoscope frame: dark pixels connected to the border, widened by `margin`."
     g = np.asarray(gray, np.float32)
@@ -97,25 +105,27 @@ def frame_mask(gray: np.ndarray, rel: float = 0.25, margin: int = 2) -> np.ndarr
     _, lab = cv2.connectedComponents(dark, connectivity=4)
     edge = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
     m = 1 - np.isin(lab, edge[edge > 0]).astype(np.uint8)
-    if margin: m = cv2.erode(m, np.ones((2 * margin + 1,) * 2, np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=1)
+    if margin:
+        m = cv2.erode(m, np.ones((2 * margin + 1,) * 2, np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=1)
     return m if m.sum() >= 0.05 * m.size else np.ones_like(m)     # (almost) all dark: compare everything
 
-# %% ../nbs/01_audit.ipynb #98dba5bd
+# %% ../nbs/01_audit.ipynb #e637b40a
 def detail(gray: np.ndarray, sigma: float = DETAIL_SIGMA) -> np.ndarray:
-    "A thumbnail's detail (minus its Gaussian blur) off the frame, zero mean, unit norm: a dot product of two is a correlation."
+    "A thumbnail's detail (minus its blur) off the frame, zero mean, unit norm: a dot product of two is a correlation."
     g = np.asarray(gray, np.float32)
     m = frame_mask(g).astype(bool)
     h = (g - cv2.GaussianBlur(g, (0, 0), sigma)) * m
     h[m] -= h[m].mean()
     return h / max(float(np.linalg.norm(h)), 1e-6)
 
-# %% ../nbs/01_audit.ipynb #4ac30130
+# %% ../nbs/01_audit.ipynb #6804dcba
 class LeakPair(NamedTuple):
     test: str          # the test image (in a single folder: the later file of the pair)
     train: str         # the training image it copies
     kind: str          # 'exact' (same bytes), 'near' or 'near (rotated/flipped)'
     distance: float    # 0 for exact copies, else 1 - detail correlation
 
+# %% ../nbs/01_audit.ipynb #75eed900
 class Leaks(list):
     "The `LeakPair`s found, with what was compared (`n_test`, `n_train`, `mode`), unreadable files and the time taken."
     def __init__(self, pairs=(), n_test=0, n_train=0, mode='test-vs-train', skipped=(), seconds=0.0, settings=None):
@@ -134,9 +144,11 @@ class Leaks(list):
                  f"  {len(self)} copy pair(s) ({', '.join(f'{v} {k}' for k, v in kinds.items()) or 'none'}), "
                  f"{len(self.test_paths())} {'test ' if self.mode == 'test-vs-train' else ''}image(s) affected",
                  f"  settings: " + ', '.join(f"{k}={v}" for k, v in self.settings.items())]
-        if self.skipped: lines += [f"  unreadable, not audited: {len(self.skipped)}"] + [f"    {p}: {r}" for p, r in self.skipped]
+        if self.skipped:
+            lines += [f"  unreadable, not audited: {len(self.skipped)}"] + [f"    {p}: {r}" for p, r in self.skipped]
         return '\n'.join(lines)
 
+# %% ../nbs/01_audit.ipynb #eaff79d5
 def _views_np(a: np.ndarray, dihedral: bool) -> list:
     "The 8 dihedral views of HW (or NHW) arrays, in `dihedral`'s order; only the identity if not `dihedral`."
     out = []
@@ -152,7 +164,7 @@ def _source(data):
         raise TypeError(f"audit_leakage takes a data folder, an ImageIndex or an ImageCache, not {type(data).__name__}")
     return [str(p) for p in data.paths], np.asarray(data.splits)
 
-# %% ../nbs/01_audit.ipynb #eff7d22b
+# %% ../nbs/01_audit.ipynb #0a133eca
 def audit_leakage(data, radius: int = PHASH_RADIUS, min_corr: float = MATCH_MIN, dihedral: bool = True,
                   workers=None, progress: bool = True, chunk: int = 256) -> Leaks:
     "Test images that are exact or near copies of training images (in a single folder: copies among its images)."
@@ -176,7 +188,8 @@ def audit_leakage(data, radius: int = PHASH_RADIUS, min_corr: float = MATCH_MIN,
     cand = []
     for s in tqdm(range(0, len(te), chunk), desc='audit: compare', disable=not progress, leave=False):
         d = np.min([popcount64(h[s:s + chunk, None] ^ h_tr[None, :]) for h in h_te], axis=0)
-        if within: d[np.arange(len(te[s:s + chunk]))[:, None] + s <= np.arange(len(tr))[None, :]] = 255  # each pair once
+        if within:                                                  # each pair once
+            d[np.arange(len(te[s:s + chunk]))[:, None] + s <= np.arange(len(tr))[None, :]] = 255
         cand += [(te[s + a], tr[b]) for a, b in zip(*np.nonzero(d <= radius))]
     # 3. confirmation: correlation of the detail, best over the test image's views (one matrix product per test image)
     by_test = {}
@@ -187,14 +200,17 @@ def audit_leakage(data, radius: int = PHASH_RADIUS, min_corr: float = MATCH_MIN,
         for j in js:
             if j not in det_tr: det_tr[j] = detail(gray[j]).ravel()
         views = np.stack([v.ravel() for v in _views_np(detail(gray[i]), dihedral)])
-        r = np.einsum('vk,jk->vj', views, np.stack([det_tr[j] for j in js]))   # (views, candidates); einsum: no BLAS thread start-up per call
+        # (views, candidates); einsum: no BLAS thread start-up per call
+        r = np.einsum('vk,jk->vj', views, np.stack([det_tr[j] for j in js]))
         k, best = r.argmax(0), r.max(0)
         for j, kk, rr in zip(js, k, best):
             if rr >= min_corr:
-                found[(i, j)] = LeakPair(paths[i], paths[j], 'near' if kk == 0 else 'near (rotated/flipped)', round(1 - float(rr), 4))
+                found[(i, j)] = LeakPair(paths[i], paths[j], 'near' if kk == 0 else 'near (rotated/flipped)',
+                                         round(1 - float(rr), 4))
     pairs = sorted(found.values(), key=lambda l: (l.distance, l.test, l.train))
     settings = dict(radius=radius, min_corr=min_corr, dihedral=dihedral, candidates=len(cand))
-    return Leaks(pairs, len(te), len(tr), 'within' if within else 'test-vs-train', skipped, time.perf_counter() - t0, settings)
+    return Leaks(pairs, len(te), len(tr), 'within' if within else 'test-vs-train', skipped,
+                 time.perf_counter() - t0, settings)
 
 # %% ../nbs/01_audit.ipynb #7e7cccf1
 def dedup_keep(paths, leaks) -> np.ndarray:
@@ -204,15 +220,17 @@ def dedup_keep(paths, leaks) -> np.ndarray:
 
 # %% ../nbs/01_audit.ipynb #b6fb28e2
 def synthetic_copy(buf: bytes, rng: np.random.Generator, dihedral: bool = True) -> bytes:
-    "A re-encoded copy of an encoded image: resized, brightness/contrast changed, JPEG quality 25-95, maybe rotated/flipped."
+    "A re-encoded copy of an encoded image: resized, brightness/contrast changed, JPEG quality 25-95, maybe turned."
     img = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_COLOR)
     f = rng.uniform(0.5, 2.0)
-    img = cv2.resize(img, (max(16, round(img.shape[1] * f)), max(16, round(img.shape[0] * f))), interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
+    img = cv2.resize(img, (max(16, round(img.shape[1] * f)), max(16, round(img.shape[0] * f))),
+                     interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
     img = np.clip(img.astype(np.float32) * rng.uniform(0.8, 1.2) + rng.uniform(-20, 20), 0, 255).astype(np.uint8)
     if dihedral: img = _views_np(img.transpose(2, 0, 1), True)[int(rng.integers(8))].transpose(1, 2, 0)
     ok, enc = cv2.imencode('.jpg', np.ascontiguousarray(img), [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(25, 96))])
     return enc.tobytes()
 
+# %% ../nbs/01_audit.ipynb #01499521
 def calibrate_audit(paths, n_copies: int = 200, max_images: int = 2000, radius_max: int = 16, dihedral: bool = True,
                     seed: int = 0) -> dict:
     "Hash distances and detail correlations of synthetic copies and of all pairs of distinct images in `paths`."
@@ -266,14 +284,16 @@ def _corner_region(size: int) -> np.ndarray:
     p = (np.arange(size) + 0.5) / size * 2 - 1
     return np.hypot(p[:, None], p[None, :]) > 1
 
+# %% ../nbs/01_audit.ipynb #8ed9246b
 def _corner_quadrants(size: int) -> np.ndarray:
     "Integer (size, size): 0-3 for the corner pixels (top-left, top-right, bottom-left, bottom-right), -1 elsewhere."
     h = np.arange(size) >= size // 2
     q = h[:, None] * 2 + h[None, :]
     return np.where(_corner_region(size), q, -1)
 
+# %% ../nbs/01_audit.ipynb #d58ca62c
 def dark_corner_score(images, batch: int = 1024) -> np.ndarray:
-    "Per image of a uint8 (N, H, W, C) array: the share of pixels darker than `DARK_LEVEL` in its second-darkest corner."
+    "Per image of uint8 (N, H, W, C): the share of pixels darker than `DARK_LEVEL` in its second-darkest corner."
     images = np.asarray(images) if not isinstance(images, np.memmap) else images
     if images.ndim != 4 or images.shape[1] != images.shape[2]:
         raise ValueError(f"expected square uint8 images (N, H, W, C), not shape {images.shape}")
@@ -288,13 +308,14 @@ def dark_corner_score(images, batch: int = 1024) -> np.ndarray:
         out[s:s + batch] = np.sort(shares, 1)[:, -2]
     return out
 
+# %% ../nbs/01_audit.ipynb #74fe5d79
 def has_dark_corners(images, share: float = DARK_SHARE) -> np.ndarray:
     "Boolean per image: its corners are dark (the dermoscope's ring)."
     return dark_corner_score(images) >= share
 
 # %% ../nbs/01_audit.ipynb #3f55ce84
 def dark_corner_labels() -> tuple:
-    "The hand labels of dark corners shipped with the package: (rows of the CSV as dicts, (N, 96, 96, 3) uint8 thumbnails)."
+    "The hand labels of dark corners shipped with the package: (the CSV's rows as dicts, (N, 96, 96, 3) uint8 images)."
     folder = Path(str(importlib.resources.files('melanoma_nb')))/'labels'
     csv_file, jpg = folder/'dark_corners.csv', folder/'dark_corners.jpg'
     try:
@@ -304,17 +325,19 @@ def dark_corner_labels() -> tuple:
         raise DataError(f"{e.filename}: the hand labels of dark corners are missing; reinstall melanoma_nb.") from None
     n, s = len(rows), 96
     if mosaic is None or mosaic.shape[0] * mosaic.shape[1] < n * s * s:
-        raise DataError(f"{jpg}: the thumbnails do not match the {n} labels in {csv_file.name}; reinstall melanoma_nb.")
+        raise DataError(f"{jpg}: the thumbnails do not match the {n} labels in {csv_file.name}; "
+                        "reinstall melanoma_nb.")
     cols = mosaic.shape[1] // s
     tiles = mosaic[..., ::-1].reshape(-1, s, cols, s, 3).transpose(0, 2, 1, 3, 4).reshape(-1, s, s, 3)
     for r in rows: r['dark_corners'] = r['dark_corners'] == '1'
     return rows, np.ascontiguousarray(tiles[:n])
 
-# %% ../nbs/01_audit.ipynb #301e6eed
+# %% ../nbs/01_audit.ipynb #20c704d4
 def agreement(pred, truth) -> dict:
-    "How boolean calls `pred` agree with reference labels `truth`: n, accuracy, sensitivity, specificity, Cohen's kappa."
+    "How boolean calls `pred` agree with labels `truth`: n, accuracy, sensitivity, specificity, Cohen's kappa."
     p, t = np.asarray(pred, bool), np.asarray(truth, bool)
-    if p.shape != t.shape or p.ndim != 1: raise ValueError(f"pred and truth must be 1-D of one length, not {p.shape} and {t.shape}")
+    if p.shape != t.shape or p.ndim != 1:
+        raise ValueError(f"pred and truth must be 1-D of one length, not {p.shape} and {t.shape}")
     acc = float((p == t).mean()) if len(t) else float('nan')
     chance = p.mean() * t.mean() + (1 - p.mean()) * (1 - t.mean()) if len(t) else float('nan')
     return dict(n=len(t), accuracy=acc,
@@ -338,27 +361,30 @@ def mutual_information(flag, y) -> float:
     nz = joint > 0
     return float(max(0.0, (joint[nz] * np.log2(joint[nz] / expect[nz])).sum()))
 
+# %% ../nbs/01_audit.ipynb #46dd4d5f
 def share_ratio(counts, ns) -> float:
     "Largest over smallest share of an artefact among classes, each share smoothed as (count + 0.5) / (n + 1)."
     s = (np.asarray(counts, float) + 0.5) / (np.asarray(ns, float) + 1)
     return float(s.max() / s.min())
 
-# %% ../nbs/01_audit.ipynb #46dd4d5f
+# %% ../nbs/01_audit.ipynb #bcce5ff7
 ARTEFACTS = {'dark corners': has_dark_corners}   # name -> detector: uint8 (N, H, W, C) images -> boolean per image
 
 def _artefact_split(flag, y, classes) -> dict:
-    "Counts and shares of one artefact per class in one split, its share ratio and mutual information, and the verdict."
+    "Counts and shares of one artefact per class in one split, its share ratio, mutual information and verdict."
     per = {c: dict(n=int((y == k).sum()), count=int((flag & (y == k)).sum())) for k, c in enumerate(classes)}
     for v in per.values(): v['share'] = v['count'] / v['n'] if v['n'] else float('nan')
     present = [v for v in per.values() if v['n']]
-    ratio = share_ratio([v['count'] for v in present], [v['n'] for v in present]) if len(present) > 1 else float('nan')
+    ratio = (share_ratio([v['count'] for v in present], [v['n'] for v in present]) if len(present) > 1
+             else float('nan'))
     mi = mutual_information(flag, y) if len(present) > 1 else 0.0
     common = max((v['count'] for v in present), default=0)
     warn = bool((ratio >= RATIO_LIMIT and common >= MIN_COUNT) or mi >= MI_LIMIT)
     return dict(classes=per, ratio=ratio, mi_bits=mi, warn=warn)
 
+# %% ../nbs/01_audit.ipynb #e77e1f27
 class ArtefactReport(dict):
-    "{artefact: {split: {classes: {class: n, count, share}, ratio, mi_bits, warn}}}, with `limits`, `summary()`, `warnings()`."
+    "{artefact: {split: {classes: {class: n, count, share}, ratio, mi_bits, warn}}}; `summary()`, `warnings()`."
     limits = dict(ratio=RATIO_LIMIT, mi_bits=MI_LIMIT, min_count=MIN_COUNT)
     def warnings(self) -> list:
         "One line per artefact that predicts the class in some split (the split where it tells most about the class)."
@@ -371,8 +397,8 @@ class ArtefactReport(dict):
                                   min(r['classes'].items(), key=lambda kv: kv[1]['share'] if kv[1]['n'] else 2)]
             where = f" ({', '.join(bad)}): in {s}," if list(splits) != ['all'] else ':'
             out.append(f"{name} predict the class{where} {vh['share']:.1%} of {hi} vs "
-                       f"{vl['share']:.1%} of {lo} images (ratio {r['ratio']:.1f}, {r['mi_bits']:.3f} bits); a model can "
-                       f"learn the artefact instead of the lesion")
+                       f"{vl['share']:.1%} of {lo} images (ratio {r['ratio']:.1f}, {r['mi_bits']:.3f} bits); "
+                       f"a model can learn the artefact instead of the lesion")
         return out
     def summary(self) -> str:
         lim = self.limits
@@ -380,16 +406,17 @@ class ArtefactReport(dict):
                  f"or >= {lim['mi_bits']:g} bits of mutual information)"]
         for name, splits in self.items():
             for s, r in splits.items():
-                cls = '  '.join(f"{c} {v['count']}/{v['n']} ({v['share']:.1%})" for c, v in r['classes'].items() if v['n'])
+                cls = '  '.join(f"{c} {v['count']}/{v['n']} ({v['share']:.1%})"
+                                for c, v in r['classes'].items() if v['n'])
                 lines.append(f"  {name:14s} {s:6s} {cls}  ratio {r['ratio']:.1f}  {r['mi_bits']:.3f} bits"
                              + ('  WARNING' if r['warn'] else ''))
         return '\n'.join(lines)
     def to_json(self) -> dict:
         return dict(limits=dict(self.limits), artefacts=dict(self), warnings=self.warnings())
 
-# %% ../nbs/01_audit.ipynb #81257b59
+# %% ../nbs/01_audit.ipynb #b6798c5a
 def artefact_report(data, labels=None, splits=None, classes=None, detectors=None) -> ArtefactReport:
-    "Each artefact's count and share per split and class, share ratio and mutual information: an `ImageCache`, or uint8 images with labels (and splits, classes)."
+    "Artefacts' counts, shares, share ratio and bits per split and class: of an `ImageCache`, or images with labels."
     if hasattr(data, 'images'):
         images, labels, splits, classes = data.images, data.labels, data.splits, data.classes
     else: images = data

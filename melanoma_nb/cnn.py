@@ -10,7 +10,7 @@ import os, sys
 from collections import OrderedDict
 import torch
 from torch import nn
-from .resnet import RESNETS, resnet, narrow_resnet18
+from .resnet import RESNETS, LITES, EfficientNetLite, resnet, narrow_resnet18, efficientnet_lite
 from .settings import ARCHS, SCRATCH_ONLY
 
 # %% auto #0
@@ -105,7 +105,7 @@ def receptive_field(model: nn.Module) -> int:
 def create_model(arch: str,                 # one of `ARCHS`
                  in_chans: int = 3,         # 1 (grayscale) or 3 (RGB)
                  num_classes: int = 2,
-                 pretrained: bool | str | os.PathLike = False, # ResNets only: False, True or a weights file path
+                 pretrained: bool | str | os.PathLike = False, # pretrained backbones only: False, True or a weights file path
                 ) -> nn.Module:
     "Build the model called `arch`."
     if arch not in ARCHS:
@@ -115,6 +115,7 @@ def create_model(arch: str,                 # one of `ARCHS`
                          f"or choose a ResNet (e.g. arch='resnet18') to use ImageNet weights.")
     if arch == 'cnn': return MelanomaCNN(in_chans=in_chans, num_classes=num_classes)
     if arch == 'resnet18w32': return narrow_resnet18(32, in_chans=in_chans, num_classes=num_classes)
+    if arch in LITES: return efficientnet_lite(arch, in_chans=in_chans, num_classes=num_classes, pretrained=pretrained)
     return resnet(arch, in_chans=in_chans, num_classes=num_classes, pretrained=pretrained)
 
 def cam_layer(model: nn.Module) -> nn.Module:
@@ -122,5 +123,6 @@ def cam_layer(model: nn.Module) -> nn.Module:
     tv = sys.modules.get('torchvision')   # a torchvision ResNet exists only once torchvision is imported
     if tv is not None and isinstance(model, tv.models.ResNet): return model.layer4[-1]
     if isinstance(model, MelanomaCNN): return model.features[-1]
+    if isinstance(model, EfficientNetLite): return model.head
     raise TypeError(f"cam_layer does not know {type(model).__name__}: build the model with create_model "
                     f"(one of {', '.join(ARCHS)}) or pick its last convolutional block yourself.")

@@ -22,7 +22,7 @@ __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'LUMA', 'RING_RADIUS', 'RING_SOFTNES
 
 # %% ../nbs/02_dataset.ipynb #91af7851
 def _units(labels, indices, groups):
-    "`indices` gathered by group (negative ids: one image each), in order of first appearance; and each one's majority label."
+    "`indices` gathered by group (a negative id: one image), by first appearance; and each group's majority label."
     if not len(indices): return [], np.array([], labels.dtype)
     key = np.asarray(groups)[indices].astype(np.int64)
     key = np.where(key < 0, -1 - np.arange(len(key)), key)    # every negative id is its own group
@@ -36,8 +36,9 @@ def _units(labels, indices, groups):
         return vals[counts.argmax()]                         # a tie goes to the lowest label
     return units, np.array([majority(m) for m in units])
 
+# %% ../nbs/02_dataset.ipynb #c20664b2
 def _pick_units(sizes, target: int, rng) -> list:
-    "Units, taken in a seeded random order, while each brings the total size closer to `target`; at least one, never all."
+    "Units, in a seeded random order, while each brings the total size closer to `target`; at least one, never all."
     order, take, total = rng.permutation(len(sizes)), [], 0
     for u in order:
         if total >= target: break
@@ -46,9 +47,9 @@ def _pick_units(sizes, target: int, rng) -> list:
     if len(sizes) > 1 and len(take) == len(sizes): take.pop()
     return take
 
-# %% ../nbs/02_dataset.ipynb #ab34a288
+# %% ../nbs/02_dataset.ipynb #d2374342
 def train_val_split(labels, val_frac: float = 0.2, seed: int = 0, indices=None, groups=None):
-    "Stratified, seeded split of `indices` (default: all of `labels`) into sorted (train, validation) index arrays; no `groups` id on both sides."
+    "Stratified, seeded split of `indices` (default: all) into sorted (train, validation) indices; a group on one side."
     labels = np.asarray(labels)
     indices = np.arange(len(labels)) if indices is None else np.asarray(indices)
     if not 0 < val_frac < 1: raise ValueError(f"val_frac must be between 0 and 1, not {val_frac}")
@@ -62,7 +63,8 @@ def train_val_split(labels, val_frac: float = 0.2, seed: int = 0, indices=None, 
             val.append(rng.permutation(members)[:k])
     else:
         if np.shape(groups) != labels.shape:
-            raise ValueError(f"groups must hold one id per image, like labels ({labels.shape}), not shape {np.shape(groups)}")
+            raise ValueError(f"groups must hold one id per image, like labels ({labels.shape}), "
+                             f"not shape {np.shape(groups)}")
         units, unit_labels = _units(labels, indices, groups)
         for c in np.unique(unit_labels):
             mine = [units[u] for u in np.flatnonzero(unit_labels == c)]
@@ -90,11 +92,12 @@ class CachedImages(Dataset):
         x[order] = self.images[j[order]]
         return torch.from_numpy(x).permute(0, 3, 1, 2), torch.from_numpy(self.labels[j].astype(np.int64))
 
+# %% ../nbs/02_dataset.ipynb #cf60ff92
 def _batch_collate(b): return b                       # __getitems__ already returns a batch
 
 # %% ../nbs/02_dataset.ipynb #6feff5ba
 class EpochSampler(Sampler):
-    "Indices 0..n-1 in an order fixed by `(seed, epoch)`; `shard(rank, world)` gives one rank's part (padded to equal size)."
+    "Indices 0..n-1 in an order fixed by `(seed, epoch)`; rank `rank` of `world` gets its part (padded to equal size)."
     def __init__(self, n: int, shuffle: bool = True, seed: int = 0, rank: int = 0, world: int = 1):
         self.n, self.shuffle, self.seed, self.rank, self.world, self.epoch = n, shuffle, seed, rank, world, 0
     def set_epoch(self, epoch: int): self.epoch = epoch
@@ -110,6 +113,7 @@ class EpochSampler(Sampler):
     def __iter__(self): return iter(self.order().tolist())
     def __len__(self): return math.ceil(self.n / self.world) if self.world > 1 else self.n
 
+# %% ../nbs/02_dataset.ipynb #e98f0dc7
 def make_loader(ds, batch_size: int = 64, shuffle: bool = False, seed: int = 0, workers=None, drop_last: bool = False,
                 rank: int = 0, world: int = 1, pin_memory=None) -> DataLoader:
     "A DataLoader over `ds` whose order depends only on (seed, epoch): call `loader.sampler.set_epoch(e)` each epoch."
@@ -157,18 +161,20 @@ LUMA = (0.299, 0.587, 0.114)
 def norm_stats(channels: int):
     "Mean and std per channel: ImageNet's for RGB, their luminance equivalent for gray."
     if channels == 3: return IMAGENET_MEAN, IMAGENET_STD
-    if channels == 1: return ((sum(w*m for w, m in zip(LUMA, IMAGENET_MEAN)),), (sum(w*s for w, s in zip(LUMA, IMAGENET_STD)),))
+    if channels == 1:
+        return ((sum(w*m for w, m in zip(LUMA, IMAGENET_MEAN)),), (sum(w*s for w, s in zip(LUMA, IMAGENET_STD)),))
     raise ValueError(f"channels must be 1 or 3, not {channels}")
 
+# %% ../nbs/02_dataset.ipynb #a47be3e2
 def denormalize(x: torch.Tensor, mean, std) -> torch.Tensor:
     "Invert the normalisation: float NCHW back to [0, 1]."
     m = torch.tensor(mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
     s = torch.tensor(std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
     return (x * s + m).clamp(0, 1)
 
-# %% ../nbs/02_dataset.ipynb #d968185b
+# %% ../nbs/02_dataset.ipynb #46a8c9d9
 class BatchTransform(nn.Module):
-    "uint8 NCHW -> normalised float on the batch's device; with `train=True` also random crop, 90° rotation, flip, dark ring (`ring`: its probability), colour jitter."
+    "uint8 NCHW -> normalised float on the batch's device; `train=True` adds crop, 90° rotation, flip, ring, jitter."
     def __init__(self, mean, std, train: bool = False, flip: bool = True, rot90: bool = True,
                  crop_scale=(0.6, 1.0), crop_ratio=(3/4, 4/3), brightness: float = 0.2, contrast: float = 0.2,
                  saturation: float = 0.2, ring: float = 0.0):
@@ -183,59 +189,72 @@ class BatchTransform(nn.Module):
 
     def _rand(self, n, g, device): return torch.rand(n, generator=g, device=device)
 
-    def affine(self, n: int, g: torch.Generator | None = None, device='cpu') -> torch.Tensor:
-        "`n` random (n, 2, 3) matrices θ = [S·R·F | t] for `affine_grid`: a crop inside the input, rotated and flipped."
-        dev = device
-        area = self.crop_scale[0] + (self.crop_scale[1] - self.crop_scale[0]) * self._rand(n, g, dev)
-        logr = math.log(self.crop_ratio[0]) + (math.log(self.crop_ratio[1]) - math.log(self.crop_ratio[0])) * self._rand(n, g, dev)
-        r = torch.exp(logr)
-        sw, sh = torch.sqrt(area * r).clamp(max=1), torch.sqrt(area / r).clamp(max=1)   # crop size, fraction of the side
-        tx, ty = (1 - sw) * (2 * self._rand(n, g, dev) - 1), (1 - sh) * (2 * self._rand(n, g, dev) - 1)
-        k = (torch.randint(0, 4, (n,), generator=g, device=dev) if self.rot90 else torch.zeros(n, device=dev, dtype=torch.long))
-        f = (torch.where(self._rand(n, g, dev) < 0.5, -1.0, 1.0) if self.flip else torch.ones(n, device=dev))
-        cos = torch.tensor([1., 0., -1., 0.], device=dev)[k]; sin = torch.tensor([0., 1., 0., -1.], device=dev)[k]
-        theta = torch.zeros(n, 2, 3, device=dev)
-        theta[:, 0, 0], theta[:, 0, 1] = sw * cos * f, -sw * sin   # row x of S·R·F: scaled by the crop's width
-        theta[:, 1, 0], theta[:, 1, 1] = sh * sin * f, sh * cos    # row y: by its height
-        theta[:, 0, 2], theta[:, 1, 2] = tx, ty
-        return theta
-
-    def _geometry(self, x, g):
-        grid = F.affine_grid(self.affine(x.shape[0], g, x.device), list(x.shape), align_corners=False)
-        return F.grid_sample(x, grid, mode='bilinear', padding_mode='reflection', align_corners=False)
-
-    def _colour(self, x, g):
-        n, dev = x.shape[0], x.device
-        def factor(a): return (1 + a * (2 * self._rand(n, g, dev) - 1)).view(n, 1, 1, 1)
-        def luma(x): return (x * torch.tensor(LUMA, device=dev).view(1, 3, 1, 1)).sum(1, keepdim=True) if x.shape[1] == 3 else x
-        x = x * factor(self.brightness)
-        m = luma(x).mean((1, 2, 3), keepdim=True)
-        x = (x - m) * factor(self.contrast) + m
-        if x.shape[1] == 3:
-            gray = luma(x)                                     # the gray of the image as it is now, after the contrast
-            x = (x - gray) * factor(self.saturation) + gray
-        return x.clamp(0, 1)
-
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if x.dtype != torch.uint8: raise TypeError(f"BatchTransform expects uint8 images, got {x.dtype}")
         x = x.float().div_(255)
         if self.train_mode:
             x = self._geometry(x, generator)
-            if self.ring > 0: x = self._ring(x, generator)      # no random numbers drawn without it: same stream as before
+            # no random numbers drawn without a ring: the same stream as before it existed
+            if self.ring > 0: x = self._ring(x, generator)
             x = self._colour(x, generator)
         return (x - self.mean) / self.std
 
+# %% ../nbs/02_dataset.ipynb #356be59c
+@patch
+def affine(self: BatchTransform, n: int, g: torch.Generator | None = None, device='cpu') -> torch.Tensor:
+    "`n` random (n, 2, 3) matrices θ = [S·R·F | t] for `affine_grid`: a crop inside the input, rotated and flipped."
+    dev = device
+    area = self.crop_scale[0] + (self.crop_scale[1] - self.crop_scale[0]) * self._rand(n, g, dev)
+    logr = math.log(self.crop_ratio[0]) + (
+        math.log(self.crop_ratio[1]) - math.log(self.crop_ratio[0])) * self._rand(n, g, dev)
+    r = torch.exp(logr)
+    sw, sh = torch.sqrt(area * r).clamp(max=1), torch.sqrt(area / r).clamp(max=1)   # crop size, fraction of the side
+    tx, ty = (1 - sw) * (2 * self._rand(n, g, dev) - 1), (1 - sh) * (2 * self._rand(n, g, dev) - 1)
+    k = (torch.randint(0, 4, (n,), generator=g, device=dev) if self.rot90
+         else torch.zeros(n, device=dev, dtype=torch.long))
+    f = (torch.where(self._rand(n, g, dev) < 0.5, -1.0, 1.0) if self.flip else torch.ones(n, device=dev))
+    cos = torch.tensor([1., 0., -1., 0.], device=dev)[k]; sin = torch.tensor([0., 1., 0., -1.], device=dev)[k]
+    theta = torch.zeros(n, 2, 3, device=dev)
+    theta[:, 0, 0], theta[:, 0, 1] = sw * cos * f, -sw * sin   # row x of S·R·F: scaled by the crop's width
+    theta[:, 1, 0], theta[:, 1, 1] = sh * sin * f, sh * cos    # row y: by its height
+    theta[:, 0, 2], theta[:, 1, 2] = tx, ty
+    return theta
+
+# %% ../nbs/02_dataset.ipynb #ff08c388
+@patch
+def _geometry(self: BatchTransform, x, g):
+    grid = F.affine_grid(self.affine(x.shape[0], g, x.device), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode='bilinear', padding_mode='reflection', align_corners=False)
+
+# %% ../nbs/02_dataset.ipynb #d968185b
+@patch
+def _colour(self: BatchTransform, x, g):
+    n, dev = x.shape[0], x.device
+    def factor(a): return (1 + a * (2 * self._rand(n, g, dev) - 1)).view(n, 1, 1, 1)
+    def luma(x):
+        return (x * torch.tensor(LUMA, device=dev).view(1, 3, 1, 1)).sum(1, keepdim=True) if x.shape[1] == 3 else x
+    x = x * factor(self.brightness)
+    m = luma(x).mean((1, 2, 3), keepdim=True)
+    x = (x - m) * factor(self.contrast) + m
+    if x.shape[1] == 3:
+        gray = luma(x)                                     # the gray of the image as it is now, after the contrast
+        x = (x - gray) * factor(self.saturation) + gray
+    return x.clamp(0, 1)
+
 # %% ../nbs/02_dataset.ipynb #c9019af9
 def ring_mask(n: int, size: int, radius, softness=0.0, centre=None, device='cpu') -> torch.Tensor:
-    "(n, 1, size, size) float masks: 1 inside a circle of `radius` half-sides around `centre` ((n, 2) x, y in [-1, 1]; default the middle), 0 outside."
-    def per_image(v): return torch.as_tensor(v, dtype=torch.float32, device=device).reshape(-1, 1, 1, 1).expand(n, 1, 1, 1)
+    "(n, 1, size, size) masks: 1 inside a circle of `radius` half-sides round `centre` ((n, 2); the middle), 0 outside."
+    def per_image(v):
+        return torch.as_tensor(v, dtype=torch.float32, device=device).reshape(-1, 1, 1, 1).expand(n, 1, 1, 1)
     r, s = per_image(radius), per_image(softness)
-    c = torch.zeros(n, 2, device=device) if centre is None else torch.as_tensor(centre, dtype=torch.float32, device=device).reshape(n, 2)
+    c = (torch.zeros(n, 2, device=device) if centre is None
+         else torch.as_tensor(centre, dtype=torch.float32, device=device).reshape(n, 2))
     p = (torch.arange(size, device=device, dtype=torch.float32) + 0.5) / size * 2 - 1   # pixel centres in [-1, 1]
     d = torch.hypot(p.view(1, 1, 1, -1) - c[:, 0].view(n, 1, 1, 1), p.view(1, 1, -1, 1) - c[:, 1].view(n, 1, 1, 1))
     hard = (d <= r).float()
     return torch.where(s > 0, ((r - d) / s.clamp_min(1e-6)).clamp(0, 1), hard)
 
+# %% ../nbs/02_dataset.ipynb #9befa095
 def add_ring(x: torch.Tensor, mask: torch.Tensor, value=0.0) -> torch.Tensor:
     "Float images `x` in [0, 1] seen through `mask`: outside it they fade to `value` (a number, or one per image)."
     v = torch.as_tensor(value, dtype=x.dtype, device=x.device)
@@ -283,5 +302,7 @@ def show_batch(x, y, classes, mean=None, std=None, n: int = 16, ncols: int = 8, 
 def class_weights(labels, n_classes: int = 2) -> torch.Tensor:
     "Inverse-frequency weights N / (K * n_c), one per class."
     counts = np.bincount(np.asarray(labels), minlength=n_classes).astype(np.float64)
-    if (counts == 0).any(): raise ValueError(f"every class needs at least one training image; counts per class: {counts.astype(int).tolist()}")
+    if (counts == 0).any():
+        raise ValueError(f"every class needs at least one training image; "
+                         f"counts per class: {counts.astype(int).tolist()}")
     return torch.tensor(counts.sum() / (n_classes * counts), dtype=torch.float32)

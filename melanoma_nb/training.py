@@ -22,7 +22,7 @@ from .data import DataError, cache_home, progress_bar, decode_into, _cache_dir
 from .audit import copy_groups
 from .dataset import (norm_stats, train_val_split, CachedImages, make_loader, DeviceBatches,
                                  BatchTransform, class_weights)
-from .resnet import freeze_backbone, unfreeze
+from .resnet import freeze_backbone, unfreeze, layer_groups
 from .cnn import create_model
 from .metrics import positive_index, binary_metrics, choose_threshold, fit_temperature, positive_proba
 from .checkpoint import (CheckpointError, OutputError, atomic_write, write_json, save_checkpoint,
@@ -37,10 +37,10 @@ __all__ = ['HISTORY_COLS', 'EVENTS', 'BF16_GAIN', 'MAX_EPOCHS', 'BUDGET_AIM', 'E
            'save_history', 'load_history', 'warmup_epochs', 'best_row', 'plot_history', 'DistInfo', 'dist_info',
            'init_distributed', 'all_gather_rows', 'state_hash', 'check_output_dir', 'sigterm_as_interrupt',
            'load_resume_state', 'resume_recipe', 'Callback', 'CancelEpoch', 'Plan', 'Best', 'FitResult', 'check_inputs',
-           'validation_split', 'data_fingerprint', 'memory_format', 'build_net', 'candidates', 'autocast',
-           'make_batches', 'loss_weights', 'continue_schedule', 'plan_schedule', 'Logger', 'DDPSync', 'Checkpoints',
-           'EarlyStop', 'budget_rest', 'Budget', 'default_callbacks', 'Trainer', 'quick_estimate', 'fit', 'runs_home',
-           'full_run', 'TrainingError', 'RecipeError', 'Recipe', 'PRESETS']
+           'validation_split', 'data_fingerprint', 'memory_format', 'input_stats', 'build_net', 'candidates',
+           'autocast', 'make_batches', 'loss_weights', 'continue_schedule', 'plan_schedule', 'Logger', 'DDPSync',
+           'Checkpoints', 'EarlyStop', 'budget_rest', 'Budget', 'default_callbacks', 'Trainer', 'quick_estimate', 'fit',
+           'runs_home', 'full_run', 'TrainingError', 'RecipeError', 'Recipe', 'PRESETS']
 
 # %% ../nbs/07_training.ipynb #6384a6a2
 class NonFiniteLossError(TrainingError, FloatingPointError):
@@ -79,17 +79,21 @@ def balanced_cross_entropy(logits, target, weight=None, smoothing: float = 0.0):
 
 # %% ../nbs/07_training.ipynb #957717e4
 def make_optimizer(net: nn.Module, recipe: Recipe, fused: bool = False) -> torch.optim.AdamW:
-    "AdamW with weight decay on conv/linear weights (ndim > 1) and none on biases and norm parameters."
-    decay = [p for p in net.parameters() if p.ndim > 1]
-    no_decay = [p for p in net.parameters() if p.ndim <= 1]
-    return torch.optim.AdamW([{'params': decay, 'weight_decay': recipe.weight_decay},
-                              {'params': no_decay, 'weight_decay': 0.0}], lr=recipe.lr, **({'fused': True} if fused else {}))
+    "AdamW, decay on conv/linear weights only; with `recipe.body_lr < 1` a rate per layer group, the head's group first."
+    groups = layer_groups(net) if recipe.body_lr < 1 else [list(net.parameters())]
+    n, pgs = len(groups), []
+    for i, ps in reversed(list(enumerate(groups))):    # the head's groups first: history and re-plans read group 0
+        scale = recipe.body_lr ** ((n - 1 - i) / (n - 1)) if n > 1 else 1.0
+        for wd, part in ((recipe.weight_decay, [p for p in ps if p.ndim > 1]), (0.0, [p for p in ps if p.ndim <= 1])):
+            if part: pgs.append({'params': part, 'weight_decay': wd, 'lr': recipe.lr * scale, 'scale': scale})
+    return torch.optim.AdamW(pgs, lr=recipe.lr, **({'fused': True} if fused else {}))
 
 # %% ../nbs/07_training.ipynb #5002f0ef
 def make_scheduler(opt, recipe: Recipe, total_steps: int):
     "One-cycle (warm-up a quarter of the steps, cosine down) or a constant rate, stepped once per batch."
     if recipe.schedule == 'onecycle' and total_steps >= 2:   # the warm-up needs at least 1.5 steps
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=total_steps,
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[recipe.lr * g.get('scale', 1.0) for g in opt.param_groups],
+                                                   total_steps=total_steps,
                                                    pct_start=max(0.25, 1.5 / total_steps))
     return torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
 
@@ -377,6 +381,10 @@ def memory_format(recipe, dev) -> torch.memory_format:
     "Channels-last (NHWC) on CPU and CUDA when `recipe.channels_last`, else PyTorch's default NCHW layout."
     return torch.channels_last if recipe.channels_last and torch.device(dev).type in ('cuda', 'cpu') else torch.contiguous_format
 
+def input_stats(recipe) -> tuple:
+    "Mean and std the inputs are normalised with: ImageNet's, or 0.5 for [-1, 1] ('unit', TF-Lite's weights)."
+    return norm_stats(recipe.channels) if recipe.scaling == 'imagenet' else ((0.5,) * recipe.channels,) * 2
+
 def build_net(recipe, n_classes: int, info, dev) -> nn.Module:
     "The seeded model for `recipe` on `dev`, in `memory_format`; under DDP rank 0 fetches pretrained weights first."
     r = recipe
@@ -444,14 +452,15 @@ def continue_schedule(opt, peak: float, steps: int, warm: int):
     if warm < 1 or lr >= peak or steps < 3:            # past the warm-up: a cosine from the current rate to zero
         for g in opt.param_groups: g['initial_lr'] = g['lr']
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1), eta_min=0.0)
-    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=peak, total_steps=steps, div_factor=peak / lr,
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[peak * g.get('scale', 1.0) for g in opt.param_groups],
+                                               total_steps=steps, div_factor=peak / lr,
                                                pct_start=min(max(warm, 1.5) / steps, 0.5))
 
 def plan_schedule(opt, recipe, plan: Plan):
     "The learning-rate schedule of `plan`: the recipe's over its epochs, or the last re-plan's continuation (one-cycle only: a constant rate stays constant)."
     if not plan.replans or recipe.schedule != 'onecycle': return make_scheduler(opt, recipe, plan.end * plan.steps)
     s = plan.replans[-1]['schedule']
-    for g in opt.param_groups: g['lr'] = s['lr']       # the rate the continuation started from
+    for g in opt.param_groups: g['lr'] = s['lr'] * g.get('scale', 1.0)   # the rates the continuation started from
     return continue_schedule(opt, recipe.lr, s['steps'], s['warm'])
 
 # %% ../nbs/07_training.ipynb #dced3f87
@@ -572,7 +581,7 @@ class Trainer:
                          'data': data_fingerprint(cache, self.tr, self.va)}
         self.net, self.mem = build_net(r, len(self.classes), self.info, self.dev), memory_format(r, self.dev)
         self.train_b, self.val_b, self.where = make_batches(r, cache, self.labels, self.tr, self.va, self.info, self.dev)
-        self.mean, self.std = norm_stats(r.channels)
+        self.mean, self.std = input_stats(r)
         self.tf_train = BatchTransform(self.mean, self.std, train=r.augment, ring=r.ring if r.augment else 0.0).to(self.dev)
         self.tf_val = BatchTransform(self.mean, self.std, train=False).to(self.dev)
         self.weight = loss_weights(r, self.labels, self.tr, len(self.classes), self.dev)

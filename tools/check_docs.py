@@ -328,7 +328,7 @@ def check_readme(root: Path, rep: Report):
 
 
 # 6. CONTRIBUTING.md against the package ------------------------------------------------------------------------
-_re_contract = re.compile(r'^`(\w+)` \(\d+\)')
+_re_contract = re.compile(r'^`(\w+)` \(\d+[a-z]?\)')
 
 def default_exp(nb: dict) -> str | None:
     "The module a notebook exports (its `#| default_exp` line), or None."
@@ -394,7 +394,7 @@ def check_contributing(root: Path, cfg: dict, rep: Report):
     blocks, cur = [], None
     for l in body[1].splitlines():
         if l.startswith('## '): break
-        if _re_contract.match(l): cur = (re.findall(r'`(\w+)` \(\d+\)', l), []); blocks.append(cur)
+        if _re_contract.match(l): cur = (re.findall(r'`(\w+)` \(\d+[a-z]?\)', l), []); blocks.append(cur)
         if cur: cur[1].append(l)
     for mods, ls in blocks:
         have = set()
