@@ -293,11 +293,11 @@ def _content_hash(archive: Path, memo_dir: Path) -> str:
         with open(archive, 'rb') as f:
             while chunk := f.read(1 << 20): h.update(chunk)
     except OSError as e: raise DataError(f"{archive}: cannot read the archive ({e.strerror}).") from None
-    try:
-        memo_dir.mkdir(parents=True, exist_ok=True)
-        tmp = memo.with_name(memo.name + f'.{os.getpid()}'); tmp.write_text(json.dumps({'stat': stamp, 'sha256': h.hexdigest()}))
-        os.replace(tmp, memo)
-    except OSError: pass                     # (not remembered: read again next time)
+    if (memo_dir/f"{archive.name.split('.')[0]}-{h.hexdigest()[:16]}").is_dir():   # remembered once extracted (a refused
+        try:                                                                      # archive leaves nothing behind)
+            tmp = memo.with_name(memo.name + f'.{os.getpid()}'); tmp.write_text(json.dumps({'stat': stamp, 'sha256': h.hexdigest()}))
+            os.replace(tmp, memo)
+        except OSError: pass                 # (not remembered: read again next time)
     return h.hexdigest()
 
 def _extracted_dir(archive: Path, cache_dir=None) -> Path:
@@ -391,7 +391,7 @@ def _beside(d: Path, entries: list, what: str) -> list:
     "(path, reason) for each entry of `d` that is not read: images beside the class folders, folders that are not classes."
     out = []
     for f in entries:
-        if _isdir(f): why = None if f.name.startswith('.') or os.path.lexists(f/CACHE_TAG) else _not_class(f)   # a cache: not data
+        if _isdir(f): why = None if f.name.startswith('.') else _not_class(f)
         elif f.suffix.lower() in IMAGE_EXTS and not f.name.startswith('.'): why = f'an image {what}: it has no class, so it is not read'
         else: why = None                 # notes, licences, .DS_Store: not data
         if why: out.append((str(f), why))
@@ -835,7 +835,7 @@ def build_cache(index: ImageIndex, size: int = 224, channels: int = 3, cache_dir
     if (cache := _open_cached(d, meta, index, source)) is not None: return cache
     try:                                  # the tag goes into the cache folder itself: --cache may be the data folder
         d.mkdir(parents=True, exist_ok=True); _tag_cache(d)
-        if not cache_dir: _tag_cache(d.parent)    # (the default cache home holds nothing else)
+        if not Path(index.root).resolve().is_relative_to(d.parent.resolve()): _tag_cache(d.parent)   # never the data
     except OSError as e: raise DataError(f"{d}: cannot create the cache folder ({e.strerror}). Pass --cache DIR or set MELANOMA_CACHE to a writable folder.") from None
     with _locked(d/'lock', f'building the cache {d}'):    # one builder at a time; the others wait, then reuse its work
         if (cache := _open_cached(d, meta, index, source, quiet=True)) is not None: return cache
