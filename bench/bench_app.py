@@ -53,15 +53,17 @@ def main(argv=None):
     try:
         model = Path(args.model) if args.model else untrained_cpu_checkpoint(tmp/'model.pt')
         an = A.Analyser.from_file(model)
+        from melanoma_nb.evaluation import Predictor
+        pred = Predictor.from_file(model)                # what the model takes, read once
         imgs = sorted((sample_root()/'test').rglob('*.jpg'))
         print(f"CPU: {cpu_name()}; torch threads {__import__('torch').get_num_threads()}")
-        print(f"model: {an.meta['arch']} at {an.meta['size']} px, {an.meta['in_chans']} channels ({model.name}); "
+        print(f"model: {pred.arch} at {pred.size} px, {pred.channels} channels ({model.name}); "
               f"images {A.read_upload(imgs[0], 8, 3)[1].shape[1]}x{A.read_upload(imgs[0], 8, 3)[1].shape[0]} JPEG")
-        for f in imgs[:3]: an.analyse(*A.read_upload(f, an.meta['size'], an.meta['in_chans']))   # warm-up
+        for f in imgs[:3]: an.analyse(*A.read_upload(f, pred.size, pred.channels))   # warm-up
         ts = []
         for f in (imgs * 2)[:max(args.reps, 20)]:
             t0 = time.perf_counter()
-            r = an.analyse(*A.read_upload(f, an.meta['size'], an.meta['in_chans']), name=f.name)
+            r = an.analyse(*A.read_upload(f, pred.size, pred.channels), name=f.name)
             A.result_html(r, an)
             ts.append(time.perf_counter() - t0)
         print(f"server side, per image (read, p, the checkpoint's map, overlay, page HTML): median {1000 * statistics.median(ts):.0f} ms, "

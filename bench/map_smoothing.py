@@ -18,9 +18,8 @@ import torch.nn.functional as F
 
 import melanoma_nb.gradcam as G
 import melanoma_nb.training as T
-from melanoma_nb.checkpoint import load_checkpoint
 from melanoma_nb.data import prepare
-from melanoma_nb.metrics import positive_index
+from melanoma_nb.evaluation import Predictor
 
 
 def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -37,25 +36,24 @@ def main():
     ap.add_argument('--model', required=True); ap.add_argument('--data', required=True)
     ap.add_argument('--sigmas', default='0,2,4,8,12'); ap.add_argument('--n', type=int, default=200)
     a = ap.parse_args()
-    model, meta = load_checkpoint(a.model); model.eval()
-    r = T.Recipe.from_dict(meta['recipe'])
-    cache = prepare(a.data, size=meta['size'], channels=meta['in_chans'], progress=False, verbose=False)
-    tr, va, _ = T.validation_split(cache, r)
-    if (meta.get('data') or {}).get('data') != T.data_fingerprint(cache, tr, va):   # else "validation" is not the run's
+    pred = Predictor.from_file(a.model); model = pred.model.eval()
+    cache = prepare(a.data, size=pred.size, channels=pred.channels, progress=False, verbose=False)
+    tr, va, _ = T.validation_split(cache, pred.recipe)
+    if pred.fingerprint != T.data_fingerprint(cache, tr, va):   # else "validation" is not the run's
         print(f"map_smoothing: {a.model} was not trained on {a.data} (its data fingerprint differs): give the data it was "
               f"trained on, so that its validation split is the one it held out", file=sys.stderr)
         sys.exit(2)
     imgs, labels = cache.images[va], np.asarray(cache.labels[va])
-    x, pos = G.normalised(imgs, meta['mean'], meta['std']), positive_index(meta['classes'], meta.get('positive'))
-    ok = np.flatnonzero((labels == pos) & (G.decided(model, x, meta).numpy() == pos))
+    x, pos = G.normalised(imgs, pred.mean, pred.std), pred.pos
+    ok = np.flatnonzero((labels == pos) & (G.decided(model, x, pred).numpy() == pos))
     sub = np.random.default_rng(0).choice(len(va), min(a.n, len(va)), replace=False)
     t = time.monotonic()
-    with G.make_cam(model, meta) as cam:
-        maps_ok, targets = G.batched_maps(cam, x[ok], pos), G.decided(model, x[sub], meta)
+    with G.make_cam(model, pred.meta) as cam:
+        maps_ok, targets = G.batched_maps(cam, x[ok], pos), G.decided(model, x[sub], pred)
         maps_sub = G.batched_maps(cam, x[sub], targets)
         name = cam.name
     print(f"{a.model}: {name} maps of {len(ok)} + {len(sub)} validation images in {time.monotonic() - t:.0f} s")
-    fill, base = G.mean_fill(imgs[sub], meta['mean'], meta['std']), G.blurred(x[sub])
+    fill, base = G.mean_fill(imgs[sub], pred.mean, pred.std), G.blurred(x[sub])
     for s in (float(v) for v in a.sigmas.split(',')):
         pk = G.peak_on_lesion(gaussian_blur(maps_ok, s), imgs[ok])
         d = G.deletion_score(model, x[sub], gaussian_blur(maps_sub, s), targets, steps=10, fill=fill).ratio()

@@ -105,10 +105,10 @@ def run_project(data: Path, budget_min: float, out: Path, reuse: bool = False) -
     "melanoma-train --preset cpu, then melanoma-evaluate, as a user runs them; `reuse`: a finished run already in `out`."
     t0 = time.monotonic()
     if reuse:                                          # trained earlier on this machine: its own clock, from metrics.json
-        meta = json.loads((out/'metrics.json').read_text())
-        if meta['recipe'].get('budget') != budget_min:
-            raise SystemExit(f"{out} was trained with a {meta['recipe'].get('budget')}-min budget, not {budget_min:g}")
-        wall = meta['seconds']
+        run_m = json.loads((out/'metrics.json').read_text())
+        if run_m['recipe'].get('budget') != budget_min:
+            raise SystemExit(f"{out} was trained with a {run_m['recipe'].get('budget')}-min budget, not {budget_min:g}")
+        wall = run_m['seconds']
     else:
         subprocess.run(['melanoma-train', '--preset', 'cpu', '--budget', f'{budget_min:g}', '--data', str(data),
                         '--out', str(out), '--no-progress', '--overwrite'], check=True)
@@ -117,8 +117,8 @@ def run_project(data: Path, budget_min: float, out: Path, reuse: bool = False) -
         subprocess.run(['melanoma-evaluate', '--model', str(out/'model.pt'), '--data', str(data), '--out', str(out/'eval'),
                         '--no-progress'], check=True, stdout=subprocess.DEVNULL)
     m = json.loads((out/'eval'/'metrics.json').read_text())
-    meta = json.loads((out/'metrics.json').read_text())
-    return dict(tool='melanoma_nb --preset cpu' + (' (run reused)' if reuse else ''), epochs=meta.get('recipe', {}).get('epochs'), wall_s=round(wall),
+    run_m = json.loads((out/'metrics.json').read_text())
+    return dict(tool='melanoma_nb --preset cpu' + (' (run reused)' if reuse else ''), epochs=run_m.get('recipe', {}).get('epochs'), wall_s=round(wall),
                 test_accuracy=m['accuracy'], test_auc=m['roc_auc'], n_test=m.get('n', None),
                 rings=ring_summary(m['rings']) if 'rings' in m else None)
 

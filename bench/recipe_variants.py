@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 
 import melanoma_nb.training as T
-from melanoma_nb.checkpoint import load_checkpoint
+from melanoma_nb.evaluation import Predictor
 from melanoma_nb.data import prepare
 from melanoma_nb.dataset import BatchTransform
 from melanoma_nb.metrics import binary_metrics
@@ -60,9 +60,9 @@ def patched(head: bool):
     finally: T.create_model, T.train_val_split = make, split
 
 
-def val_logits(model, meta, cache, va) -> torch.Tensor:
-    "The model's float32 logits on the validation images."
-    tf, out = BatchTransform(meta['mean'], meta['std']), []
+def val_logits(pred, cache, va) -> torch.Tensor:
+    "The model's float32 logits on the validation images (`pred`: its `Predictor`)."
+    model, tf, out = pred.model.eval(), BatchTransform(pred.mean, pred.std), []
     with torch.no_grad():
         for s in range(0, len(va), 256):
             out.append(model(tf(torch.from_numpy(np.ascontiguousarray(cache.images[va[s:s + 256]])).permute(0, 3, 1, 2))).float())
@@ -91,10 +91,10 @@ def main():
     if bad:
         print(f"recipe_variants: unknown variant(s) {', '.join(bad)}: use head, seedsK (K >= 1) or one of {', '.join(FIELDS)}", file=sys.stderr)
         sys.exit(2)
-    base = replace(T.PRESETS['cpu'], budget=None, epochs=a.epochs, precision='fp32')
+    base = replace(T.PRESETS['scratch'], budget=None, epochs=a.epochs, precision='fp32')
     cache = prepare(a.data, size=base.size, channels=base.channels, progress=False, verbose=False)
     _, va, _ = T.validation_split(cache, base)
-    print(f"On {cpu_name()}: the cpu preset, {a.epochs} epochs in fp32, validation split of seed 0 ({len(va)} images)")
+    print(f"On {cpu_name()}: the scratch preset (the earlier cpu preset), {a.epochs} epochs in fp32, validation split of seed 0 ({len(va)} images)")
     spent = {}                                                             # run name -> minutes, trained in this call
     for v in names:
         if v in FIELDS or v == 'head':
@@ -107,8 +107,7 @@ def main():
                 name = f'seed{s}'
                 if name in spent: mins = spent[name]                       # trained by an earlier variant of this call
                 else: _, mins = train(name, replace(base, seed=s), cache, a.out); spent[name] = mins
-                model, meta = load_checkpoint(a.out/name/'model.pt'); model.eval()
-                probs.append(val_logits(model, meta, cache, va).softmax(1)); total += mins
+                probs.append(val_logits(Predictor.from_file(a.out/name/'model.pt'), cache, va).softmax(1)); total += mins
             m = binary_metrics(torch.stack(probs).mean(0).log(), torch.as_tensor(cache.labels[va]))   # keys val_acc, ...
             show(v, m, f"{len(probs)}x{a.epochs}", total)
 

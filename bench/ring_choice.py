@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from melanoma_nb.data import prepare
-from melanoma_nb.evaluation import predict_proba, ring_report, ring_table
-from melanoma_nb.metrics import metrics, positive_index
+from melanoma_nb.evaluation import Predictor, ring_report, ring_table
+from melanoma_nb.metrics import metrics
 from melanoma_nb.training import PRESETS, Recipe, fit, validation_split
 
 
@@ -39,37 +39,34 @@ def main(argv=None):
         t = time.monotonic()
         res = fit(r, cache, out_dir=None if a.out is None else Path(a.out)/f'ring-{ring:g}', progress=False, verbose=False)
         wall = time.monotonic() - t
-        row = validation_report(res.model, res.meta, cache, f'ring {ring:g}')
+        row = validation_report(Predictor(res.model, res.meta), cache, f'ring {ring:g}')
         summary.append(dict(ring=ring, wall_s=round(wall), **row))
     print('\n' + json.dumps(summary, indent=1))
 
 
-def validation_report(model, meta, cache, name: str) -> dict:
-    "Print and return the validation figures of one trained model (its own recipe's validation split)."
-    r = Recipe.from_dict(meta['recipe'])
-    pos = positive_index(meta['classes'], meta.get('positive'))
+def validation_report(pred, cache, name: str) -> dict:
+    "Print and return the validation figures of one trained model (a `Predictor`; its own recipe's validation split)."
+    r, t = pred.recipe, pred.threshold()
     _, va, _ = validation_split(cache, r)
-    def predict(im): return predict_proba(model, im, meta['mean'], meta['std'], positive=pos, temperature=meta['temperature'])
-    p, y = predict(cache.images[va]), (cache.labels[va] == pos).astype(int)
-    m = metrics(y, p, meta['threshold'])
-    rep = ring_report(predict, np.asarray(cache.images[va]), y, meta['threshold'], positive=1)
-    row = dict(epochs=r.epochs, kept=meta['epoch'], val_accuracy=m['accuracy'], val_auc=m['roc_auc'],
+    p, y = pred.proba(cache.images[va]), (cache.labels[va] == pred.pos).astype(int)
+    m = metrics(y, p, t)
+    rep = ring_report(pred.proba, np.asarray(cache.images[va]), y, t, positive=1)
+    row = dict(epochs=r.epochs, kept=pred.epoch, val_accuracy=m['accuracy'], val_auc=m['roc_auc'],
                sens_no_ring=rep['subgroups'].get('no dark corners', {}).get('sensitivity'),
                ring_added_worst=max(x['called_positive'] for x in rep['ring_added'][1:]),
                ring_flipped_worst=max(x['flipped'] for x in rep['ring_added'][1:]),
                ring_removed_fill=rep['ring_removed']['fill'], ring_removed_crop=rep['ring_removed']['crop'])
-    print(f"\n== {name}: {r.epochs} epochs, kept {meta['epoch']}; validation accuracy {m['accuracy']:.4f}, "
-          f"AUC {m['roc_auc']:.4f}, threshold {meta['threshold']:.3f}\n{ring_table(rep)}", flush=True)
+    print(f"\n== {name}: {r.epochs} epochs, kept {pred.epoch}; validation accuracy {m['accuracy']:.4f}, "
+          f"AUC {m['roc_auc']:.4f}, threshold {t:.3f}\n{ring_table(rep, pred.names)}", flush=True)
     return row
 
 
 def report_models(a):
-    from melanoma_nb.checkpoint import load_checkpoint
     rows = []
     for f in a.model:
-        model, meta = load_checkpoint(f)
-        cache = prepare(a.data, size=meta['size'], channels=meta['in_chans'], progress=False, verbose=False)
-        rows.append(dict(model=f, **validation_report(model, meta, cache, f)))
+        pred = Predictor.from_file(f)
+        cache = prepare(a.data, size=pred.size, channels=pred.channels, progress=False, verbose=False)
+        rows.append(dict(model=f, **validation_report(pred, cache, f)))
     print('\n' + json.dumps(rows, indent=1))
 
 

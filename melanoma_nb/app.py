@@ -6,26 +6,38 @@ Docs: https://melanoma-nb.github.io/melanoma_nb/app.html.md"""
 
 # %% ../nbs/12_app.ipynb #f5a0535f
 from __future__ import annotations
-import os
+import os, signal, sys
+
+def _early_stop(signum, frame):
+    "SIGTERM while `melanoma-app` starts, before `run`'s handling is in place: its one line and status 130, not 143."
+    print("melanoma-app: interrupted", file=sys.stderr, flush=True); os._exit(130)   # nothing was made yet to clean up
+
+if os.path.basename(sys.argv[0] if sys.argv else '') == 'melanoma-app':   # the console script, not a library import
+    signal.signal(signal.SIGTERM, _early_stop)
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')   # must precede `import torch` (see 07_training, "CPU settings")
 os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')   # a local app reports nothing to anyone
 
-import argparse, base64, html, importlib.util, json, math, shutil, signal, socket, sys, tempfile, threading, time, traceback
-from dataclasses import dataclass
+import argparse, base64, functools, hashlib, html, io, json, math, re, shutil, socket, tempfile, threading, time
+import traceback, uuid
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import cv2
 import numpy as np
 
-from .data import ImageReadError, image_size, read_image, _jpeg_header
-from .cli import CLIError, _Parser, _fill, _run
+from .data import ImageReadError, image_size, read_image
+from .console import CLIError, Parser, fill, run
 
 # %% auto #0
-__all__ = ['APP_EXTRA', 'LATEST', 'TRAIN_CMD', 'MAX_UPLOAD_MB', 'MAX_IMAGES', 'MAX_ASPECT', 'DISPLAY_MIN', 'DISPLAY_MAX',
-           'NOTICE', 'CSS', 'APP_EXIT', 'AppError', 'need_gradio', 'default_model', 'temperature', 'positive_of',
-           'UploadError', 'read_upload', 'Result', 'Analyser', 'data_uri', 'threshold_meaning', 'result_html',
-           'evaluation_beside', 'temperature_note', 'model_card', 'analyse_uploads', 'redraw', 'build_app', 'free_port',
-           'serve', 'wait', 'close_app', 'app_parser', 'app_main']
+__all__ = ['APP_EXTRA', 'LATEST', 'TRAIN_CMD', 'MAX_UPLOAD_MB', 'MAX_IMAGES', 'MAX_ASPECT', 'DISPLAY_MIN', 'DISPLAY_MAX', 'SCALE',
+           'NOTICE', 'DEMO_MIN_IMAGES', 'DEMO_EPOCH_SHARE', 'SESSION_TTL', 'CACHE_EXPIRY', 'CSS', 'MAP_MEANING',
+           'METHOD_HELP', 'UPLOAD_NO_NAME', 'APP_EXIT', 'AppError', 'need_gradio', 'default_model', 'temperature',
+           'positive_of', 'UploadError', 'read_upload', 'Result', 'Analyser', 'data_uri', 'threshold_meaning',
+           'scale_css', 'result_html', 'evaluation_beside', 'temperature_note', 'model_card', 'demo_reasons',
+           'demo_notice', 'Session', 'session_dir', 'end_session', 'claim', 'analyse_session', 'methods_help',
+           'stale_upload_dirs', 'upload_root', 'sweep', 'build_app', 'free_port', 'serve', 'wait', 'close_app',
+           'app_parser', 'app_main']
 
 # %% ../nbs/12_app.ipynb #6d53d7ea
 APP_EXTRA = "pip install 'melanoma_nb[app]'"
@@ -75,10 +87,18 @@ DISPLAY_MIN, DISPLAY_MAX = 256, 1024
 class UploadError(Exception):
     "An upload that cannot be analysed; the message is shown on the page."
 
+def _orientation(buf: bytes) -> int:
+    "The EXIF orientation (1-8) of an image file of any format (JPEG, PNG, WebP, TIFF), from its header; 1 when none."
+    from PIL import Image
+    try:
+        with Image.open(io.BytesIO(buf)) as im: o = im.getexif().get(0x0112, 1)
+    except Exception: return 1                # (the image itself was read, and its faults reported, by read_image)
+    return o if isinstance(o, int) and 1 <= o <= 8 else 1
+
 def _display_size(path: Path, buf: bytes) -> tuple:
     "(width, height) to show `path` at: its own as shown (EXIF orientation applied), the longer side between DISPLAY_MIN and DISPLAY_MAX."
     w, h = image_size(path, buf)
-    if buf[:2] == b'\xff\xd8' and (hdr := _jpeg_header(buf)) and hdr[2] >= 5: w, h = h, w   # turned a quarter: sides swap
+    if _orientation(buf) >= 5: w, h = h, w   # turned a quarter (OpenCV turns PNG, WebP and TIFF too): the sides swap
     k = min(max(1.0, DISPLAY_MIN / max(w, h)), DISPLAY_MAX / max(w, h))
     return max(1, round(w * k)), max(1, round(h * k))
 
@@ -95,12 +115,13 @@ def read_upload(path, size: int, channels: int, max_mb: float = MAX_UPLOAD_MB) -
         if not buf: raise ImageReadError(path, 'empty file (0 bytes)')
         w, h = image_size(path, buf)                                           # from the header: nothing decoded yet
         if max(w, h) > MAX_ASPECT * max(min(w, h), 1):
-            raise UploadError(f"the image is {w}x{h} pixels, a strip rather than a photo (more than {MAX_ASPECT}:1); crop it "
-                              f"to the lesion")
+            raise UploadError(f"the image is {w}x{h} pixels, a strip rather than a photo (more than {MAX_ASPECT}:1); "
+                              f"crop it to the lesion")
         x = read_image(path, size, channels)
         w, h = _display_size(path, buf)
         side = max(w, h)
-        disp = cv2.resize(read_image(path, side, 3), (w, h), interpolation=cv2.INTER_AREA) if w != h else read_image(path, side, 3)
+        disp = read_image(path, side, 3)
+        if w != h: disp = cv2.resize(disp, (w, h), interpolation=cv2.INTER_AREA)
     except ImageReadError as e: raise UploadError(f"not a usable image: {e.reason}") from None
     except OSError as e: raise UploadError(f"the upload could not be read ({e.strerror})") from None
     return x, disp
@@ -183,9 +204,12 @@ class Analyser:
 # %% ../nbs/12_app.ipynb #f67bd1a7
 def data_uri(img: np.ndarray, quality: int = 90) -> str:
     "A uint8 RGB image as a `data:image/jpeg;base64,...` URI (nothing written to disk)."
+    return 'data:image/jpeg;base64,' + base64.b64encode(_jpeg(img, quality)).decode()
+
+def _jpeg(img: np.ndarray, quality: int = 90) -> bytes:
     ok, buf = cv2.imencode('.jpg', np.ascontiguousarray(img[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok: raise ValueError(f"an image of {img.shape[1]}x{img.shape[0]} pixels cannot be encoded as a JPEG")
-    return 'data:image/jpeg;base64,' + base64.b64encode(buf.tobytes()).decode()
+    return buf.tobytes()
 
 def _real(v) -> float | None:
     "`v` as a finite number, or None: a checkpoint's or metrics file's values are shown only when they are numbers."
@@ -207,24 +231,33 @@ def threshold_meaning(meta: dict) -> str:
             f"(specificity).")
 
 # %% ../nbs/12_app.ipynb #36a15029
-def result_html(r: Result, an: Analyser, method: str | None = None) -> str:
-    "One card of the page: the image and its overlay with p and the decision, or the message for a bad upload."
+@functools.lru_cache(maxsize=4)
+def scale_css(cmap: str = 'jet') -> str:
+    "The style of the maps' colour scale (`.mn-bar`): least to most weight, in the colours `draw_overlay` uses."
+    from melanoma_nb.gradcam import heatmap
+    stops = ', '.join(f'rgb({r},{g},{b})' for r, g, b in heatmap(np.linspace(0, 1, 9, dtype=np.float32)[None], cmap)[0])
+    return f".mn-bar {{background: linear-gradient(to right, {stops})}}"
+
+SCALE = '<div class="mn-scale"><span>least</span><span class="mn-bar"></span><span>most weight</span></div>'
+
+def result_html(r: Result, an: Analyser, method: str | None = None, urls: tuple | None = None) -> str:
+    "One card: the image and its overlay (linked at `urls`, else embedded) with p and the model's call, or the message."
     method = method or an.method
     name = html.escape(r.name)
     if r.error is not None:
         return (f'<div class="mn-result mn-error" data-name="{name}"><b>{name}</b>: '
                 f'<span class="mn-message">{html.escape(r.error)}</span></div>')
-    pos = html.escape(an.classes[an.pos])
-    return (f'<div class="mn-result" data-name="{name}" data-p="{r.p:.6f}" data-decision="{html.escape(r.decision)}">'
-            f'<div class="mn-name"><b>{name}</b></div>'
-            f'<div class="mn-images"><figure><img class="mn-image" alt="{name}" src="{data_uri(r.image)}">'
+    img, ov = map(html.escape, urls or (data_uri(r.image), data_uri(r.overlay)))
+    pos, dec = html.escape(an.classes[an.pos]), html.escape(r.decision)
+    return (f'<div class="mn-result" data-name="{name}" data-p="{r.p:.6f}" data-decision="{dec}">'
+            f'<div class="mn-name">{name}</div>'
+            f'<div class="mn-images"><figure><img class="mn-image" alt="{name}" src="{img}">'
             f'<figcaption>image</figcaption></figure>'
-            f'<figure><img class="mn-overlay" alt="{method} of {name}" src="{data_uri(r.overlay)}">'
-            f'<figcaption>{method}: evidence for <i>{html.escape(r.decision)}</i></figcaption></figure></div>'
+            f'<figure><img class="mn-overlay" alt="{method} of {name}" src="{ov}">{SCALE}'
+            f'<figcaption>{method}: evidence for <i>{dec}</i></figcaption></figure></div>'
             f'<div class="mn-p">p({pos}) = {r.p:.2f}</div>'
-            f'<div class="mn-decision">Decision: <b>{html.escape(r.decision)}</b> '
-            f'(p {"&ge;" if r.p >= an.threshold else "&lt;"} threshold {an.threshold:.2f}). '
-            f'{html.escape(threshold_meaning(an.meta))}</div></div>')
+            f'<div class="mn-decision">The model\'s call: {dec} (p {"&ge;" if r.p >= an.threshold else "&lt;"} '
+            f'threshold {an.threshold:.2f}). {html.escape(threshold_meaning(an.meta))}</div></div>')
 
 # %% ../nbs/12_app.ipynb #5c7c9f76
 NOTICE = ("**Not a medical device.** This page shows what a machine-learning model trained on a public data set says "
@@ -283,52 +316,135 @@ def model_card(meta: dict, path=None) -> str:
                      "the model, and the card shows it.")
     return '\n\n'.join(lines)
 
-# %% ../nbs/12_app.ipynb #5ad93888
-def _page(cards: list, total: int, t0: float) -> str:
-    done = f"{len(cards)} of {total} image(s) analysed in {time.perf_counter() - t0:.1f} s" if total else ''
-    return f'<div class="mn-results">{"".join(cards)}</div><p class="mn-status">{done}</p>'
+# %% ../nbs/12_app.ipynb #a1d3e0b2
+DEMO_MIN_IMAGES = 1000   # trained on fewer images than this: a demonstration model
+DEMO_EPOCH_SHARE = 0.5   # trained for less than this share of the epochs its preset plans: one too
 
-def analyse_uploads(an: Analyser, files, method: str | None = None):
-    "Yield (page HTML, session images) after each of `files` (paths); the files are only read, never deleted (see below)."
-    files = [str(f if isinstance(f, (str, os.PathLike)) else getattr(f, 'path', f)) for f in (files or [])]
-    t0, cards, kept = time.perf_counter(), [], []
-    for i, f in enumerate(files):
-        name, t1 = Path(f).name, time.perf_counter()
-        if i >= MAX_IMAGES: r = Result(name, error=f"not analysed: at most {MAX_IMAGES} images per upload")
-        else:
-            try:
-                x, disp = read_upload(f, an.meta['size'], an.meta['in_chans'])
-                r = an.analyse(x, disp, name, method); kept.append((name, x, disp))
-            except UploadError as e: r = Result(name, error=str(e))
-            except Exception as e:   # a bug must not take the page down: say so, log it, go on
-                traceback.print_exc()
-                r = Result(name, error=f"could not be analysed (internal error: {type(e).__name__}: {e})")
-        r.seconds = time.perf_counter() - t1
-        try: card = result_html(r, an, method)
-        except Exception as e:
+def demo_reasons(meta: dict) -> list:
+    "Why the checkpoint is a demonstration model (few images, few epochs), one phrase each; empty when it is not one."
+    from melanoma_nb.settings import PRESETS
+    m, r, why = _dict(meta.get('metrics')), _dict(meta.get('recipe')), []
+    n = _real(m.get('n_train'))
+    if n is None: why.append("does not record how many images it was trained on")
+    elif n < DEMO_MIN_IMAGES: why.append(f"was trained on {int(n)} images, fewer than about {DEMO_MIN_IMAGES:,}")
+    plans = [p.epochs for p in PRESETS.values() if p.arch == meta.get('arch')] or [p.epochs for p in PRESETS.values()]
+    done = _real(r.get('epochs'))
+    if done is not None and done < DEMO_EPOCH_SHARE * max(plans):
+        why.append(f"was trained for {int(done)} epoch(s), far fewer than the {max(plans)} its preset plans")
+    return why
+
+# %% ../nbs/12_app.ipynb #a1d3e0b3
+def demo_notice(why: list) -> str:
+    "The page's warning, in Markdown, for a model with `demo_reasons` `why`."
+    return ("**A demonstration model.** This model " + ' and '.join(why) + ". Its probabilities and maps show how the "
+            "page works, not what a trained model would say about these images: train one on the full data set "
+            "(see the README) before reading anything into them.")
+
+# %% ../nbs/12_app.ipynb #b7c1d2e1
+SESSION_TTL = 3600     # seconds: an idle session's files are removed after this long (at once when its page closes)
+CACHE_EXPIRY = 60      # seconds: Gradio removes an upload that no session has claimed after this long
+
+@dataclass
+class Session:
+    "One page session's last drop: (name, path) of each upload, linked into the session's own folder `dir`."
+    dir: Path
+    files: list = field(default_factory=list)    # path None: not analysed (over MAX_IMAGES, or gone before the claim)
+
+def session_dir(root, key: str) -> Path:
+    "The folder of session `key` (Gradio's session hash, hashed: the browser chooses it) under the app's `root`."
+    return Path(root)/'sessions'/hashlib.sha256(str(key).encode()).hexdigest()[:32]
+
+def end_session(s) -> None:
+    "Remove a session's files (its page was closed or it idled past SESSION_TTL); Gradio calls it with the state."
+    if isinstance(s, Session): shutil.rmtree(s.dir, ignore_errors=True)
+
+# %% ../nbs/12_app.ipynb #b7c1d2e2
+def _upload_path(f) -> str: return str(f if isinstance(f, (str, os.PathLike)) else getattr(f, 'path', f))
+
+def claim(files, root, key: str) -> Session:
+    "The `Session` of the uploads `files`: each linked into the session's folder (its previous drop removed)."
+    s = Session(session_dir(root, key))
+    shutil.rmtree(s.dir, ignore_errors=True); s.dir.mkdir(parents=True)
+    for k, f in enumerate(map(_upload_path, files or [])):
+        dst = s.dir/f'{k:03d}' if k < MAX_IMAGES else None
+        if dst is not None:
+            try: os.link(f, dst)                           # the same file system: Gradio's cache is in `root` too
+            except OSError:
+                try: shutil.copyfile(f, dst)
+                except OSError: dst = None                 # gone already: its card says so
+        s.files.append((Path(f).name, dst))
+    return s
+
+# %% ../nbs/12_app.ipynb #b7c1d2e3
+def _status(done: int, total: int, t0: float) -> str:
+    return f'<p class="mn-status">{done} of {total} image(s) analysed in {time.perf_counter() - t0:.1f} s</p>' if total else ''
+
+def _file_url(path: Path, img: np.ndarray) -> str:
+    "Write `img` as a JPEG to `path`; -> the URL the page loads it from (Gradio's file route, relative to the page)."
+    path.write_bytes(_jpeg(img))
+    return 'gradio_api/file=' + quote(str(path))
+
+def _card(an: Analyser, k: int, name: str, f, method: str | None, out: Path) -> str:
+    "The card of upload `k` (its two images written to `out`), or of the reason it has none; a bug is a card too."
+    if f is None:
+        r = Result(name, error=f"not analysed: at most {MAX_IMAGES} images per upload" if k >= MAX_IMAGES else
+                   "the upload was gone before the app could keep it; drop it again")
+    else:
+        try: r = an.analyse(*read_upload(f, an.meta['size'], an.meta['in_chans']), name, method)
+        except UploadError as e: r = Result(name, error=str(e))
+        except Exception as e:   # a bug must not take the page down: say so, log it, go on
             traceback.print_exc()
-            card = result_html(Result(name, error=f"could not be shown (internal error: {type(e).__name__}: {e})"), an, method)
-        cards.append(card)
-        yield _page(cards, len(files), t0), kept
+            r = Result(name, error=f"could not be analysed (internal error: {type(e).__name__}: {e})")
+    try:
+        urls = None if r.error else (_file_url(out/f'{k:03d}-image.jpg', r.image), _file_url(out/f'{k:03d}-map.jpg', r.overlay))
+        return result_html(r, an, method, urls)
+    except Exception as e:
+        traceback.print_exc()
+        return result_html(Result(name, error=f"could not be shown (internal error: {type(e).__name__}: {e})"), an, method)
 
-# %% ../nbs/12_app.ipynb #c27ca02d
-def redraw(an: Analyser, kept, method: str | None = None) -> str:
-    "The page for the session's images `kept` [(name, x, display)] with `method`'s overlays (no upload needed)."
-    t0 = time.perf_counter()
-    cards = [result_html(an.analyse(x, disp, name, method), an, method) for name, x, disp in (kept or [])]
-    return _page(cards, len(cards), t0) if cards else ''
+# %% ../nbs/12_app.ipynb #b7c1d2e4
+def analyse_session(an: Analyser, s: Session | None, method: str | None = None):
+    "Yield (the cards so far, the status line) after each upload of the session `s`; each step adds one card at the end."
+    files, t0 = (s.files if isinstance(s, Session) else []), time.perf_counter()
+    out = None
+    if files:                        # a new folder per pass: new URLs, so a browser shows the new overlays
+        for old in (s.dir/'shown').glob('*'): shutil.rmtree(old, ignore_errors=True)
+        out = s.dir/'shown'/uuid.uuid4().hex[:12]; out.mkdir(parents=True)
+    cards = ''
+    yield cards, _status(0, len(files), t0)
+    for k, (name, f) in enumerate(files):
+        cards += _card(an, k, name, f, method, out)
+        yield cards, _status(k + 1, len(files), t0)
 
 # %% ../nbs/12_app.ipynb #f90dd4cd
 CSS = """
-.mn-results {display: flex; flex-direction: column; gap: 12px}
+#mn-results {display: flex; flex-direction: column; gap: 12px}
 .mn-result {border: 1px solid #ccc; border-radius: 8px; padding: 8px}
 .mn-error {border-color: #c33; background: #fff4f4}
+.mn-name {font-weight: 600}
 .mn-images {display: flex; flex-wrap: wrap; gap: 8px}
 .mn-images figure {margin: 0}
 .mn-images img {width: 256px; max-width: 100%; height: auto; border-radius: 4px}
-.mn-p {font-size: 1.3em; font-weight: 600; margin-top: 6px}
+.mn-scale {display: flex; align-items: center; gap: 4px; font-size: 0.8em; width: 256px}
+.mn-bar {flex: 1; height: 10px; border-radius: 2px}
+.mn-p {font-size: 1.1em; margin-top: 6px}
 .mn-notice {border-left: 4px solid #c33; padding-left: 8px}
+.mn-demo {border: 2px solid #d80; background: #fff8e6; border-radius: 8px; padding: 4px 10px}
 """
+
+MAP_MEANING = ("In a map, hot colours (red, then yellow) mark the parts of the image that weighed most in the model's "
+               "call for the class named under it, and cold ones (blue) the least: they show where the model looked, "
+               "not where a lesion is malignant.")
+
+METHOD_HELP = {'gradcam': "weighs the last feature maps by how much the class's score rises with each: fast, coarse.",
+               'gradcam++': "Grad-CAM with weights that credit several separate regions, not only the strongest one.",
+               'occlusion': "blurs one square of the image at a time and measures how much the call weakens: slow, "
+                            "it needs no gradients."}
+
+def methods_help(an) -> str:
+    "One line per map method the page offers, in Markdown."
+    from melanoma_nb.gradcam import METHOD_NAMES
+    return '\n'.join(f"- **{v}** {METHOD_HELP.get(k, '')}" for k, v in METHOD_NAMES.items() if v in an.methods)
 
 def _upload_box(gr, **kw):
     "gr.File, minus a leak: Gradio 6's File.preprocess leaves an empty temporary file in the upload folder per file."
@@ -338,27 +454,106 @@ def _upload_box(gr, **kw):
         box._process_single_file = lambda f: NamedString(f.path)
     return box
 
-def build_app(an: Analyser, upload_dir=None):
-    "The Gradio `Blocks` of the page for the model of `an`; uploads go to `upload_dir` (default: a new temporary folder)."
+# %% ../nbs/12_app.ipynb #d2e3f4a1
+def _pid_alive(pid: int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except (PermissionError, OverflowError, ValueError): return True    # someone else's, or no pid: not ours to remove
+    return True
+
+def stale_upload_dirs(tmp=None) -> list:
+    "This user's upload folders of `melanoma-app`s that no longer run (killed before they could remove them)."
+    out = []
+    for d in Path(tmp or tempfile.gettempdir()).glob('melanoma-app-*-*'):
+        m = re.fullmatch(r'melanoma-app-(\d+)-\w+', d.name)
+        try: mine = m and not d.is_symlink() and d.is_dir() and d.stat().st_uid == os.getuid()
+        except OSError: continue
+        if mine and int(m[1]) != os.getpid() and not _pid_alive(int(m[1])): out.append(d)
+    return out
+
+def upload_root(tmp=None) -> Path:
+    "A new upload folder named after this process, `melanoma-app-<pid>-*`; those of killed apps are removed first."
+    for d in stale_upload_dirs(tmp): shutil.rmtree(d, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f'melanoma-app-{os.getpid()}-', dir=tmp))
+
+# %% ../nbs/12_app.ipynb #f1a2b3c2
+def sweep(root, age: float, tracked: set | None = None) -> int:
+    "Delete the uploads under `root` older than `age` s (files only; the sessions' folders are left alone); -> how many."
+    n, limit, root = 0, time.time() - age, Path(root)
+    for top, dirs, files in os.walk(root):
+        if Path(top) == root: dirs[:] = [d for d in dirs if d != 'sessions']
+        for f in files:
+            p = os.path.join(top, f)
+            try:
+                if os.lstat(p).st_ctime >= limit: continue
+                os.unlink(p); n += 1
+            except OSError: continue
+            if tracked is not None: tracked.discard(p)       # Gradio's list of its uploads, which would only grow
+    for d in root.iterdir():                                 # the emptied folders of one upload each
+        if d.name != 'sessions' and d.is_dir() and not d.is_symlink():
+            try: os.rmdir(d)
+            except OSError: pass
+    return n
+
+# %% ../nbs/12_app.ipynb #d2e3f4a3
+UPLOAD_NO_NAME = "every uploaded file needs a file name; this part of the upload had none, so nothing was kept"
+
+class _UploadGuard:
+    "ASGI middleware: Gradio's upload route fails (HTTP 500) on a part with an empty file name; it gets a 400 and why."
+    def __init__(self, app): self.app = app
+    async def __call__(self, scope, receive, send):
+        if scope.get('type') != 'http' or not scope.get('path', '').endswith('/upload'):
+            return await self.app(scope, receive, send)
+        started = False
+        async def watch(msg):
+            nonlocal started
+            started = started or msg.get('type') == 'http.response.start'
+            await send(msg)
+        try: await self.app(scope, receive, watch)
+        except TypeError as e:            # gradio.route_utils: "File is not an instance of GradioUploadFile"
+            if started or 'GradioUploadFile' not in str(e): raise
+            body = UPLOAD_NO_NAME.encode()
+            await send({'type': 'http.response.start', 'status': 400,
+                        'headers': [(b'content-type', b'text/plain; charset=utf-8'), (b'content-length', b'%d' % len(body))]})
+            await send({'type': 'http.response.body', 'body': body})
+
+# %% ../nbs/12_app.ipynb #c4e5f6a1
+def build_app(an: Analyser, upload_dir=None, expiry: float = CACHE_EXPIRY, session_ttl: float = SESSION_TTL):
+    "The Gradio `Blocks` of the page for `an`; uploads go to `upload_dir` (default: `upload_root()`), unclaimed ones expire (`sweep`)."
     gr = need_gradio()
-    upload_dir = Path(upload_dir or tempfile.mkdtemp(prefix='melanoma-app-'))
-    os.environ['GRADIO_TEMP_DIR'] = str(upload_dir)       # read by Gradio when the Blocks and its server are made
-    with gr.Blocks(title='melanoma_nb: try a model', delete_cache=(60, 60)) as demo:
+    root = Path(upload_dir or upload_root())
+    os.environ['GRADIO_TEMP_DIR'] = str(root)       # read by Gradio when the Blocks and its server are made
+    why = demo_reasons(an.meta)
+    with gr.Blocks(title='melanoma_nb: try a model') as demo:
         gr.Markdown("# melanoma_nb: benign or malignant?\nDrop one or more images of skin lesions (JPEG, PNG; at most "
-                    f"{MAX_UPLOAD_MB} MB each). For each: p(malignant), the decision at the model's threshold, and "
-                    "where in the image the model found its evidence (the checkpoint's map: Grad-CAM or occlusion).")
+                    f"{MAX_UPLOAD_MB} MB each). For each: p(malignant), the model's call at its threshold, and a map of "
+                    f"where in the image it found its evidence. {MAP_MEANING}")
         gr.Markdown(NOTICE, elem_classes=['mn-notice'])
         with gr.Row():
             files = _upload_box(gr, label='Images', file_count='multiple', type='filepath', elem_id='mn-upload')
-            method = gr.Radio(list(an.methods), value=an.method, label='Explanation', elem_id='mn-method')
-        out = gr.HTML(elem_id='mn-results')
-        kept = gr.State([])
+            with gr.Column():
+                method = gr.Radio(list(an.methods), value=an.method, label='Map', elem_id='mn-method')
+                gr.Markdown(methods_help(an), elem_id='mn-methods')
+        if why: gr.Markdown(demo_notice(why), elem_id='mn-demo', elem_classes=['mn-demo'])
+        status, out = gr.HTML(elem_id='mn-status'), gr.HTML(elem_id='mn-results')
+        session = gr.State(None, time_to_live=session_ttl, delete_callback=end_session)
         gr.Markdown(model_card(an.meta, an.path), elem_id='mn-card')
-        def on_upload(fs, m):   # the upload box is emptied at once, ready for the next images
-            for page, k in analyse_uploads(an, fs, m): yield page, k, None
-        files.upload(on_upload, [files, method], [out, kept, files], concurrency_limit=2, show_progress='minimal')
-        method.change(lambda k, m: redraw(an, k, m), [kept, method], out, concurrency_limit=2)
-    demo.upload_dir = upload_dir
+        def take(fs, request):   # at once, outside the queue; the upload box is emptied for the next drop
+            return claim(fs, root, getattr(request, 'session_hash', None) or uuid.uuid4().hex), None
+        def show(s, m): yield from analyse_session(an, s, m)
+        def leave(request):      # the page was closed: its files go now (Gradio keeps its state an hour)
+            if getattr(request, 'session_hash', None): shutil.rmtree(session_dir(root, request.session_hash), True)
+        take.__annotations__['request'] = leave.__annotations__['request'] = gr.Request   # Gradio looks for the type
+        files.upload(take, files, [session, files], queue=False, api_name='claim').then(
+            show, [session, method], [out, status], concurrency_limit=2, show_progress='minimal', api_name='analyse')
+        method.change(show, [session, method], [out, status], concurrency_limit=2, api_name='redraw')
+        demo.unload(leave)
+    demo.upload_dir, demo.stop_sweeping = root, threading.Event()
+    def sweeper():
+        while not demo.stop_sweeping.wait(max(expiry / 2, 0.5)):
+            try: sweep(root, expiry, demo.upload_file_set)
+            except Exception: traceback.print_exc()         # a bug: said, and the next round tries again
+    threading.Thread(target=sweeper, name='melanoma-app-sweeper', daemon=True).start()
     return demo.queue(max_size=64)
 
 # %% ../nbs/12_app.ipynb #a5176495
@@ -371,18 +566,24 @@ def _theme(gr):
     return gr.themes.Default(font=['ui-sans-serif', 'system-ui', 'sans-serif'], font_mono=['ui-monospace', 'monospace'])
 
 def serve(an: Analyser, host: str = '127.0.0.1', port: int | None = None, block: bool = False, quiet: bool = True,
-          ready=None):
+          ready=None, expiry: float = CACHE_EXPIRY):
     "Launch the app on `host:port` (default: a free port), call `ready(demo)` once it answers; -> the running `Blocks`."
     gr = need_gradio()
+    from starlette.middleware import Middleware
     if port is not None and not 0 <= port <= 65535: raise AppError(f"port {port} is not a TCP port: give 1 to 65535 (0: any free one)")
     port = port or free_port(host)
-    demo = build_app(an)
+    root, demo = upload_root(), None
     try:
-        demo.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=quiet, inline=False, show_error=False,
-                    max_file_size=f'{MAX_UPLOAD_MB}mb', theme=_theme(gr), css=CSS, footer_links=[], ssr_mode=False)
-    except Exception as e:                   # a busy port (OSError), an impossible one (OverflowError): one line
-        close_app(demo)
-        raise AppError(f"cannot serve on {host}:{port} ({e}); is the port in use? Pass another with --port N.") from None
+        demo = build_app(an, root, expiry)
+        try:
+            demo.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=quiet, inline=False,
+                        show_error=False, max_file_size=f'{MAX_UPLOAD_MB}mb', theme=_theme(gr), footer_links=[],
+                        ssr_mode=False, allowed_paths=[str(root/'sessions')], css=CSS + scale_css(),
+                        app_kwargs={'middleware': [Middleware(_UploadGuard)]})
+        except Exception as e:               # a busy port (OSError), an impossible one (OverflowError): one line
+            raise AppError(f"cannot serve on {host}:{port} ({e}); is the port in use? Pass another with --port N.") from None
+    except BaseException:                    # Ctrl+C or SIGTERM while starting too: nothing is left behind
+        close_app(demo, root); raise
     if block: wait(demo, ready)              # Ctrl+C even while `ready` runs closes the server
     elif ready: ready(demo)
     return demo
@@ -399,11 +600,15 @@ def wait(demo, ready=None):
         close_app(demo)
         if old is not None: signal.signal(signal.SIGTERM, old)
 
-def close_app(demo):
-    "Stop the server and delete its upload folder."
-    try: demo.close()
+def close_app(demo, root=None):
+    "Stop the server (if there is one) and delete its upload folder (`root`, else the app's)."
+    try:
+        if demo is not None:
+            if getattr(demo, 'stop_sweeping', None): demo.stop_sweeping.set()
+            demo.close()
     finally:
-        if getattr(demo, 'upload_dir', None): shutil.rmtree(demo.upload_dir, ignore_errors=True)
+        root = root or getattr(demo, 'upload_dir', None)
+        if root: shutil.rmtree(root, ignore_errors=True)
 
 # %% ../nbs/12_app.ipynb #f217aa05
 APP_EXIT = {0: "the page was served until Ctrl+C or SIGTERM stopped it",
@@ -420,8 +625,8 @@ def _port(s: str) -> int:
     return v
 
 def app_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog='melanoma-app', statuses=APP_EXIT,
-                description=_fill("A local web page to try a trained model: drop images, see p(malignant), the decision at "
+    p = Parser(prog='melanoma-app', statuses=APP_EXIT,
+                description=fill("A local web page to try a trained model: drop images, see p(malignant), the decision at "
                                   "the model's threshold and its map, with the model's card. Not a medical device."),
                 examples=[f"melanoma-train && melanoma-app   (needs {APP_EXTRA})"])
     p.add_argument('--model', metavar='PATH', help=f"the model.pt written by melanoma-train (default: {LATEST})")
@@ -440,14 +645,13 @@ def _ready(path, an, host):
     return say
 
 def app_main(argv=None) -> int:
-    "`melanoma-app [--model PATH] [--host H] [--port N]`: serve the page until interrupted; errors as every command's (`_run`)."
+    "`melanoma-app [--model PATH] [--host H] [--port N]`: serve the page until interrupted; errors as every command's (`run`)."
     args = app_parser().parse_args(argv)
     def work():
-        if importlib.util.find_spec('gradio') is None: need_gradio()   # the missing extra, said before anything loads
+        need_gradio()                                                  # the missing extra, said before PyTorch loads
         path = Path(args.model).expanduser() if args.model else default_model()
-        try: an = Analyser.from_file(path)                             # a CheckpointError is a user error of _run's
+        try: an = Analyser.from_file(path)                             # a CheckpointError is a user error of run's
         except ValueError as e: raise AppError(str(e)) from None       # a value in the checkpoint's metadata is wrong
-        need_gradio()
         serve(an, args.host, args.port, block=True, quiet=True, ready=_ready(path, an, args.host))
         return 0
-    return _run('melanoma-app', work)
+    return run('melanoma-app', work)

@@ -14,7 +14,7 @@ from importlib.metadata import version, PackageNotFoundError
 from pathlib import Path
 
 from .settings import (ARCHS, MATCH_MIN, MAX_BUDGET, PHASH_RADIUS, PRECISIONS, PRESET_HELP, PRESETS,
-                                  SIZE_RANGE, TrainingError, describe_recipe)
+                                  Recipe, SIZE_RANGE, TrainingError, describe_recipe)
 from .console import (CLIError, EXIT_STATUS, NonFiniteOutputError, REINSTALL, RUN_FAILED, pair_problem,
                                  torch_import_problem, torch_pair_problem, user_errors, run as _run, Parser as _Parser,
                                  fill as _fill, exit_help as _exit_help, path_arg as _path, int_in as _int_in,
@@ -147,9 +147,9 @@ def prepare_main(argv=None) -> int:
     return _run('melanoma-prepare', work)
 
 # %% ../nbs/11_cli.ipynb #58230658
-_RECIPE_FLAGS = ('arch', 'channels', 'size', 'epochs', 'batch_size', 'lr', 'pretrained', 'weights', 'val_frac', 'seed',
-                 'freeze_epochs', 'early_stop', 'target_sensitivity', 'weight_decay', 'label_smoothing', 'augment',
-                 'amp', 'sync_bn', 'compile', 'workers', 'positive', 'budget', 'precision')
+_NOT_FLAGS = ('schedule', 'grad_clip', 'balance', 'channels_last', 'group_split', 'ring', 'body_lr',
+              'scaling')   # set by the presets only
+_RECIPE_FLAGS = tuple(f.name for f in dataclasses.fields(Recipe) if f.name not in _NOT_FLAGS)   # 'workers': runtime
 
 # %% ../nbs/11_cli.ipynb #209069a7
 def _train_recipe_args(p):
@@ -362,28 +362,17 @@ def _write(path: Path, data: bytes):
     return atomic_write(path, lambda f: f.write(data))
 
 def _csv(header, rows) -> bytes:
-    "CSV through the csv module: a file name with a comma or a quote stays one field."
-    buf = io.StringIO(); w = csv.writer(buf, lineterminator='\n')
-    w.writerow(header); w.writerows(rows)
+    "CSV through the csv module: a file name with a comma, a quote or a line break (a bare \\r too) stays one field."
+    buf = io.StringIO()
+    plain, quoted = (csv.writer(buf, lineterminator='\n', quoting=q) for q in (csv.QUOTE_MINIMAL, csv.QUOTE_ALL))
+    for row in (header, *rows):      # Python before 3.12 leaves a bare \r unquoted, and a reader splits the row there
+        (quoted if any('\r' in str(v) for v in row) else plain).writerow(row)
     return buf.getvalue().encode('utf-8', 'surrogateescape')   # a name that is not UTF-8 keeps its bytes
 
-def _load_model(path, device):
-    "`load_checkpoint`, then refuse weights that are not finite numbers (they would give NaN probabilities)."
-    import torch
-    from melanoma_nb.checkpoint import CheckpointError, load_checkpoint
-    path = Path(path).expanduser()
-    model, meta = load_checkpoint(path, device=device)
-    bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
-    if bad: raise CheckpointError(f"{path}: its weights hold numbers that are not finite (NaN or infinity, in {bad[0]}"
-                                  f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}), so every probability would be "
-                                  f"NaN. Copy the file again or retrain.")
-    return model, meta
-
-def _decisions(meta) -> tuple:
-    "(index of the positive class, (negative name, positive name)) of a checkpoint, by the one rule of 05_metrics."
-    from melanoma_nb.metrics import positive_index, decision_names
-    pos = positive_index(meta['classes'], meta.get('positive'))
-    return pos, decision_names(meta['classes'], pos)
+def _predictor(path, device):
+    "The `Predictor` of the checkpoint `path` (08_evaluation): read, checked (weights too) and put on `device` once."
+    from melanoma_nb.evaluation import Predictor
+    return Predictor.from_file(path, device)
 
 # %% ../nbs/11_cli.ipynb #5093e797
 def evaluate_parser() -> argparse.ArgumentParser:
@@ -422,12 +411,11 @@ def _eval_out(args) -> Path:
                        f"be replaced. Leave --out out (eval/ beside the model) or choose another folder.")
     return out
 
-def _threshold(args, model, meta, cache, device) -> float:
+def _threshold(args, pred, cache) -> float:
     "--threshold, else the checkpoint's, chosen again on its validation images with the same TTA views under --tta."
     from melanoma_nb.data import DataError
-    from melanoma_nb.evaluation import threshold_for
     if args.threshold is not None: return args.threshold
-    try: return float(threshold_for(model, meta, cache, tta=args.tta, batch_size=args.batch_size, device=device))
+    try: return pred.threshold(args.tta, cache, args.batch_size)
     except ValueError as e: raise DataError(str(e)) from None   # --tta on a test folder alone: no validation images
 
 # %% ../nbs/11_cli.ipynb #27c69572
@@ -448,14 +436,32 @@ def _eval_figures(out, images, y, p, threshold, classes):
         _write(out/name, buf.getvalue())
 
 # %% ../nbs/11_cli.ipynb #cfd3e806
-def _rings(model, meta, images, y, threshold, pos, args, device) -> dict:
+def _rings(pred, images, y, threshold, args) -> dict:
     "`evaluation.ring_report` of these images with the model as evaluated (same views, temperature and threshold)."
     import numpy as np
-    from melanoma_nb.evaluation import predict_proba, ring_report
-    def predict(im): return predict_proba(model, im, meta['mean'], meta['std'], tta=args.tta, batch_size=args.batch_size,
-                                          device=device, positive=pos, temperature=meta['temperature'])
+    from melanoma_nb.evaluation import ring_report
+    def predict(im): return pred.proba(im, tta=args.tta, batch_size=args.batch_size)
     return ring_report(predict, np.asarray(images), y, threshold, n_boot=args.n_boot, positive=1)
 
+def _dedup(pred, root, index, cache, idx, paths, progress, kw) -> dict:
+    "--dedup: the metrics without the test images that copy training images; every image a copy is a user error."
+    from melanoma_nb.data import DataError
+    from melanoma_nb.audit import audit_leakage, dedup_keep
+    keep = dedup_keep(paths, audit_leakage(index, progress=progress))
+    if not keep.any():
+        raise DataError(f"{root}: every one of its {len(keep)} test images copies a training image (melanoma-audit "
+                        f"lists the pairs), so none is left to evaluate with --dedup; leave it out, or add test images.")
+    return {'removed': int((~keep).sum()), **pred.evaluate(cache.images[idx[keep]], cache.labels[idx[keep]], **kw)[1]}
+
+def _headline(res: dict, name: str) -> tuple:
+    "(the rows printed, the lead of metrics.json): the images without dark corners first, then all, then no copies."
+    nd = res['rings']['subgroups'].get('no dark corners')
+    rows = {f"{name}: no dark corners ({nd['n']})": nd} if nd else {}
+    rows[f"{name}: all {res['n']}"] = res
+    if 'dedup' in res: rows[f"{name}: without {res['dedup']['removed']} copies"] = res['dedup']
+    return rows, {'without_dark_corners': nd}
+
+# %% ../nbs/11_cli.ipynb #7d1f4fe1
 def evaluate_main(argv=None) -> int:
     "`melanoma-evaluate --model RUN_DIR/model.pt [--data DIR] [--tta] [--dedup] [--out DIR]`: metrics.json, figures, a table."
     args = evaluate_parser().parse_args(argv)
@@ -465,39 +471,37 @@ def evaluate_main(argv=None) -> int:
         from melanoma_nb.data import DataError, build_cache
         from melanoma_nb.checkpoint import write_json
         from melanoma_nb.training import pick_device
-        from melanoma_nb.evaluation import evaluate, ring_table
+        from melanoma_nb.evaluation import ring_table
         from melanoma_nb.metrics import metrics_table
-        from melanoma_nb.audit import audit_leakage, dedup_keep
-        progress, device = not args.no_progress and sys.stderr.isatty(), pick_device(args.device)
-        model, meta = _load_model(args.model, device)
-        pos, classes = _decisions(meta)
-        if list(index.classes) != list(meta['classes']):
-            raise DataError(f"{root}: class folders {index.classes} differ from the model's {meta['classes']}; "
+        progress = not args.no_progress and sys.stderr.isatty()
+        pred = _predictor(args.model, pick_device(args.device))
+        if list(index.classes) != pred.classes:
+            raise DataError(f"{root}: class folders {index.classes} differ from the model's {pred.classes}; "
                             f"evaluate on folders named like the training data's.")
-        cache = build_cache(index, size=meta['size'], channels=meta['in_chans'], cache_dir=args.cache, progress=progress, source=source)
+        if (note := pred.training_note()): print(f"melanoma-evaluate: warning: {note}", file=sys.stderr)
+        cache = build_cache(index, size=pred.size, channels=pred.channels, cache_dir=args.cache, progress=progress,
+                            source=source)
         for q, why in cache.skipped: print(f"skipped {q}: {why}", file=sys.stderr)
         idx = cache.indices('test') if index.layout == 'root' else np.arange(len(cache))
         if len(idx) == 0: raise DataError(f"{root}: no readable image to evaluate (the skipped files are listed above).")
-        threshold = _threshold(args, model, meta, cache, device)
-        kw = dict(threshold=threshold, tta=args.tta, n_boot=args.n_boot, batch_size=args.batch_size, device=device,
-                  positive=pos, temperature=meta['temperature'])
-        y, paths = (cache.labels[idx] == pos).astype(np.int64), np.array(cache.paths)[idx]
-        p, res = evaluate(model, cache.images[idx], y, meta['mean'], meta['std'], progress=progress, **kw)
-        tables = {f"{'test' if index.layout == 'root' else Path(root).name}{' +TTA' if args.tta else ''}": res}
-        if args.dedup:
-            keep = dedup_keep(paths, audit_leakage(index, progress=progress))
-            res['dedup'] = {'removed': int((~keep).sum()), **evaluate(model, cache.images[idx[keep]], y[keep], meta['mean'], meta['std'], **kw)[1]}
-            tables[f'without {int((~keep).sum())} copies'] = res['dedup']
+        threshold = _threshold(args, pred, cache)
+        kw = dict(threshold=threshold, tta=args.tta, n_boot=args.n_boot, batch_size=args.batch_size)
+        y, paths = (cache.labels[idx] == pred.pos).astype(np.int64), np.array(cache.paths)[idx]
+        p, res = pred.evaluate(cache.images[idx], cache.labels[idx], progress=progress, **kw)
+        if args.dedup: res['dedup'] = _dedup(pred, root, index, cache, idx, paths, progress, kw)
         out = _eval_out(args)
         try: out.mkdir(parents=True, exist_ok=True)
         except OSError as e: raise DataError(f"{out}: cannot create the output folder ({e.strerror}); pass --out DIR.") from None
-        res['rings'] = _rings(model, meta, cache.images[idx], y, threshold, pos, args, device)
-        write_json(out/'metrics.json', res)
-        _write(out/'predictions.csv', _csv(['path', 'label', 'p_malignant'], ((q, classes[l], f'{v:.6f}') for q, l, v in zip(paths, y, p))))
-        _eval_figures(out, cache.images[idx], y, p, threshold, classes)
+        res['rings'] = _rings(pred, cache.images[idx], y, threshold, args)
+        name = f"{'test' if index.layout == 'root' else Path(root).name}{' +TTA' if args.tta else ''}"
+        rows, lead = _headline(res, name)
+        write_json(out/'metrics.json', {**lead, **res})
+        _write(out/'predictions.csv', _csv(['path', 'label', 'p_malignant'],
+                                           ((q, pred.names[l], f'{v:.6f}') for q, l, v in zip(paths, y, p))))
+        _eval_figures(out, cache.images[idx], y, p, threshold, pred.names)
         print(f"{Path(args.model)} on {root}: {len(y)} images, threshold {threshold:.3f}")
-        print(metrics_table(tables))
-        print(f"Dark corners (the dermoscope's ring) and synthetic rings:\n{ring_table(res['rings'])}")
+        print(metrics_table(rows))
+        print(f"Dark corners (the dermoscope's ring) and synthetic rings:\n{ring_table(res['rings'], pred.names)}")
         print(f"Wrote {out}/: metrics.json, predictions.csv, confusion.png, curves.png, predictions.png, errors.png")
         return 0
     return _run('melanoma-evaluate', work)
@@ -525,9 +529,17 @@ def _expand(paths):
         else: bad.append((q, 'no such file or folder'))
     return files, bad
 
+_NAME_MAX = 200   # bytes of an overlay's name: file systems allow 255, and atomic_write's temporary name adds 14
+
+def _fit_name(stem: str, tail: str) -> str:
+    "`stem + tail`, the stem cut (at a byte, the name's bytes kept) so that the whole fits in `_NAME_MAX` bytes."
+    b, room = stem.encode('utf-8', 'surrogateescape'), _NAME_MAX - len(tail.encode('utf-8'))
+    return (b[:room].decode('utf-8', 'surrogateescape') if len(b) > room else stem) + tail
+
 def _overlay_path(out_dir: Path, src: Path, used: set) -> Path:
-    name, k = f"{src.stem}_gradcam.png", 1
-    while name in used or (out_dir/name).exists(): k += 1; name = f"{src.stem}_{k}_gradcam.png"   # never over a file
+    "A new name in `out_dir` for `src`'s overlay: `<stem>_gradcam.png` (numbered, never over a file; long stems cut)."
+    name, k = _fit_name(src.stem, '_gradcam.png'), 1
+    while name in used or (out_dir/name).exists(): k += 1; name = _fit_name(src.stem, f'_{k}_gradcam.png')
     used.add(name)
     return out_dir/name
 
@@ -550,16 +562,21 @@ def _record(f, v, threshold, classes) -> dict:
     return {'path': str(f), 'p_malignant': round(float(v), 6), 'call': classes[1] if v >= threshold else classes[0]}
 
 # %% ../nbs/11_cli.ipynb #b965e55a
-def _predict_threshold(args, meta) -> float:
+def _predict_threshold(args, pred) -> float:
     "--threshold, else the checkpoint's; under --tta a threshold chosen for a sensitivity on single views is refused."
     if args.threshold is not None: return args.threshold
-    if args.tta and meta.get('threshold_tta') is not None: return float(meta['threshold_tta'])
-    r = meta.get('recipe') if isinstance(meta.get('recipe'), dict) else {}
-    if args.tta and r.get('target_sensitivity') is not None:
-        raise CLIError(f"--tta: the threshold in {args.model} ({float(meta['threshold']):.3f}) was chosen for sensitivity "
-                       f"{r['target_sensitivity']} on single views, and TTA's averaged probabilities need their own. Give it "
-                       f"with --threshold T (melanoma-evaluate --tta prints the TTA threshold), or leave out --tta.")
-    return float(meta['threshold'])
+    try: return pred.threshold(args.tta)
+    except ValueError as e: raise CLIError(f"--tta: {e}" if args.tta else str(e)) from None
+
+def _read_batch(files, pred, bad) -> tuple:
+    "(uint8 images, the files read) of one batch; each file that cannot be read is said on stderr and added to `bad`."
+    import numpy as np
+    from melanoma_nb.data import ImageReadError, read_image
+    imgs, good = [], []
+    for f in files:
+        try: imgs.append(read_image(f, pred.size, pred.channels)); good.append(f)
+        except ImageReadError as e: print(f"{f}: {e.reason}", file=sys.stderr); bad.append((f, e.reason))
+    return (np.stack(imgs) if imgs else None), good
 
 def predict_main(argv=None) -> int:
     "`melanoma-predict --model M PATH... [--tta] [--gradcam OUT_DIR]`: one JSON line per image."
@@ -571,30 +588,19 @@ def predict_main(argv=None) -> int:
         if not files:
             shown = ' '.join(args.paths[:3]) + (' ...' if len(args.paths) > 3 else '')
             raise CLIError(f"found no image file to score in {shown}" + (" (the problems are listed above)" if bad else ""))
-        import numpy as np
-        from melanoma_nb.data import ImageReadError, read_image
         from melanoma_nb.checkpoint import dumps
         from melanoma_nb.training import pick_device
-        from melanoma_nb.evaluation import predict_proba
-        device = pick_device(args.device)
-        model, meta = _load_model(args.model, device)
-        pos, classes = _decisions(meta)
-        threshold = _predict_threshold(args, meta)
-        cams = _gradcam_maker(args.gradcam, model, meta, device, pos, threshold, args.model)
+        pred = _predictor(args.model, pick_device(args.device))
+        threshold = _predict_threshold(args, pred)
+        cams = _gradcam_maker(args.gradcam, pred, threshold, args)
         n_ok, n_nan = 0, 0
         for s in range(0, len(files), args.batch_size):
-            imgs, good = [], []
-            for f in files[s:s + args.batch_size]:
-                try: imgs.append(read_image(f, meta['size'], meta['in_chans'])); good.append(f)
-                except ImageReadError as e: print(f"{f}: {e.reason}", file=sys.stderr); bad.append((f, e.reason))
+            x, good = _read_batch(files[s:s + args.batch_size], pred, bad)
             if not good: continue
-            x = np.stack(imgs)
-            p = predict_proba(model, x, meta['mean'], meta['std'], tta=args.tta, batch_size=args.batch_size, device=device,
-                              positive=pos, temperature=meta['temperature'])
-            overlays = cams(x, p, good) if cams else [None] * len(good)
-            for f, v, o in zip(good, p, overlays):
-                rec = _record(f, float(v), threshold, classes)
-                if o is not None: rec['gradcam'] = str(o)
+            if cams: p, extra = cams(x, good)                   # p from the forward pass that made the maps
+            else: p, extra = pred.proba(x, tta=args.tta, batch_size=args.batch_size), [{}] * len(good)
+            for f, v, e in zip(good, p, extra):
+                rec = {**_record(f, float(v), threshold, pred.names), **e}
                 print(dumps(rec), flush=True)
                 n_nan += rec['p_malignant'] is None
             n_ok += len(good)
@@ -605,27 +611,38 @@ def predict_main(argv=None) -> int:
     return _run('melanoma-predict', work)
 
 # %% ../nbs/11_cli.ipynb #37353818
-def _gradcam_maker(gradcam_dir, model, meta, device, pos, threshold, ckpt=None):
-    "None without --gradcam; else `f(x, p, files) -> overlay paths`: the map (`make_cam`) of the decided class, one PNG per image."
-    if not gradcam_dir: return None
-    import torch
+def _gradcam_dir(gradcam_dir) -> Path:
+    "The --gradcam folder, made and checked to take files: one that cannot be written is one line, before any image."
+    import tempfile
     from melanoma_nb.data import DataError
-    from melanoma_nb.gradcam import make_cam, explained_class, save_overlay, overlay_text
-    from melanoma_nb.dataset import BatchTransform
-    try: make_cam(model, meta).close()           # a map setting this model does not have: said before any image is read
-    except ValueError as e: raise CLIError(f"{ckpt}: {e}" if ckpt else str(e)) from None   # name the checkpoint at fault
-    gdir = Path(gradcam_dir).expanduser()        # made only once the setting is known to work
+    gdir = Path(gradcam_dir).expanduser()
     try: gdir.mkdir(parents=True, exist_ok=True)
     except OSError as e: raise DataError(f"{gdir}: cannot create the Grad-CAM folder ({e.strerror}).") from None
-    used, tf = set(), BatchTransform(meta['mean'], meta['std']).to(device)
-    def make(x, p, files):
-        xt = tf(torch.from_numpy(x).to(device).permute(0, 3, 1, 2))
-        with torch.no_grad(): logits = model(xt)
-        targets = explained_class(logits, pos, threshold, p)      # the decided class (below the threshold: the likeliest other)
-        with make_cam(model, meta) as cam: maps = cam(xt, targets).cpu().numpy()
-        return [save_overlay(x[i], maps[i], _overlay_path(gdir, Path(f), used),      # >= 256 px, p and the decision on it
-                             text=overlay_text(float(p[i]), threshold, meta['classes'], meta['classes'][pos]), method=cam.name)
-                for i, f in enumerate(files)]
+    try: tempfile.TemporaryFile(dir=gdir).close()
+    except OSError as e: raise DataError(f"{gdir}: cannot write the Grad-CAM overlays there ({e.strerror}); give a "
+                                         f"folder you can write to (--gradcam DIR).") from None
+    return gdir
+
+def _gradcam_maker(gradcam_dir, pred, threshold, args):
+    "None without --gradcam; else `f(x, files) -> (p, [{'gradcam': PNG, 'gradcam_class': name}])`: `Predictor.maps`."
+    if not gradcam_dir: return None
+    import numpy as np
+    from melanoma_nb.checkpoint import OutputError
+    from melanoma_nb.gradcam import save_overlay, overlay_text
+    try: pred.maps(np.zeros((0, pred.size, pred.size, pred.channels), np.uint8))   # a setting this model lacks: said now
+    except ValueError as e: raise CLIError(f"{args.model}: {e}") from None         # (and no folder is made)
+    gdir, used = _gradcam_dir(gradcam_dir), set()
+    def make(x, files):
+        m = pred.maps(x, tta=args.tta, threshold=threshold, batch_size=args.batch_size)
+        extra = []
+        for i, f in enumerate(files):
+            shown = pred.classes[int(m.target[i])]
+            text = [*overlay_text(float(m.p[i]), threshold, pred.classes, pred.positive), f"the map: evidence for {shown}"]
+            try: png = str(save_overlay(x[i], m.maps[i], _overlay_path(gdir, Path(f), used), text=text,
+                                        method=m.method))
+            except OutputError as e: print(f"{f}: no overlay ({e})", file=sys.stderr); png = None
+            extra.append({'gradcam': png, 'gradcam_class': shown})
+        return m.p, extra
     return make
 
 # %% ../nbs/11_cli.ipynb #f48f7793

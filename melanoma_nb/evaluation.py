@@ -19,14 +19,18 @@ import cv2
 from .audit import DIHEDRAL, DARK_LEVEL, has_dark_corners
 from .dataset import BatchTransform, ring_mask
 from .cnn import model_in_chans
+from fastcore.basics import patch
+
 from .metrics import (_check, confusion, metrics, bootstrap_ci, choose_threshold, calibration_bins, ece,
-                                 positive_index)
+                                 positive_index, decision_names)
+from .checkpoint import CheckpointError, load_checkpoint, meta_problem
 from .training import Recipe, validation_split, data_fingerprint
 
 # %% auto #0
-__all__ = ['RING_PROBES', 'dihedral', 'predict_proba', 'evaluate', 'threshold_for', 'plot_confusion', 'plot_curves',
-           'plot_predictions', 'confident_errors', 'plot_confident_errors', 'plot_reliability', 'subgroup_metrics',
-           'with_ring', 'ring_flips', 'ring_region', 'unring', 'unring_changes', 'ring_report', 'ring_table']
+__all__ = ['RING_PROBES', 'dihedral', 'predict_proba', 'evaluate', 'predictor_problem', 'Predictor', 'threshold_for',
+           'plot_confusion', 'plot_curves', 'plot_predictions', 'confident_errors', 'plot_confident_errors',
+           'plot_reliability', 'subgroup_metrics', 'with_ring', 'ring_flips', 'ring_region', 'unring', 'unring_changes',
+           'ring_report', 'ring_table']
 
 # %% ../nbs/08_evaluation.ipynb #6a9ba72b
 def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -44,7 +48,7 @@ def _views(tta) -> tuple:
 
 def predict_proba(model: torch.nn.Module, images, mean, std, tta=False, batch_size: int = 64, device=None,
                   positive: int = 1, progress: bool = False, temperature: float = 1.0) -> np.ndarray:
-    "p(class `positive`) = softmax(logits / temperature) for uint8 `images` (N, H, W, C), averaged over dihedral views when `tta`."
+    "p(class `positive`) = softmax(logits / temperature), in float64, for uint8 `images` (N, H, W, C); TTA: the mean over views."
     if images.dtype != np.uint8: raise TypeError(f"predict_proba expects uint8 images (a cache's images), got {images.dtype}")
     if images.ndim == 3: images = images[..., None]
     if images.ndim != 4: raise ValueError(f"images must be (N, H, W, C), got shape {tuple(images.shape)}")
@@ -55,14 +59,14 @@ def predict_proba(model: torch.nn.Module, images, mean, std, tta=False, batch_si
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device)
     tf, views, was_training = BatchTransform(mean, std).to(device), _views(tta), model.training
-    out = np.empty(len(images), np.float32)
+    out = np.empty(len(images), np.float64)
     model.eval()
     try:
         with torch.inference_mode():
             for s in tqdm(range(0, len(images), batch_size), desc='predict', disable=not progress, leave=False):
                 x = torch.from_numpy(np.ascontiguousarray(images[s:s + batch_size])).to(device).permute(0, 3, 1, 2)
                 x = tf(x)
-                p = sum((model(dihedral(x, k)).float() / temperature).softmax(1) for k in views) / len(views)
+                p = sum((model(dihedral(x, k)).double() / temperature).softmax(1) for k in views) / len(views)   # no ties at 1
                 out[s:s + len(x)] = p[:, positive].cpu().numpy()
     finally: model.train(was_training)
     return out
@@ -77,27 +81,132 @@ def evaluate(model, images, labels, mean, std, threshold: float = 0.5, tta=False
     m['ci'] = bootstrap_ci(labels, p, threshold, n_boot=n_boot, seed=seed)
     return p, m
 
+# %% ../nbs/08_evaluation.ipynb #8c00eb1c
+def _real(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+def predictor_problem(meta: dict) -> str | None:
+    "What is wrong with the metadata a `Predictor` reads beyond `meta_problem`'s (TTA threshold, data), or None."
+    if (why := meta_problem(meta)): return why
+    t = meta.get('threshold_tta')
+    if t is not None and not (_real(t) and 0 <= t <= 1): return f"threshold_tta {t!r} is not a number in [0, 1]"
+    d = meta.get('data')
+    if d is not None and not isinstance(d, dict): return f"data {d!r} is not a dict (its fingerprint)"
+    return None
+
+# %% ../nbs/08_evaluation.ipynb #7baf732d
+class Predictor:
+    "A trained model and what its checkpoint says about it, read and checked once: p, decisions, thresholds."
+    def __init__(self, model: torch.nn.Module, meta: dict, path=None, device=None):
+        self.path = None if path is None else Path(path)
+        if (why := predictor_problem(meta)):
+            raise CheckpointError(f"{self.path or 'the checkpoint'}: its metadata is invalid ({why}); the file was edited "
+                                  f"or damaged. Retrain, or copy it again.")
+        m = self.meta = dict(meta)
+        self.arch, self.size, self.channels = m['arch'], m['size'], m['in_chans']
+        self.mean, self.std, self.classes = tuple(m['mean']), tuple(m['std']), list(m['classes'])
+        self.pos = positive_index(self.classes, m.get('positive'))
+        self.positive, self.names = self.classes[self.pos], decision_names(self.classes, self.pos)
+        self.temperature, self.threshold_single = float(m.get('temperature', 1.0)), float(m['threshold'])
+        self.threshold_tta = None if m.get('threshold_tta') is None else float(m['threshold_tta'])
+        self.gradcam, self.epoch, self.metrics = m.get('gradcam'), m['epoch'], m['metrics']
+        self.data = m.get('data') or {}
+        self.fingerprint = self.data.get('data')
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.model = model if device is None else model.to(self.device)
+
+    @classmethod
+    def from_file(cls, path, device=None):
+        "Load the checkpoint `path` (`load_checkpoint`; weights that are not finite numbers are refused) onto `device`."
+        path = Path(path).expanduser()
+        model, meta = load_checkpoint(path, device=device or 'cpu')
+        bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad: raise CheckpointError(f"{path}: its weights hold numbers that are not finite (NaN or infinity, in {bad[0]}"
+                                      f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}), so every probability "
+                                      f"would be NaN. Copy the file again or retrain.")
+        return cls(model, meta, path, device)
+
+    @property
+    def recipe(self) -> Recipe:
+        "The recipe the model was trained with (as run: the epochs a budget planned)."
+        try: return Recipe.from_dict(self.meta['recipe'])
+        except (TypeError, ValueError, KeyError) as e:   # an edited or damaged checkpoint: say so in one line
+            raise ValueError(f"{self.path or 'the checkpoint'}: its recipe cannot be read ({type(e).__name__}: {e}); the "
+                             f"file was edited or damaged: retrain, or give the threshold with --threshold") from None
+
+    def __repr__(self):
+        return (f"Predictor({self.arch}, {self.channels} channel(s) at {self.size} px, classes {self.classes}, positive "
+                f"{self.positive!r}, threshold {self.threshold_single:.3f}, T {self.temperature:.2f}, on {self.device})")
+
+# %% ../nbs/08_evaluation.ipynb #553f70e6
+@patch
+def proba(self: Predictor, images, tta=False, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+    "Calibrated p(positive class), float64, for uint8 `images` (N, H, W, C); averaged over the dihedral views when `tta`."
+    return predict_proba(self.model, images, self.mean, self.std, tta=tta, batch_size=batch_size, device=self.device,
+                         positive=self.pos, progress=progress, temperature=self.temperature)
+
+# %% ../nbs/08_evaluation.ipynb #93ee5a6e
+@patch
+def decide(self: Predictor, p, threshold: float | None = None) -> list:
+    "Each p's decision: the positive name when p >= `threshold` (default: the single-view one), else the negative one."
+    t = self.threshold_single if threshold is None else threshold
+    return [self.names[1] if v >= t else self.names[0] for v in np.atleast_1d(np.asarray(p, np.float64))]
+
+# %% ../nbs/08_evaluation.ipynb #8d8de684
+@patch
+def evaluate(self: Predictor, images, labels, threshold: float | None = None, tta=False, n_boot: int = 1000,
+             seed: int = 0, batch_size: int = 64, progress: bool = False):
+    "Predict `images` and measure against `labels` (class indices of `classes`): -> (p, metrics with `ci`)."
+    y = (np.asarray(labels) == self.pos).astype(np.int64)
+    t = self.threshold(tta) if threshold is None else threshold
+    return evaluate(self.model, images, y, self.mean, self.std, threshold=t, tta=tta, n_boot=n_boot, seed=seed,
+                    batch_size=batch_size, device=self.device, positive=self.pos, progress=progress,
+                    temperature=self.temperature)
+
+# %% ../nbs/08_evaluation.ipynb #c9c21222
+@patch
+def training_note(self: Predictor) -> str | None:
+    "A warning when the model was trained far short of a real run (few images, few epochs), else None."
+    r = self.meta['recipe']
+    n, ep = self.data.get('n_train'), r.get('epochs') if isinstance(r, dict) else None
+    why = ([f"on {n} images"] if isinstance(n, int) and n < 1000 else []) + \
+          ([f"for {ep} epoch(s)"] if isinstance(ep, int) and ep < 5 else [])
+    if not why: return None
+    return (f"{self.path or 'this model'} was trained {' and '.join(why)}, far short of the presets' plans (thousands of "
+            f"images, 10 or more epochs): a demonstration model, whose figures say little about the recipe")
+
 # %% ../nbs/08_evaluation.ipynb #b16d8203
-def threshold_for(model, meta: dict, cache, tta=False, batch_size: int = 64, device=None) -> float:
-    "The checkpoint's threshold, chosen again on its validation images with the same TTA views when `tta` is used."
-    try: r = Recipe.from_dict(meta['recipe'])
-    except (TypeError, ValueError, KeyError) as e:   # an edited or damaged checkpoint: say so in one line
-        raise ValueError(f"the checkpoint's recipe cannot be read ({type(e).__name__}: {e}); the file was edited or "
-                         f"damaged: retrain, or give the threshold with --threshold") from None
-    if not tta or r.target_sensitivity is None: return float(meta['threshold'])
+def _tta_threshold(pred, cache, tta, target: float, batch_size: int = 64) -> float:
+    "The threshold reaching sensitivity `target` on `pred`'s validation images in `cache`, with the views of `tta`."
     if len(cache.indices('train')) == 0:
         raise ValueError(f"{cache.root}: --tta with a threshold chosen for a sensitivity needs the train/ split the model "
                          f"was trained on (its validation part); give the data set root, not only the test folder")
-    tr, va, _ = validation_split(cache, r)
-    want = meta.get('data', {}).get('data') if isinstance(meta.get('data'), dict) else None
-    if want is not None and want != data_fingerprint(cache, tr, va):   # another train/ would give another threshold
+    tr, va, _ = validation_split(cache, pred.recipe)
+    if pred.fingerprint is not None and pred.fingerprint != data_fingerprint(cache, tr, va):   # another train/
         raise ValueError(f"{cache.root}: its train/ split is not the data the model was trained on (the fingerprint of its "
                          f"training and validation images differs from the checkpoint's), so its validation images cannot be "
                          f"rebuilt to choose the TTA threshold. Give the data set the model was trained on, or --threshold T.")
-    pos = positive_index(meta['classes'], meta.get('positive'))
-    p = predict_proba(model, cache.images[va], meta['mean'], meta['std'], tta=tta, batch_size=batch_size, device=device,
-                      positive=pos, temperature=meta.get('temperature', 1.0))
-    return choose_threshold((cache.labels[va] == pos).astype(int), p, r.target_sensitivity).threshold
+    p = pred.proba(cache.images[va], tta=tta, batch_size=batch_size)
+    return float(choose_threshold((cache.labels[va] == pred.pos).astype(int), p, target).threshold)
+
+
+# %% ../nbs/08_evaluation.ipynb #f87b19d2
+@patch
+def threshold(self: Predictor, tta=False, cache=None, batch_size: int = 64) -> float:
+    "The threshold on p: the stored one; under `tta` the stored TTA one, else (one chosen for a sensitivity on single\n    views) chosen again on `cache`'s validation images with the same views."
+    want = self.recipe.target_sensitivity        # a recipe that cannot be read is refused here, whatever the views
+    if not tta: return self.threshold_single
+    if self.threshold_tta is not None: return self.threshold_tta
+    if want is None: return self.threshold_single                 # the arg-max threshold needs no choice
+    if cache is None:
+        raise ValueError(f"the threshold in {self.path or 'the checkpoint'} ({self.threshold_single:.3f}) was chosen for "
+                         f"sensitivity {want} on single views, and TTA's averaged probabilities need their own. Give it "
+                         f"with --threshold T (melanoma-evaluate --tta prints the TTA threshold), or leave out --tta.")
+    return _tta_threshold(self, cache, tta, want, batch_size)
+
+# %% ../nbs/08_evaluation.ipynb #904cd4ac
+def threshold_for(model, meta: dict, cache, tta=False, batch_size: int = 64, device=None) -> float:
+    "The checkpoint's threshold, chosen again on its validation images with the same TTA views when `tta` is used."
+    return Predictor(model, meta, device=device).threshold(tta, cache, batch_size)
 
 # %% ../nbs/08_evaluation.ipynb #cacbbe13
 def _finish(fig, fname=None):
@@ -166,9 +275,10 @@ def plot_predictions(images, y_true, p, classes=('benign', 'malignant'), thresho
     if len(idx) == 0: axs.flat[0].text(0.5, 0.5, 'nothing to show', ha='center', va='center')
     fig.suptitle(f"{title or f'{len(idx)} images'}: p = p({classes[1]}) from the model; called {classes[1]} when "
                  f"p ≥ {threshold:.2f}", fontsize=10)
-    fig.legend(handles=[Patch(fc='none', ec='green', lw=2.5, label='right call (green frame)'),
-                        Patch(fc='none', ec='red', lw=2.5, label='wrong call (red frame)')],
-               loc='lower center', ncol=2, fontsize=8, frameon=False)
+    right = [int(p[i] >= threshold) == y[i] for i in idx]
+    frames = [Patch(fc='none', ec=c, lw=2.5, label=f'{w} call ({c} frame)')           # only the frames shown
+              for c, w, shown in (('green', 'right', any(right)), ('red', 'wrong', not all(right))) if shown]
+    if frames: fig.legend(handles=frames, loc='lower center', ncol=2, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return _finish(fig, fname)
 
@@ -286,18 +396,25 @@ def ring_report(predict, images: np.ndarray, y: np.ndarray, threshold: float, n_
         ring_removed=unring_changes(predict, images[(pos == 1) & ring], threshold, p0=p[(pos == 1) & ring]))
 
 # %% ../nbs/08_evaluation.ipynb #e8ce81c2
-def ring_table(rep: dict) -> str:
-    "A plain-text view of `ring_report` (the console script prints the same)."
+def ring_table(rep: dict, names=('benign', 'malignant')) -> str:
+    "`ring_report` as text in the classes' words (`names`: negative, positive), each kind of line explained once."
     def pct(v): return 'n/a' if v is None else f"{v:.1%}"
+    neg, pos = names
     dc = rep['dark_corners']
-    lines = [f"  dark corners in {pct(dc['share_positive'])} of the positive and {pct(dc['share_negative'])} of the negative images"]
+    lines = [f"  Dark corners (the dermoscope's black ring) are in {pct(dc['share_positive'])} of the {pos} and "
+             f"{pct(dc['share_negative'])} of the {neg} images; a ring that comes with one class is a shortcut a model can learn.",
+             f"  Each subgroup's figures (the images without dark corners are where the model must read the lesion itself):"]
     for k, v in rep['subgroups'].items():
         lines.append(f"  {k:16s} n={v['n']:4d}  accuracy {v['accuracy']:.3f} [{v['ci']['accuracy'][0]:.3f}, {v['ci']['accuracy'][1]:.3f}]"
                      f"  sensitivity {v['sensitivity']:.3f}  specificity {v['specificity']:.3f}")
+    if rep['ring_added']:
+        lines.append(f"  A black ring drawn on the {neg} images (r: its inner radius in half-sides, 1.00 touches the edges; "
+                     f"soft: the width of its blurred edge), and how many are then called {pos}:")
     for r in rep['ring_added']:
         what = 'as they are' if r['radius'] is None else f"ring r={r['radius']:.2f} soft={r['softness']:.2f}"
-        flip = '' if r['radius'] is None else f"  flipped {r['flipped']:.1%} of those called negative without it"
-        lines.append(f"  negatives {what:24s} called positive {r['called_positive']:.1%}  mean p {r['mean_p']:.3f}{flip}")
+        flip = '' if r['radius'] is None else f"  flipped {r['flipped']:.1%} of those called {neg} without it"
+        lines.append(f"  {neg} {what:24s} called {pos} {r['called_positive']:.1%}  mean p {r['mean_p']:.3f}{flip}")
     rm = rep['ring_removed']
-    lines.append(f"  positives with dark corners (n={rm['n']}): call changed when the ring is filled {pct(rm['fill'])}, cropped {pct(rm['crop'])}")
+    lines.append(f"  {pos} images with dark corners (n={rm['n']}) whose call changed when the ring is filled with skin "
+                 f"colour: {pct(rm['fill'])}, cropped away: {pct(rm['crop'])} (a model that reads the lesion keeps its call).")
     return '\n'.join(lines)

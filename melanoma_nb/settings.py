@@ -128,7 +128,9 @@ _RUNTIME_FIELDS = ('workers',)   # fields that do not change what is computed: a
 # %% ../nbs/00_settings.ipynb #930671cb
 PRESETS = {
     'default': Recipe(arch='cnn', channels=3, size=64, epochs=10, batch_size=32, lr=2e-3, ring=1.0),
-    'cpu':     Recipe(arch='resnet18w32', channels=3, size=96, epochs=10, batch_size=32, lr=2e-3, budget=15, ring=1.0,
+    'cpu':     Recipe(arch='efficientnet_lite0', pretrained=True, channels=3, size=96, epochs=10, batch_size=32, lr=1e-3,
+                      freeze_epochs=1, body_lr=0.1, budget=15, ring=1.0, target_sensitivity=0.9, precision='auto'),
+    'scratch': Recipe(arch='resnet18w32', channels=3, size=96, epochs=10, batch_size=32, lr=2e-3, budget=15, ring=1.0,
                       precision='auto'),
     'gpu':     Recipe(arch='resnet18', channels=3, size=224, epochs=10, batch_size=64, lr=1e-3, pretrained=True,
                       freeze_epochs=1, ring=1.0, precision='auto'),
@@ -140,6 +142,7 @@ PRESETS = {
 PRESET_HELP = {   # what each preset is for; describe_recipe(PRESETS[name]) says what it trains
     'default': "a first run on a CPU, seconds on the bundled sample",
     'cpu':     "the full data set on a CPU (--budget MINUTES sets another budget; --epochs N instead fixes the epochs)",
+    'scratch': "the earlier cpu preset, trained from scratch: no pretrained weights needed (15-minute budget)",
     'gpu':     "the full data set on a GPU",
     'seed':    "the original Kaggle notebook's recipe, for comparison",
 }

@@ -66,8 +66,17 @@ def test_two_images_then_a_bad_file(app_url, browser, tmp_path):
     overlays = page.locator('img.mn-overlay')
     assert overlays.count() == 2
     page.wait_for_function("[...document.querySelectorAll('img.mn-overlay')].every(i => i.complete && i.naturalWidth >= 256)")
-    assert page.locator('.mn-decision').first.inner_text().startswith('Decision: ')
-    assert 'sensitivity' in page.locator('.mn-decision').first.inner_text()
+    decision = page.locator('.mn-decision').first
+    assert decision.inner_text().startswith("The model's call: ") and 'sensitivity' in decision.inner_text()
+    assert decision.evaluate("e => [e, ...e.querySelectorAll('*')].every(x => +getComputedStyle(x).fontWeight < 600)")
+    demo_box = page.locator('#mn-demo')                        # a model trained on the sample: said above the results
+    assert 'A demonstration model.' in demo_box.inner_text() and 'fewer than about 1,000' in demo_box.inner_text()
+    first = page.locator('.mn-result').first.bounding_box()
+    assert demo_box.bounding_box()['y'] + demo_box.bounding_box()['height'] <= first['y'], (demo_box.bounding_box(), first)
+    assert page.locator('.mn-scale').count() == 2                # a colour scale under each map
+    assert 'hot colours' in page.locator('body').inner_text()  # and what hot means
+    methods = page.locator('#mn-methods').inner_text()
+    assert all(m in methods for m in ('Grad-CAM', 'Grad-CAM++', 'Occlusion')) and len(methods.strip().splitlines()) == 3
     shot = tmp_path/'app.png'
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
@@ -85,7 +94,7 @@ def test_two_images_then_a_bad_file(app_url, browser, tmp_path):
                            "&& document.querySelectorAll('.mn-error').length == 0", timeout=60_000)
     assert re.fullmatch(r'p\(malignant\) = [01]\.\d\d', page.locator('.mn-p').inner_text())
 
-    page.get_by_text('Grad-CAM++', exact=True).click()         # the other method redraws the overlays, no new upload
+    page.locator('#mn-method').get_by_text('Grad-CAM++', exact=True).click()   # the other method redraws, no new upload
     page.wait_for_function("document.querySelector('.mn-result figcaption:last-child') && "
                            "[...document.querySelectorAll('figcaption')].some(f => f.textContent.startsWith('Grad-CAM++'))",
                            timeout=60_000)
@@ -109,4 +118,9 @@ def test_four_sessions_drop_the_same_images(app_url, browser):
         assert errors == [], errors
         assert len(page.locator('.mn-p').all_inner_texts()) == len(drop)
         assert f'{len(drop)} of {len(drop)} image(s) analysed' in page.locator('.mn-status').inner_text()
+    sessions = Path(demo.upload_dir)/'sessions'
+    assert len(list(sessions.iterdir())) == 4
     for c in ctxs: c.close()
+    t0 = time.monotonic()                                      # a closed page's files go at once, not in an hour
+    while list(sessions.iterdir()) and time.monotonic() - t0 < 30: time.sleep(0.2)
+    assert list(sessions.iterdir()) == []

@@ -7,7 +7,7 @@ import pytest
 from melanoma_nb.data import prepare, sample_root
 
 METRIC_KEYS = {'n', 'rings', 'accuracy', 'sensitivity', 'specificity', 'precision', 'f1', 'roc_auc', 'pr_auc', 'threshold',
-               'confusion', 'ci'}
+               'confusion', 'ci', 'without_dark_corners'}   # the lead: the test images without dark corners
 
 
 def run_cli(main, *args, cwd=None):

@@ -59,3 +59,43 @@ def test_tta_threshold_needs_the_training_data(run, run_script, tmp_path):
     assert_user_error(r, 'melanoma-evaluate', 'not the data the model was trained on')
     r = _eval(run_script, model, d/'data', '--tta', '--out', tmp_path/'ev2')
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+# --- issues 32, 34, 35 (inference side) ---------------------------------------------------------------------------------
+
+def test_bare_carriage_return_in_a_file_name(run, run_script, tmp_path):
+    "A bare \\r in a name is quoted: predictions.csv still reads as 1 + 40 rows, the name whole."
+    import csv
+    model, d = run
+    data = tmp_path/'data'; shutil.copytree(d/'data', data)
+    src = sorted((data/'test'/'benign').glob('*.jpg'))[0]
+    os.rename(src, src.parent/'odd\rname.jpg')
+    r = _eval(run_script, model, data, '--out', tmp_path/'ev')
+    assert r.returncode == 0, r.stderr[-2000:]
+    with open(tmp_path/'ev'/'predictions.csv', newline='', encoding='utf-8') as f: rows = list(csv.reader(f))
+    assert len(rows) == 41 and any(row[0].endswith('odd\rname.jpg') for row in rows), rows[:3]
+
+
+def test_dedup_when_every_test_image_is_a_copy(run, run_script, tmp_path):
+    model, d = run
+    data = tmp_path/'data'; shutil.copytree(d/'data'/'train', data/'train')
+    for c in ('benign', 'malignant'):
+        (data/'test'/c).mkdir(parents=True)
+        for f in sorted((data/'train'/c).glob('*.jpg'))[:3]: shutil.copy(f, data/'test'/c/f'copy_{f.name}')
+    r = _eval(run_script, model, data, '--dedup', '--out', tmp_path/'ev')
+    assert_user_error(r, 'melanoma-evaluate', 'copies a training image')
+
+
+def test_headline_plain_words_and_a_short_training_warned(run, run_script, tmp_path):
+    "The table and metrics.json lead with the images without dark corners; ring lines say malignant/benign."
+    model, d = run
+    r = _eval(run_script, model, d/'data', '--out', tmp_path/'ev')
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.loads((tmp_path/'ev'/'metrics.json').read_text())
+    assert next(iter(m)) == 'without_dark_corners' and m['without_dark_corners']['n'] == m['rings']['subgroups']['no dark corners']['n']
+    assert set(m['without_dark_corners']['ci']) >= {'accuracy', 'sensitivity', 'specificity', 'roc_auc'}
+    head = [l for l in r.stdout.splitlines() if l.startswith('metric')][0]
+    assert 0 < head.index('test: no dark corners (') < head.index('test: all 40'), r.stdout[:2000]
+    ring = r.stdout.split('synthetic rings:')[1]
+    assert 'positive' not in ring and 'negative' not in ring and 'benign ring r=0.80' in ring and 'called malignant' in ring, ring
+    assert 'melanoma-evaluate: warning: ' in r.stderr and 'far short' in r.stderr, r.stderr[-2000:]
