@@ -42,7 +42,7 @@ DONE = """name => { const i = document.querySelector(`[data-name="${name}"] img.
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     ap.add_argument('--model', help="a model.pt (default: an untrained checkpoint of the 'cpu' preset's model)")
     ap.add_argument('--reps', type=int, default=10)
     ap.add_argument('--no-browser', action='store_true')

@@ -99,7 +99,7 @@ def original_rate(paths, workers, steps=60, warmup=5):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split('\n')[0])
     ap.add_argument('data', nargs='?'); ap.add_argument('--compile', action='store_true')
     ap.add_argument('--quick', action='store_true', help='2 epochs and a few steps (a check of the script, not a measurement)')
     a = ap.parse_args()

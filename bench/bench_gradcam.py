@@ -19,7 +19,7 @@ from melanoma_nb.gradcam import GradCAM, GradCAMPlusPlus
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     ap.add_argument('--repeats', type=int, default=15)
     ap.add_argument('--batch', type=int, default=8)
     ap.add_argument('--size', type=int, default=224)

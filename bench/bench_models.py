@@ -14,7 +14,7 @@ from melanoma_nb.cnn import ARCHS, create_model
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split('\n\n')[0])
     ap.add_argument('--archs', nargs='+', default=list(ARCHS), choices=ARCHS)
     ap.add_argument('--size', type=int, default=224)
     ap.add_argument('--in-chans', type=int, default=3, choices=(1, 3))

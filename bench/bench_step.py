@@ -155,7 +155,7 @@ def precision_table(sizes, rounds):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split('\n')[0])
     ap.add_argument('--variants', default=DEFAULT, help=f'comma-separated, from: {", ".join(VARIANTS)}, original ("" for none)')
     ap.add_argument('--rounds', type=int, default=8, help='interleaved rounds (one step of each variant per round)')
     ap.add_argument('--warmup', type=int, default=2, help='untimed steps per variant first (compile happens here)')

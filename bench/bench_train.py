@@ -75,7 +75,7 @@ def loader_rate(cache, bs=64):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split('\n')[0])
     ap.add_argument('data', nargs='?'); ap.add_argument('--quick', action='store_true', help='fewer repeats')
     a = ap.parse_args()
     dev = Path(__file__).resolve().parents[2]/'shared'/'data'/'melanoma-dev'

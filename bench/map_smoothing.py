@@ -32,7 +32,7 @@ def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split('\n')[0])
     ap.add_argument('--model', required=True); ap.add_argument('--data', required=True)
     ap.add_argument('--sigmas', default='0,2,4,8,12'); ap.add_argument('--n', type=int, default=200)
     a = ap.parse_args()

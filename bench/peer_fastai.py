@@ -124,7 +124,7 @@ def run_project(data: Path, budget_min: float, out: Path, reuse: bool = False) -
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split('\n')[0])
     ap.add_argument('--data', required=True, type=Path)
     ap.add_argument('--budget', type=float, default=15.0, help='minutes for each tool (default: 15)')
     ap.add_argument('--out', type=Path, default=Path('peer-runs'))

@@ -81,7 +81,7 @@ def show(name, m, epochs, minutes):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split('\n\n')[0])
     ap.add_argument('--data', required=True); ap.add_argument('--out', type=Path, required=True)
     ap.add_argument('--epochs', type=int, default=6)
     ap.add_argument('--variants', default='preset,head,seeds2,ring0.5,fastai_opt')

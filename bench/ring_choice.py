@@ -20,7 +20,7 @@ from melanoma_nb.training import PRESETS, Recipe, fit, validation_split
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split('\n')[0])
     ap.add_argument('--data', required=True)
     ap.add_argument('--preset', default='cpu', choices=sorted(PRESETS))
     ap.add_argument('--ring', type=float, nargs='+', default=[0.0, 0.5])

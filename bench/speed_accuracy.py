@@ -97,7 +97,7 @@ def evaluate(net, x, y, va, tf, size, bf16, dev, tta=False, bs=256):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split('\n')[0])
     ap.add_argument('--pack', metavar='DATA'); ap.add_argument('--arch', default=PRESETS['cpu'].arch)
     ap.add_argument('--sizes', default='96x10', help='SIZExEPOCHS,... in order, e.g. 64x5,96x5')
     ap.add_argument('--bf16', action='store_true'); ap.add_argument('--seed', type=int, default=0)

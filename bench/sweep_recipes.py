@@ -16,7 +16,7 @@ CANDIDATES = [('resnet18', 64), ('resnet18', 80), ('resnet18', 96), ('resnet18',
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(allow_abbrev=False)
     ap.add_argument('data', nargs='?'); ap.add_argument('--device', default=None)
     ap.add_argument('--seeds', type=int, default=3); ap.add_argument('--epochs', type=int, nargs='+', default=[10, 25])
     a = ap.parse_args()

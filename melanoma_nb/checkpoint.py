@@ -6,7 +6,7 @@ Docs: https://melanoma-nb.github.io/melanoma_nb/checkpoint.html.md"""
 
 # %% ../nbs/06_checkpoint.ipynb #273fda5d
 from __future__ import annotations
-import contextlib, errno, json, math, os, pickle, stat, tempfile, warnings
+import contextlib, errno, hashlib, json, math, os, pickle, re, stat, sys, tempfile, warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +18,8 @@ from .cnn import create_model
 
 # %% auto #0
 __all__ = ['CKPT_FORMAT', 'CKPT_VERSION', 'RESUME_FORMAT', 'RESUME_VERSION', 'META_KEYS', 'CheckpointError', 'OutputError',
-           'atomic_write', 'strict', 'dumps', 'write_json', 'cpu_state', 'save_checkpoint', 'meta_problem',
-           'read_checkpoint', 'load_checkpoint']
+           'atomic_write', 'strict', 'dumps', 'write_json', 'cpu_state', 'weights_hash', 'save_checkpoint',
+           'meta_problem', 'read_checkpoint', 'load_checkpoint']
 
 # %% ../nbs/06_checkpoint.ipynb #e17e2bfb
 class CheckpointError(Exception):
@@ -112,12 +112,22 @@ def cpu_state(model: nn.Module) -> dict:
     "A CPU copy of `model`'s weights and buffers (unwrapped from DDP/compile)."
     return {k: v.detach().to('cpu', copy=True).contiguous() for k, v in _unwrap(model).state_dict().items()}
 
+def weights_hash(state: dict) -> str:
+    "sha256 of a state_dict: each tensor's name, dtype, shape and bytes, in name order (where it lives does not matter)."
+    h = hashlib.sha256()
+    for k in sorted(state):
+        t = state[k].detach().to('cpu').contiguous()
+        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy() if t.numel() else b'')
+    return h.hexdigest()
+
 def save_checkpoint(path, model, meta: dict) -> Path:
     "Write `model`'s weights (or a state_dict) and `meta` (the `META_KEYS` at least) to `path` atomically."
     missing = [k for k in META_KEYS if k not in meta]
     if missing: raise ValueError(f"checkpoint meta lacks {', '.join(missing)}")
     state = model if isinstance(model, dict) else cpu_state(model)
-    obj = {'format': CKPT_FORMAT, 'version': CKPT_VERSION, 'meta': _plain(dict(meta)), 'state_dict': state}
+    meta = {**meta, 'weights_sha256': weights_hash(state)}          # (any hash passed in is replaced: it is of these weights)
+    obj = {'format': CKPT_FORMAT, 'version': CKPT_VERSION, 'meta': _plain(meta), 'state_dict': state}
     return atomic_write(path, lambda f: torch.save(obj, f))
 
 # %% ../nbs/06_checkpoint.ipynb #c792479e
@@ -142,6 +152,9 @@ def meta_problem(meta: dict) -> str | None:
     if not (_finite(meta.get('threshold')) and 0 <= meta['threshold'] <= 1): return f"threshold {meta.get('threshold')!r} is not in [0, 1]"
     t = meta.get('temperature', 1.0)
     if not (_finite(t) and 0.01 <= t <= 100): return f"temperature {t!r} is not in [0.01, 100]"
+    w = meta.get('weights_sha256')
+    if w is not None and not (isinstance(w, str) and re.fullmatch('[0-9a-f]{64}', w)):
+        return f"weights_sha256 {w!r} is not a sha256 hex digest"
     return None
 
 # %% ../nbs/06_checkpoint.ipynb #c164eab5
@@ -181,7 +194,25 @@ def read_checkpoint(path) -> dict:
     if missing: raise CheckpointError(f"{path}: the checkpoint's meta lacks {', '.join(missing)}; the file was edited or damaged.")
     if (why := meta_problem(ck['meta'])):
         raise CheckpointError(f"{path}: the checkpoint's metadata is invalid ({why}); the file was edited or damaged. Retrain, or copy it again.")
+    _check_weights(path, ck)
     return ck
+
+_NOTED = set()   # old checkpoints already noted (once per file and process)
+
+def _check_weights(path: Path, ck: dict):
+    "The weights against the hash stored with them: a mismatch is a `CheckpointError`; an old file without one, a note."
+    want = ck['meta'].get('weights_sha256')
+    if want is None:
+        if str(path) not in _NOTED:
+            _NOTED.add(str(path))
+            print(f"Note: {path} has no weights hash (written by an older melanoma_nb), so damage to its weights cannot be "
+                  f"detected; it is used as it is.", file=sys.stderr)
+        return
+    try: got = weights_hash(ck['state_dict'])
+    except (AttributeError, TypeError, RuntimeError): got = None    # not tensors: load_checkpoint says what is wrong
+    if got is not None and got != want:
+        raise CheckpointError(f"{path}: its weights do not match the hash stored with them (weights_sha256): the file was "
+                              f"damaged or its weights edited. Copy it again, or retrain.")
 
 def _describe(arch, in_chans, size) -> str:
     return f"{arch!r} with {in_chans} channel{'s' if in_chans != 1 else ''} at {size} px"

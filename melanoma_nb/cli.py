@@ -25,8 +25,8 @@ from .console import (CLIError, EXIT_STATUS, NonFiniteOutputError, REINSTALL, RU
 
 # %% auto #0
 __all__ = ['RUN_FILES', 'EVAL_FILES', 'prepare_parser', 'prepare_shape', 'prepare_main', 'train_parser', 'recipe_from_args',
-           'run_dir', 'check_run_dir', 'train_main', 'evaluate_parser', 'evaluate_main', 'predict_parser',
-           'predict_main', 'audit_parser', 'audit_main']
+           'run_dir', 'check_run_dir', 'hold_folder_lock', 'release_folder_locks', 'train_main', 'evaluate_parser',
+           'evaluate_main', 'predict_parser', 'predict_main', 'audit_parser', 'audit_main']
 
 # %% ../nbs/11_cli.ipynb #f6c176ba
 def _size(s: str) -> str:
@@ -84,7 +84,8 @@ def _cache_args() -> argparse.ArgumentParser:
 # %% ../nbs/11_cli.ipynb #f7477e5b
 def _progress_args() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument('--no-progress', action='store_true', help='no progress bars')
+    p.add_argument('--no-progress', action='store_true', help='no progress bars (on a terminal) or progress lines '
+                   '(every 10 s, elsewhere)')
     return p
 
 def _device_args() -> argparse.ArgumentParser:
@@ -133,7 +134,7 @@ def prepare_main(argv=None) -> int:
         if args.where: print(locate_data(args.data, verbose=False, cache_dir=args.cache, max_unpacked=args.max_unpacked)[0]); return 0
         t0, (size, channels) = time.perf_counter(), prepare_shape(args)
         cache = prepare(args.data, size=size, channels=channels, cache_dir=args.cache, workers=args.workers,
-                        progress=not args.no_progress and sys.stderr.isatty(), verbose=True, max_unpacked=args.max_unpacked)
+                        progress=not args.no_progress, verbose=True, max_unpacked=args.max_unpacked)   # (a log: lines)
         print(cache.report())
         if cache.reused:
             print(f"Cache reused (inputs unchanged, nothing decoded): {cache.dir} ({time.perf_counter() - t0:.2f} s)")
@@ -254,38 +255,44 @@ def run_dir(args) -> Path:
         return latest.resolve()
     return _new_run_dir()
 
-def check_run_dir(out: Path, overwrite: bool = False):
-    "Refuse to start a new run over a finished one (its files would be lost) unless `overwrite`: then delete them."
+def check_run_dir(out: Path, overwrite: bool = False, delete: bool = False):
+    "Refuse to start a new run over a finished one (its files would be lost) unless `overwrite`; `delete` (only while the folder's lock is held): delete them."
     found = [f for f in RUN_FILES if (out/f).exists()]
     if not found or 'last.pt' in found and not overwrite: return   # nothing there, or fit explains the unfinished run
     if not overwrite:
         raise CLIError(f"{out} holds a finished run ({', '.join(found)}); nothing was changed. Train into a new folder "
                        f"(--out NEW_DIR), or pass --overwrite to replace it (--resume continues only an unfinished run).")
+    if not delete: return                                           # checked early; deleted once the lock is held
     for f in found + [f'eval/{e}' for e in EVAL_FILES if (out/'eval'/e).exists()]:   # the old model's evaluation too
         try: (out/f).unlink()
         except OSError as e: raise CLIError(f"--overwrite: cannot delete {out/f} ({e.strerror}); delete it yourself or "
                                             f"choose another folder (--out).") from None
 
 # %% ../nbs/11_cli.ipynb #c202af6a
-def _lock_run(out: Path, args):
-    "Hold a lock on `out` for as long as this process runs (released when it ends, however): one melanoma-train per folder."
+def hold_folder_lock(folder: Path, name: str, busy: str, create: bool = True) -> bool:
+    """Lock `folder` (the file `folder/name`) until this process ends or `release_folder_locks()`; another process holding it
+    raises `CLIError(busy)`. Any command that deletes or replaces files in a folder takes it first, then deletes.
+    `create`: make the folder if need be. -> whether a lock is held (not on a file system without locks)."""
     import fcntl
     try:
-        if not args.resume: out.mkdir(parents=True, exist_ok=True)   # a run to resume must already have its folder
-        fd = os.open(out/'.train.lock', os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError: return                           # (the output checks that follow say what is wrong with the folder)
+        if create: folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder/name, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError: return False                     # (the output checks that follow say what is wrong with the folder)
     try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise CLIError(f"another melanoma-train is writing to {out} now; wait for it to finish, or train into another "
-                       f"folder (--out NEW_DIR).") from None
-    except OSError: pass                             # a file system without locks: go on unlocked
-    _HELD.append((fd, out/'.train.lock'))
-    if args.out and not args.resume: check_run_dir(out, args.overwrite)   # another run finished there since the first check?
+    except BlockingIOError: os.close(fd); raise CLIError(busy) from None
+    except OSError: os.close(fd); return False      # a file system without locks: go on unlocked
+    _HELD.append((fd, folder/name))
+    return True
 
 _HELD = []   # (descriptor, path) of the locks held until the run ends
 
-def _unlock_run():
+def _lock_run(out: Path, args):
+    "Hold `out`'s lock for as long as this process runs: one melanoma-train per folder; --overwrite deletes only then."
+    hold_folder_lock(out, '.train.lock', f"another melanoma-train is writing to {out} now; nothing was changed. Wait for "
+                     f"it to finish, or train into another folder (--out NEW_DIR).", create=not args.resume)
+    if args.out and not args.resume: check_run_dir(out, args.overwrite, delete=True)   # (re-checked: under the lock now)
+
+def release_folder_locks():
     "Remove the lock files this process holds (still locked while removed, so no other run can slip in), then release them."
     while _HELD:
         fd, path = _HELD.pop()
@@ -316,8 +323,8 @@ def train_main(argv=None, cbs=()) -> int:
     def work():
         _preflight(args)
         import torch.distributed as dist
-        from melanoma_nb.data import prepare
-        from melanoma_nb.training import fit, init_distributed, resume_recipe, check_output_dir
+        from melanoma_nb.data import prepare, locate_data, scan, build_cache
+        from melanoma_nb.training import fit, init_distributed, resume_recipe, check_output_dir, quick_estimate
         info, dev, created = init_distributed(args.device)
         try:
             out = run_dir(args) if info.main else None
@@ -325,9 +332,13 @@ def train_main(argv=None, cbs=()) -> int:
                 box = [str(out) if out is not None else None]; dist.broadcast_object_list(box, src=0); out = Path(box[0])
             if info.main: _lock_run(out, args)
             recipe = recipe_from_args(args, base=resume_recipe(out) if args.resume else None)
-            progress = not args.no_progress and sys.stderr.isatty()
+            progress = not args.no_progress             # a terminal: bars; a log: a line every 10 s
             kw = dict(cache_dir=args.cache, max_unpacked=args.max_unpacked)
-            if info.main: cache = prepare(args.data, recipe.size, recipe.channels, progress=progress, verbose=True, **kw)
+            if info.main:                               # a budget that cannot fit is refused before the cache is built
+                root, source = locate_data(args.data, verbose=True, **kw)
+                index = scan(root)
+                if info.world == 1 and not args.resume: quick_estimate(recipe, index, args.cache, started, args.device)
+                cache = build_cache(index, recipe.size, recipe.channels, args.cache, progress=progress, source=source)
             if info.world > 1: dist.barrier()           # rank 0 built the cache; the others reuse it
             if not info.main: cache = prepare(args.data, recipe.size, recipe.channels, progress=False, verbose=False, **kw)
             if info.main and cache.skipped: print(f"({len(cache.skipped)} file(s) skipped; melanoma-prepare lists them with reasons)")
@@ -340,7 +351,7 @@ def train_main(argv=None, cbs=()) -> int:
                       f"since the command started).")
             return 0
         finally:
-            _unlock_run()                               # no lock file is left in the run's folder
+            release_folder_locks()                      # no lock file is left in the run's folder
             if created and dist.is_initialized(): dist.destroy_process_group()
     return _run('melanoma-train', work)
 

@@ -12,9 +12,9 @@ from importlib.metadata import version, PackageNotFoundError
 from .settings import TrainingError
 
 # %% auto #0
-__all__ = ['EXIT_STATUS', 'RUN_FAILED', 'REINSTALL', 'CLIError', 'NonFiniteOutputError', 'user_errors', 'pair_problem',
-           'torch_pair_problem', 'torch_import_problem', 'run', 'fill', 'exit_help', 'Parser', 'path_arg', 'int_in',
-           'float_in']
+__all__ = ['EXIT_STATUS', 'RUN_FAILED', 'REINSTALL', 'NAME_MAX', 'PATH_MAX', 'CLIError', 'NonFiniteOutputError', 'user_errors',
+           'pair_problem', 'torch_pair_problem', 'torch_import_problem', 'run', 'fill', 'exit_help', 'Parser',
+           'path_too_long', 'path_arg', 'int_in', 'float_in']
 
 # %% ../nbs/10a_console.ipynb #4d0018b0
 class CLIError(Exception):
@@ -51,8 +51,9 @@ def user_errors() -> tuple:
 
 # %% ../nbs/10a_console.ipynb #963fbcc9
 _PAIR_OFFSET = {1: 1, 2: 15}   # torch major -> torchvision minor minus torch minor, for the releases that follow this rule
-REINSTALL = ("reinstall both from one index, e.g. pip install --force-reinstall torch torchvision --index-url "
-             "https://download.pytorch.org/whl/cpu (drop --index-url for the CUDA build)")
+_CPU_INDEX = 'https://download.pytorch.org/whl/cpu'
+REINSTALL = (f"reinstall both together: pip install --isolated --force-reinstall torch torchvision --index-url {_CPU_INDEX} "
+             f"(where that index cannot be reached: the same without --index-url, the CUDA build from PyPI)")
 
 def _release(v: str) -> tuple:
     "'2.14.1+cpu' -> (2, 14)."
@@ -60,14 +61,24 @@ def _release(v: str) -> tuple:
     return (int(m[1]), int(m[2])) if m else ()
 
 # %% ../nbs/10a_console.ipynb #a0f997cc
+def _reinstall(torch_v: str) -> str:
+    "`REINSTALL` with the pair pinned: this torch release and the torchvision release built against it."
+    t = _release(torch_v)
+    if not t or t[0] not in _PAIR_OFFSET: return REINSTALL
+    return REINSTALL.replace('torch torchvision', f"torch=={torch_v.split('+')[0]} torchvision==0.{t[1] + _PAIR_OFFSET[t[0]]}.*")
+
 def pair_problem(torch_v: str, vision_v: str) -> str | None:
     "None when torchvision `vision_v` belongs with torch `torch_v` (or the rule is not known); else the one-line reason."
+    build = lambda v: v.partition('+')[2]             # '2.13.0+cpu' -> 'cpu'; PyPI's own builds have none
+    if build(torch_v) != build(vision_v):
+        return (f"torch {torch_v} and torchvision {vision_v} are different builds ({build(torch_v) or 'PyPI'} and "
+                f"{build(vision_v) or 'PyPI'}; parts of torchvision fail with them); {_reinstall(torch_v)}")
     t, v = _release(torch_v), _release(vision_v)
     if not t or not v or t[0] not in _PAIR_OFFSET or v[0] != 0: return None
     want = t[1] + _PAIR_OFFSET[t[0]]
     if v[1] == want: return None
     return (f"torch {torch_v} and torchvision {vision_v} do not belong together (torch {t[0]}.{t[1]} needs torchvision "
-            f"0.{want}); {REINSTALL}")
+            f"0.{want}); {_reinstall(torch_v)}")
 
 # %% ../nbs/10a_console.ipynb #29e9fb7c
 def torch_pair_problem() -> str | None:
@@ -128,6 +139,11 @@ def run(prog: str, work) -> int:
     except BrokenPipeError:                                     # `melanoma-predict ... | head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno()); return 141
     except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:                       # from $MELANOMA_DATA, a folder's contents, ...: a user's path
+            where = str(e.filename or 'a path'); where = where if len(where) <= 80 else where[:60] + '...'
+            print(f"{prog}: error: {where}: {e.strerror}: a file or folder name has at most {NAME_MAX} bytes and a path "
+                  f"at most {PATH_MAX - 1}; give a shorter one", file=sys.stderr)
+            return 2
         if e.errno not in _OUTPUT_ERRNOS: raise                 # anything else is a bug: keep the traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # nothing more can be written there
         print(f"{prog}: error: cannot write the output ({e.strerror}); free some space or send it elsewhere", file=sys.stderr)
@@ -165,10 +181,27 @@ class Parser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
+# %% ../nbs/10a_console.ipynb #ddc39876
+def _limit(name: str, default: int) -> int:
+    try: return os.pathconf('/', name)
+    except (AttributeError, ValueError, OSError): return default
+
+NAME_MAX, PATH_MAX = _limit('PC_NAME_MAX', 255), _limit('PC_PATH_MAX', 4096)   # bytes in a name; in a path, with its end
+
+def path_too_long(s) -> str | None:
+    "Why the path `s` cannot exist (a name over `NAME_MAX` bytes, a path of `PATH_MAX` bytes or more), else None."
+    b = os.fsencode(os.path.expanduser(s))
+    if len(b) >= PATH_MAX: return f"the path is {len(b):,} bytes long; a path can have at most {PATH_MAX - 1:,}: give a shorter one"
+    if (long := next((c for c in b.split(b'/') if len(c) > NAME_MAX), None)) is not None:
+        return (f"a name in the path is {len(long):,} bytes long ({os.fsdecode(long[:24])!r}...); a file or folder name can "
+                f"have at most {NAME_MAX}: give a shorter one")
+    return None
+
 # %% ../nbs/10a_console.ipynb #c9156676
 def path_arg(s: str) -> str:
-    "A path argument; an empty one is refused (Path('') is the current folder, which nobody means by it)."
+    "A path argument; an empty one is refused (Path('') is the current folder, which nobody means by it), a too long one too."
     if not s.strip(): raise argparse.ArgumentTypeError("an empty path; give a file or folder name")
+    if (why := path_too_long(s)): raise argparse.ArgumentTypeError(why)
     return s
 
 # %% ../nbs/10a_console.ipynb #479b4345

@@ -8,7 +8,7 @@ Docs: https://melanoma-nb.github.io/melanoma_nb/data.html.md"""
 from __future__ import annotations
 import errno, hashlib, importlib.resources, io, json, os, re, shutil, stat, struct, sys, tarfile, tempfile, time, zipfile
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,14 +18,16 @@ import cv2
 import numpy as np
 import simplejpeg                          # libjpeg-turbo: fast JPEG decoding that reports damaged data
 from tqdm.auto import tqdm
+from tqdm import tqdm as tqdm_std     # the terminal's bar (tqdm.auto picks a widget in a notebook)
 try: import fcntl                          # file locks (POSIX); without them (Windows) caches are built unlocked
 except ImportError: fcntl = None
 
 # %% auto #0
 __all__ = ['KAGGLE_DATASET', 'KAGGLE_INPUT', 'IMAGE_EXTS', 'LAYOUT_HELP', 'CACHE_TAG', 'UNPACK_RATIO', 'UNPACK_MIN', 'MAX_PIXELS',
-           'MAX_FILE_BYTES', 'CACHE_VERSION', 'DataError', 'ImageReadError', 'sample_root', 'cache_home',
+           'MAX_FILE_BYTES', 'LINE_EVERY', 'CACHE_VERSION', 'DataError', 'ImageReadError', 'sample_root', 'cache_home',
            'find_dataset_root', 'unpack_limit', 'safe_extract', 'download_data', 'hosted_notebook', 'locate_data',
-           'ImageIndex', 'scan', 'image_size', 'decode_into', 'read_image', 'ImageCache', 'build_cache', 'prepare']
+           'ImageIndex', 'scan', 'image_size', 'decode_into', 'read_image', 'progress_bar', 'ImageCache', 'build_cache',
+           'prepare']
 
 # %% ../nbs/00_data.ipynb #112e895b
 class DataError(Exception):
@@ -276,11 +278,32 @@ def download_data() -> Path:
     return root
 
 # %% ../nbs/00_data.ipynb #728fc583
-def _extracted_dir(archive: Path, cache_dir=None) -> Path:
-    "Where `archive` is extracted: under the cache folder, keyed on its resolved path, size and modification time."
+def _content_hash(archive: Path, memo_dir: Path) -> str:
+    """sha256 of `archive`'s bytes; remembered in `memo_dir` against its path, size, mtime, ctime and inode, so an
+    unchanged file is read once. A replaced file (same size and mtime: `cp -p`, `rsync -t`) has a new ctime: read again."""
     st, real = archive.stat(), archive.resolve()
-    key = hashlib.sha1(f"{real}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
+    stamp = [str(real), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+    memo = memo_dir/f".{archive.name}-{hashlib.sha1(str(real).encode()).hexdigest()[:12]}.sha256"
+    try:
+        m = json.loads(memo.read_text())
+        if m['stat'] == stamp: return m['sha256']
+    except (OSError, ValueError, KeyError, TypeError): pass
+    h = hashlib.sha256()
+    try:
+        with open(archive, 'rb') as f:
+            while chunk := f.read(1 << 20): h.update(chunk)
+    except OSError as e: raise DataError(f"{archive}: cannot read the archive ({e.strerror}).") from None
+    if (memo_dir/f"{archive.name.split('.')[0]}-{h.hexdigest()[:16]}").is_dir():   # remembered once extracted (a refused
+        try:                                                                      # archive leaves nothing behind)
+            tmp = memo.with_name(memo.name + f'.{os.getpid()}'); tmp.write_text(json.dumps({'stat': stamp, 'sha256': h.hexdigest()}))
+            os.replace(tmp, memo)
+        except OSError: pass                 # (not remembered: read again next time)
+    return h.hexdigest()
+
+def _extracted_dir(archive: Path, cache_dir=None) -> Path:
+    "Where `archive` is extracted: under the cache folder, keyed on its content (`_content_hash`), never on its path or dates."
     base = Path(cache_dir).expanduser() if cache_dir else cache_home()
+    key = _content_hash(archive, base/'extracted')[:16]
     return base/'extracted'/f"{archive.name.split('.')[0]}-{key}"
 
 def _extract_once(archive: Path, cache_dir=None, max_unpacked=None) -> Path:
@@ -611,6 +634,26 @@ def _is_truncated(buf: bytes) -> bool:
     "A JPEG whose data stops early has no end-of-image marker after its scan (data after the marker, as phones write: fine)."
     return buf[:2] == b'\xff\xd8' and buf.rfind(b'\xff\xd9') < buf.find(b'\xff\xda')
 
+# %% ../nbs/00_data.ipynb #e8191a67
+LINE_EVERY = 10   # seconds between progress lines off a terminal (a log file, CI)
+
+class _Lines:
+    "A stream for tqdm off a terminal: each refresh becomes one plain line, so a log keeps a readable record."
+    def __init__(self, f): self.f = f
+    def write(self, s):
+        s = s.replace('\r', '').strip()
+        if s: self.f.write(s + '\n'); self.f.flush()
+    def flush(self): self.f.flush()
+
+def progress_bar(iterable=None, progress: bool = True, **kw):
+    "A tqdm bar with rate and time left: live on a terminal or in a notebook; elsewhere a line every `LINE_EVERY` s (none for shorter work)."
+    f = sys.stderr
+    if not progress or f is None: return tqdm(iterable, disable=True, **kw)
+    if type(f).__name__ == 'OutStream': return tqdm(iterable, leave=False, **kw)          # a Jupyter kernel: its widget
+    if getattr(f, 'isatty', lambda: False)(): return tqdm_std(iterable, file=f, leave=False, **kw)
+    return tqdm_std(iterable, file=_Lines(f), mininterval=LINE_EVERY, delay=LINE_EVERY, ascii=True, ncols=100,
+                    leave=False, **kw)
+
 # %% ../nbs/00_data.ipynb #c6a5ad28
 CACHE_VERSION = 2          # 2: JPEGs decoded by libjpeg-turbo, strictly (damaged ones are skipped)
 
@@ -665,7 +708,7 @@ def _cache_dir(index: ImageIndex, size: int, channels: int, cache_dir) -> Path:
 def _decode_all(paths, out, size, channels, workers, progress):
     "Decode `paths` into `out` with a pool of threads; returns {position: reason} for the failures."
     failed, n = {}, len(paths)
-    chunk = max(1, min(256, n // (workers * 8) or 1))
+    chunk = max(1, min(64, n // (workers * 8) or 1))   # small enough that the bar moves within seconds at full size
     def work(start):
         bad = {}
         for i in range(start, min(start + chunk, n)):
@@ -675,7 +718,7 @@ def _decode_all(paths, out, size, channels, workers, progress):
     cv_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)             # one OpenCV thread per worker: the workers are the parallelism
     try:
-        with _cv2_silent(), ThreadPoolExecutor(workers) as ex, tqdm(total=n, desc='decode', unit='img', disable=not progress, leave=False) as bar:
+        with _cv2_silent(), ThreadPoolExecutor(workers) as ex, progress_bar(total=n, desc='decode', unit='img', progress=progress) as bar:
             for k, bad in ex.map(work, range(0, n, chunk)):
                 failed.update(bad); bar.update(k)
     finally: cv2.setNumThreads(cv_threads)
@@ -708,7 +751,9 @@ def _new_array(f: Path, shape: tuple) -> np.ndarray:
                 if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS): raise
             finally: os.close(fd)
         return a
-    except OSError as e: raise _cache_write_error(f, e) from None
+    except OSError as e:
+        with suppress(OSError): f.unlink(missing_ok=True)   # a reservation that failed must not keep the space
+        raise _cache_write_error(f, e) from None
 
 # %% ../nbs/00_data.ipynb #49e30036
 def _open_cached(d: Path, meta: dict, index: ImageIndex, source: str, quiet: bool = False):
@@ -747,7 +792,8 @@ def _write_cache(d: Path, meta: dict, index: ImageIndex, workers, progress, sour
     tmp_f = d/'images.partial.npy'
     out = _new_array(tmp_f, (n, size, size, channels))
     t0 = time.perf_counter()
-    failed = _decode_all(index.paths, out, size, channels, workers or os.cpu_count() or 1, progress)
+    try: failed = _decode_all(index.paths, out, size, channels, workers or os.cpu_count() or 1, progress)
+    except BaseException: del out; tmp_f.unlink(missing_ok=True); raise      # interrupted: no partial file kept
     seconds = time.perf_counter() - t0
     keep = np.array([i for i in range(n) if i not in failed], dtype=np.int64)
     skipped = [tuple(s) for s in index.skipped] + [(str(index.paths[i]), r) for i, r in sorted(failed.items())]
@@ -764,14 +810,17 @@ def _write_cache(d: Path, meta: dict, index: ImageIndex, workers, progress, sour
         _fsync(man_tmp)
         os.replace(man_tmp, d/'manifest.json')   # written last: a cache without a manifest is never trusted
         _fsync(d)
-    except OSError as e: raise _cache_write_error(d, e) from None
+    except OSError as e:
+        for f in (tmp_f, d/'images.partial.npy', d/'images.compact.npy'):   # a full disk keeps nothing half-written
+            with suppress(OSError): f.unlink(missing_ok=True)
+        raise _cache_write_error(d, e) from None
     return ImageCache(np.load(d/'images.npy', mmap_mode='r'), index.labels[keep], index.splits[keep],
                       [str(index.paths[i]) for i in keep], index.classes, size, channels, skipped,
                       str(index.root), index.layout, source, str(d), seconds, False)
 
 # %% ../nbs/00_data.ipynb #a0857e39
 def _tag_cache(base: Path):
-    "Mark `base` as a cache folder (CACHEDIR.TAG): backup tools skip it, and `scan` never takes it for a class."
+    "Mark the folder `base` as a cache (CACHEDIR.TAG): backup tools skip it, and `scan` never takes it for a class or data."
     tag = base/CACHE_TAG
     if not os.path.lexists(tag):
         tag.write_text('Signature: 8a477f597d28d172789f06886806bc55\n# melanoma_nb image caches: safe to delete.\n')
@@ -784,7 +833,9 @@ def build_cache(index: ImageIndex, size: int = 224, channels: int = 3, cache_dir
                 layout=index.layout, scan_skipped=index.skipped, files=_fingerprint(index))
     meta = json.loads(json.dumps(meta))   # the form it takes in the manifest (tuples become lists)
     if (cache := _open_cached(d, meta, index, source)) is not None: return cache
-    try: d.mkdir(parents=True, exist_ok=True); _tag_cache(d.parent)
+    try:                                  # the tag goes into the cache folder itself: --cache may be the data folder
+        d.mkdir(parents=True, exist_ok=True); _tag_cache(d)
+        if not Path(index.root).resolve().is_relative_to(d.parent.resolve()): _tag_cache(d.parent)   # never the data
     except OSError as e: raise DataError(f"{d}: cannot create the cache folder ({e.strerror}). Pass --cache DIR or set MELANOMA_CACHE to a writable folder.") from None
     with _locked(d/'lock', f'building the cache {d}'):    # one builder at a time; the others wait, then reuse its work
         if (cache := _open_cached(d, meta, index, source, quiet=True)) is not None: return cache

@@ -34,6 +34,7 @@ from fastcore.basics import patch
 
 from .checkpoint import atomic_write, read_checkpoint, save_checkpoint
 from .cnn import cam_layer, create_model, MelanomaCNN
+from .resnet import EfficientNetLite
 from .dataset import denormalize, BatchTransform
 from .metrics import positive_index, decision_names
 from .evaluation import Predictor
@@ -243,9 +244,10 @@ def explained_class(logits, pos: int | None = None, threshold: float | None = No
 
 # %% ../nbs/09_gradcam.ipynb #469d0903
 def cam_layers(model: nn.Module) -> dict:
-    "Candidate target layers {name: module}: the last block of each later stage (`layer2..4` of a ResNet, `block1..3` of the custom CNN)."
+    "Candidate layers {name: module}: each later stage's last block (ResNet `layer2..4`, CNN `block1..3`, Lite `stage3..6`, `head`)."
     if isinstance(model, torchvision.models.ResNet): return {f'layer{i}': getattr(model, f'layer{i}')[-1] for i in (2, 3, 4)}
     if isinstance(model, MelanomaCNN): return dict(model.features.named_children())
+    if isinstance(model, EfficientNetLite): return {**{f'stage{i}': model.stages[i - 1][-1] for i in (3, 4, 5, 6)}, 'head': model.head}
     raise TypeError(f"cam_layers does not know {type(model).__name__}: build the model with create_model, or pass "
                     f"the layers yourself as {{name: module}}.")
 
@@ -267,7 +269,9 @@ _R3 = {'layer': 'layer3', 'method': 'gradcam++'}   # the full-width ResNets: not
 GRADCAM_DEFAULTS = {   # for checkpoints without a stored map setting
     'resnet18w32': {'layer': 'layer2', 'method': 'occlusion'},   # measured for the cpu preset (see "Choosing the layer")
     'resnet18': _R3, 'resnet34': _R3, 'resnet50': _R3,
-    'cnn': {'layer': 'block3', 'method': 'gradcam'}}
+    'cnn': {'layer': 'block3', 'method': 'gradcam'},
+    # EfficientNet-Lite: a guess until choose_gradcam measures it (fit stores the choice of the cpu preset's run)
+    **{a: {'layer': 'stage5', 'method': 'gradcam++'} for a in ('efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2')}}
 
 def gradcam_setting(meta: dict | None = None, model: nn.Module | None = None) -> dict:
     "The map setting {'layer', 'method'}: the checkpoint's `gradcam` entry, else `GRADCAM_DEFAULTS` for its arch."

@@ -18,7 +18,7 @@ from torch import nn
 from fastcore.basics import patch
 from tqdm.auto import tqdm
 
-from .data import DataError, cache_home
+from .data import DataError, cache_home, progress_bar, decode_into, _cache_dir
 from .audit import copy_groups
 from .dataset import (norm_stats, train_val_split, CachedImages, make_loader, DeviceBatches,
                                  BatchTransform, class_weights)
@@ -39,8 +39,8 @@ __all__ = ['HISTORY_COLS', 'EVENTS', 'BF16_GAIN', 'MAX_EPOCHS', 'BUDGET_AIM', 'E
            'load_resume_state', 'resume_recipe', 'Callback', 'CancelEpoch', 'Plan', 'Best', 'FitResult', 'check_inputs',
            'validation_split', 'data_fingerprint', 'memory_format', 'input_stats', 'build_net', 'candidates',
            'autocast', 'make_batches', 'loss_weights', 'continue_schedule', 'plan_schedule', 'Logger', 'DDPSync',
-           'Checkpoints', 'EarlyStop', 'budget_rest', 'Budget', 'default_callbacks', 'Trainer', 'fit', 'runs_home',
-           'full_run', 'TrainingError', 'RecipeError', 'Recipe', 'PRESETS']
+           'Checkpoints', 'EarlyStop', 'budget_rest', 'Budget', 'default_callbacks', 'Trainer', 'quick_estimate', 'fit',
+           'runs_home', 'full_run', 'TrainingError', 'RecipeError', 'Recipe', 'PRESETS']
 
 # %% ../nbs/07_training.ipynb #6384a6a2
 class NonFiniteLossError(TrainingError, FloatingPointError):
@@ -345,12 +345,12 @@ def check_inputs(recipe, cache, info, dev) -> tuple:
     return labels, classes, pos
 
 # %% ../nbs/07_training.ipynb #01a9501b
-def validation_split(cache, recipe) -> tuple:
+def validation_split(cache, recipe, progress: bool = False) -> tuple:
     "(train, validation, copy pairs): the part of `cache`'s train/ that `fit` holds out for `recipe`, copy groups kept together."
     labels, pool = np.asarray(cache.labels), cache.indices('train')
     groups, copies = None, []
-    if recipe.group_split:
-        g, copies = copy_groups([cache.paths[i] for i in pool])
+    if recipe.group_split:                             # (the copy audit's bars, on a terminal)
+        g, copies = copy_groups([cache.paths[i] for i in pool], progress=progress and sys.stderr.isatty())
         groups = np.full(len(labels), -1, np.int64); groups[pool] = pool[g]   # a group is named by a member's position
     tr, va = train_val_split(labels, recipe.val_frac, recipe.seed, indices=pool, groups=groups)
     _warn_one_sided(cache, tr, va)
@@ -457,8 +457,8 @@ def continue_schedule(opt, peak: float, steps: int, warm: int):
                                                pct_start=min(max(warm, 1.5) / steps, 0.5))
 
 def plan_schedule(opt, recipe, plan: Plan):
-    "The learning-rate schedule of `plan`: the recipe's over its epochs, or the last re-plan's continuation."
-    if not plan.replans: return make_scheduler(opt, recipe, plan.end * plan.steps)
+    "The learning-rate schedule of `plan`: the recipe's over its epochs, or the last re-plan's continuation (one-cycle only: a constant rate stays constant)."
+    if not plan.replans or recipe.schedule != 'onecycle': return make_scheduler(opt, recipe, plan.end * plan.steps)
     s = plan.replans[-1]['schedule']
     for g in opt.param_groups: g['lr'] = s['lr'] * g.get('scale', 1.0)   # the rates the continuation started from
     return continue_schedule(opt, recipe.lr, s['steps'], s['warm'])
@@ -576,7 +576,7 @@ class Trainer:
         self.started = time.monotonic() if started is None else started
         self.say = print if (verbose and self.info.main) else (lambda *a, **k: None)
         self.labels, self.classes, self.pos = check_inputs(r, cache, self.info, self.dev)
-        self.tr, self.va, self.copies = validation_split(cache, r)
+        self.tr, self.va, self.copies = validation_split(cache, r, progress=progress and self.info.main)
         self.data_sig = {'n_train': len(self.tr), 'n_val': len(self.va), 'classes': self.classes,
                          'data': data_fingerprint(cache, self.tr, self.va)}
         self.net, self.mem = build_net(r, len(self.classes), self.info, self.dev), memory_format(r, self.dev)
@@ -699,7 +699,8 @@ def make_plan(self: Trainer) -> Plan:
         raise RecipeError(f"a budget of {r.budget:g} min is too small: one epoch takes about {_dur(per_epoch)} here "
                           f"({steps} steps at {r.batch_size / t_step:.0f} images/s) and {_dur(spent)} are already spent; "
                           f"give --budget {math.ceil((spent + per_epoch / BUDGET_AIM + self.finish_seconds() + 5) / 6) / 10:g} or more, or --epochs N")
-    plan = Plan(epochs, steps, warmup_epochs(r.update(epochs=epochs)), _warm_end(r, epochs * steps), 60 * r.budget,
+    fit_r = r.update(epochs=epochs, freeze_epochs=min(r.freeze_epochs, epochs - 1))   # as `run_recipe`: never a setting
+    plan = Plan(epochs, steps, warmup_epochs(fit_r), _warm_end(r, epochs * steps), 60 * r.budget,   # the user did not set
                 round(per_epoch, 2), self.precision_info())
     self.say(f"Plan: {epochs} epochs fit the {r.budget:g}-min budget: one epoch takes about {per_epoch:.0f} s here "
              f"({r.batch_size / t_step:.0f} training images/s in {self.precision}), {spent:.0f} s are already spent.")
@@ -742,6 +743,48 @@ def _agree(value: int, info) -> int:
     t = torch.tensor([value], dtype=torch.int64, device='cuda' if dist.get_backend() == 'nccl' else 'cpu')
     dist.broadcast(t, 0)
     return int(t.item())
+
+# %% ../nbs/07_training.ipynb #de76aa2e
+def _time_steps_on_random(recipe, dev, n: int = 2) -> float:
+    "Seconds of one training step of `recipe`'s model on a random batch (the fastest of `n`, after one untimed)."
+    net = create_model(recipe.arch, recipe.channels, 2).to(dev).to(memory_format=memory_format(recipe, dev))
+    opt = torch.optim.AdamW(net.parameters(), lr=recipe.lr)
+    x = torch.randn(recipe.batch_size, recipe.channels, recipe.size, recipe.size, device=dev)
+    x, y, ts = x.contiguous(memory_format=memory_format(recipe, dev)), torch.arange(recipe.batch_size, device=dev) % 2, []
+    for _ in range(n + 1):
+        _sync(dev); t = time.perf_counter()
+        F.cross_entropy(net(x), y).backward(); opt.step(); opt.zero_grad(set_to_none=True)
+        _sync(dev); ts.append(time.perf_counter() - t)
+    return min(ts[1:])
+
+def quick_estimate(recipe, index, cache_dir=None, started: float | None = None, device=None) -> dict:
+    "Before the cache: seconds to decode `index` (0 when its cache exists) and for one epoch; a `RecipeError` when the budget clearly cannot fit."
+    if recipe.budget is None: return {}
+    n_train = int((np.asarray(index.splits) == 'train').sum()); n_tr = int(round(n_train * (1 - recipe.val_frac)))
+    per_image, cores = 0.0, os.cpu_count() or 1
+    if len(index):                                     # seconds to read and decode one image, from 8 spread over the data
+        out, some = np.empty((recipe.size, recipe.size, recipe.channels), np.uint8), index.paths[::max(1, len(index) // 8)][:8]
+        t = time.perf_counter()
+        for p in some:
+            with contextlib.suppress(DataError): decode_into(p, out, recipe.size, recipe.channels)
+        per_image = (time.perf_counter() - t) / len(some)
+    cached = (_cache_dir(index, recipe.size, recipe.channels, cache_dir)/'manifest.json').exists()
+    decode_s = 0.0 if cached else per_image * len(index) / cores
+    audit_s = 4 * per_image * n_train / cores if recipe.group_split else 0.0   # the copy audit: every image read, compared
+    t_step = _time_steps_on_random(recipe, pick_device(device))
+    epoch_s = EPOCH_ALLOWANCE * t_step * (n_tr + (n_train - n_tr)) / recipe.batch_size   # validation: as much per image
+    setup_s = (15 if recipe.precision == 'auto' else 5) * t_step                          # timing steps for the plan
+    spent = time.monotonic() - (started if started is not None else time.monotonic())
+    est = {'decode_s': round(decode_s, 1), 'audit_s': round(audit_s, 1), 'epoch_s': round(epoch_s, 1),
+           'spent_s': round(spent, 1), 'n_train': n_tr}
+    before = spent + decode_s + audit_s + setup_s                  # what the plan finds spent; it then needs one epoch
+    if (before + 0.85 * epoch_s) / BUDGET_AIM > 60 * recipe.budget:   # (85 %: bf16 can make epochs faster)
+        need = math.ceil(((before + epoch_s) / BUDGET_AIM + 10) / 6) / 10
+        raise RecipeError(f"a budget of {recipe.budget:g} min cannot fit: by a quick estimate on this machine, "
+                          f"{f'decoding the {len(index):,} images into the cache takes about {_dur(decode_s)}, ' if decode_s else ''}"
+                          f"the copy audit about {_dur(audit_s)} and one epoch about {_dur(epoch_s)} ({n_tr:,} training "
+                          f"images), after {_dur(spent)} of start-up; give --budget {need:g} or more, or --epochs N")
+    return est
 
 # %% ../nbs/07_training.ipynb #0915ad1c
 @patch
@@ -787,7 +830,7 @@ def restore(self: Trainer):
     _set_rng_state(st['rng'])
     self.start = self.done = st['epoch']
     self.history, self.best = st['history'], Best(**st['best'], state=st['best_state'], bad=st['bad_epochs'])
-    self.started = time.monotonic() - st['spent_s']    # the budget counts the time already spent, not the pause
+    self.started -= st['spent_s']    # the time already spent, not the pause, plus this command's own start-up (cache, audit)
     if info.main and self.best.epoch: save_checkpoint(out/'model.pt', self.best.state, self.make_meta())
     self.say(f"Resuming {out} after epoch {self.start} of {self.plan.end}.")
 
@@ -813,7 +856,7 @@ def replan(self: Trainer, k: int, rest: int, pace: float):
 def train_epoch(self: Trainer, e: int) -> float:
     "Epoch `e` (0-based): (un)freeze, re-seed, its steps (a callback may end them early); the mean training loss."
     r, dev, info = self.recipe, self.dev, self.info
-    want = 'head' if e < r.freeze_epochs else 'all'
+    want = 'head' if e < self.run_recipe.freeze_epochs else 'all'   # (a budget of 1 epoch: no frozen epoch)
     if want != self.stage:                             # (re)wrap: DDP must know which parameters are trained
         if r.freeze_epochs: (freeze_backbone if want == 'head' else unfreeze)(self.net)
         self.model = None
@@ -824,8 +867,8 @@ def train_epoch(self: Trainer, e: int) -> float:
     self.train_b.sampler.set_epoch(e)                  # data order: a function of (seed, epoch)
     self.model.train()
     self.epoch_i, self.step_i, self.loss_sum = e, 0, torch.zeros((), dtype=torch.float64, device=dev)
-    self.bar = tqdm(self.train_b, total=len(self.train_b), desc=f'epoch {e+1}/{self.plan.end}', unit='batch',
-                    disable=not (self.progress and info.main), leave=False)
+    self.bar = progress_bar(self.train_b, progress=self.progress and info.main, total=len(self.train_b), unit='batch',
+                            desc=f'epoch {e+1}/{self.plan.end}')   # a terminal: a live bar; a log: a line every 10 s
     try:
         for xb, yb in self.bar:
             self.loss_sum += self.one_batch(xb, yb, gen); self.step_i += 1

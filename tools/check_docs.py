@@ -407,7 +407,7 @@ def check_contributing(root: Path, cfg: dict, rep: Report):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split('\n\n')[0])
     ap.add_argument('--fix-readme', action='store_true', help='regenerate README.md from nbs/index.ipynb first')
     a = ap.parse_args(argv)
     if a.fix_readme:

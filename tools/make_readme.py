@@ -185,7 +185,7 @@ def render(root: Path = ROOT) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split('\n\n')[0])
     ap.add_argument('--check', action='store_true', help='only compare; exit 1 if README.md is out of date')
     a = ap.parse_args(argv)
     try: new = render()

@@ -61,7 +61,7 @@ def make_venv(path: Path) -> Path:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split('\n\n')[0])
     ap.add_argument('notebooks', nargs='*', help='notebook names (default: every numbered notebook and troubleshooting)')
     ap.add_argument('--data', default='full', help="'full' (a full-shaped root, the default) or 'sample'")
     ap.add_argument('--images', type=Path, help='class folders to build the full-shaped root from (default: the sample)')
