@@ -274,6 +274,7 @@ def hold_folder_lock(folder: Path, name: str, busy: str, create: bool = True) ->
     raises `CLIError(busy)`. Any command that deletes or replaces files in a folder takes it first, then deletes.
     `create`: make the folder if need be. -> whether a lock is held (not on a file system without locks)."""
     import fcntl
+    if any(p == folder/name for _, p in _HELD): return True   # held already (a command checks early, then again)
     try:
         if create: folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(folder/name, os.O_RDWR | os.O_CREAT, 0o644)
@@ -299,6 +300,18 @@ def release_folder_locks():
         try: path.unlink()
         except OSError: pass
         os.close(fd)
+
+def _lock_output(folder: Path, prog: str, flag: str, create: bool = True) -> bool:
+    "`hold_folder_lock` of an output folder (`.evaluate.lock`, `.predict.lock`): one `prog` writing there at a time."
+    return hold_folder_lock(folder, f".{prog.split('-')[-1]}.lock", f"another {prog} is writing to {folder} now; nothing "
+                            f"was changed. Wait for it to finish, or choose another folder ({flag} DIR).", create=create)
+
+def _releasing(work):
+    "`work`, then the folder locks it took released (also after an error or Ctrl-C): no lock file is left behind."
+    def run():
+        try: return work()
+        finally: release_folder_locks()
+    return run
 
 def _preflight(args):
     "The checks that need no PyTorch, done before importing it, so that these mistakes are reported at once."
@@ -467,6 +480,8 @@ def evaluate_main(argv=None) -> int:
     args = evaluate_parser().parse_args(argv)
     def work():
         root, source, index = _eval_data(args)
+        out = _eval_out(args)
+        if out.is_dir(): _lock_output(out, 'melanoma-evaluate', '--out', create=False)   # refused now, not after the work
         import numpy as np
         from melanoma_nb.data import DataError, build_cache
         from melanoma_nb.checkpoint import write_json
@@ -489,9 +504,9 @@ def evaluate_main(argv=None) -> int:
         y, paths = (cache.labels[idx] == pred.pos).astype(np.int64), np.array(cache.paths)[idx]
         p, res = pred.evaluate(cache.images[idx], cache.labels[idx], progress=progress, **kw)
         if args.dedup: res['dedup'] = _dedup(pred, root, index, cache, idx, paths, progress, kw)
-        out = _eval_out(args)
         try: out.mkdir(parents=True, exist_ok=True)
         except OSError as e: raise DataError(f"{out}: cannot create the output folder ({e.strerror}); pass --out DIR.") from None
+        _lock_output(out, 'melanoma-evaluate', '--out')                 # (held already unless the folder is new)
         res['rings'] = _rings(pred, cache.images[idx], y, threshold, args)
         name = f"{'test' if index.layout == 'root' else Path(root).name}{' +TTA' if args.tta else ''}"
         rows, lead = _headline(res, name)
@@ -504,7 +519,7 @@ def evaluate_main(argv=None) -> int:
         print(f"Dark corners (the dermoscope's ring) and synthetic rings:\n{ring_table(res['rings'], pred.names)}")
         print(f"Wrote {out}/: metrics.json, predictions.csv, confusion.png, curves.png, predictions.png, errors.png")
         return 0
-    return _run('melanoma-evaluate', work)
+    return _run('melanoma-evaluate', _releasing(work))
 
 # %% ../nbs/11_cli.ipynb #e35ad557
 def _expand(paths):
@@ -608,7 +623,7 @@ def predict_main(argv=None) -> int:
         if n_nan: raise NonFiniteOutputError(f"the model gave no finite p(malignant) for {n_nan} of {n_ok} image(s) "
                                              f"(null in the output); check {args.model} (copy it again or retrain).")
         return 0
-    return _run('melanoma-predict', work)
+    return _run('melanoma-predict', _releasing(work))
 
 # %% ../nbs/11_cli.ipynb #37353818
 def _gradcam_dir(gradcam_dir) -> Path:
@@ -618,6 +633,7 @@ def _gradcam_dir(gradcam_dir) -> Path:
     gdir = Path(gradcam_dir).expanduser()
     try: gdir.mkdir(parents=True, exist_ok=True)
     except OSError as e: raise DataError(f"{gdir}: cannot create the Grad-CAM folder ({e.strerror}).") from None
+    _lock_output(gdir, 'melanoma-predict', '--gradcam')                 # before any overlay is written there
     try: tempfile.TemporaryFile(dir=gdir).close()
     except OSError as e: raise DataError(f"{gdir}: cannot write the Grad-CAM overlays there ({e.strerror}); give a "
                                          f"folder you can write to (--gradcam DIR).") from None

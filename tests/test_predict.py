@@ -162,3 +162,20 @@ def test_read_only_gradcam_folder_one_line(run, tmp_path, capsys):
         subprocess.run(['chattr', '-i', str(ro)], capture_output=True); os.chmod(ro, 0o755)
     assert status == 2 and out == '' and err.count('\n') == 1 and 'Traceback' not in err, err
     assert f'{ro}: cannot write the Grad-CAM overlays there' in err, err
+
+
+def test_gradcam_folder_held_by_another_predict_refused(run, tmp_path, capsys):
+    "Issue 34: a --gradcam folder whose lock another melanoma-predict holds: refused in one line, before any image."
+    import fcntl
+    model, d = run
+    cams = tmp_path/'cams'; cams.mkdir(); (cams/'x_gradcam.png').write_bytes(b'old')
+    img = sorted((d/'data'/'test'/'benign').glob('*.jpg'))[0]
+    fd = os.open(cams/'.predict.lock', os.O_RDWR | os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX)   # a live predict holds it
+    try: status, out, err = _call('predict_main', ['--model', model, img, '--gradcam', cams], capsys)
+    finally: os.close(fd)
+    assert status == 2 and out == '' and err.count('\n') == 1 and 'Traceback' not in err, err
+    assert f'another melanoma-predict is writing to {cams} now; nothing was changed' in err and '--gradcam DIR' in err, err
+    assert sorted(p.name for p in cams.iterdir()) == ['.predict.lock', 'x_gradcam.png']
+    assert (cams/'x_gradcam.png').read_bytes() == b'old'
+    status, out, err = _call('predict_main', ['--model', model, img, '--gradcam', cams], capsys)   # free: runs, no lock left
+    assert status == 0 and not (cams/'.predict.lock').exists() and len(list(cams.glob('*_gradcam.png'))) == 2, err
