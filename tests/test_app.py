@@ -432,7 +432,7 @@ def _streamed(url: str, paths, method='Grad-CAM') -> tuple:
     c.predict([gradio_client.handle_file(str(p)) for p in paths], api_name='/claim')
     fn = next(i for i, d in enumerate(c.config['dependencies']) if d.get('api_name') == 'analyse')
     base = url.rstrip('/') + '/gradio_api/queue/'
-    httpx.post(base + 'join', json={'data': [None, method], 'fn_index': fn, 'session_hash': c.session_hash,
+    httpx.post(base + 'join', json={'data': [None, method, False], 'fn_index': fn, 'session_hash': c.session_hash,
                                     'event_data': None, 'trigger_id': None}, timeout=60).raise_for_status()
     n, final = 0, None
     with httpx.stream('GET', base + 'data', params={'session_hash': c.session_hash}, timeout=600) as s:
