@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from melanoma_nb.data import ImageCache
-from melanoma_nb.training import Trainer, make_optimizer, make_scheduler
+from melanoma_nb.training import Plan, Trainer, make_optimizer
 
 SCHEDULE_STEPS = 100_000     # the schedule of a bench Trainer: long enough that no bench steps past its end
 
@@ -34,20 +34,24 @@ def bench_recipe(recipe, **kw):
                    precision='fp32' if r.precision == 'auto' else r.precision)
 
 
+class BenchTrainer(Trainer):
+    "A `Trainer` whose plan is one epoch of `steps` steps, so that the schedule it builds from the plan is that long."
+    def __init__(self, *args, steps: int = SCHEDULE_STEPS, **kw):
+        self.steps = steps
+        super().__init__(*args, **kw)
+    def make_plan(self) -> Plan: return Plan(1, self.steps, precision=self.precision_info())
+
+
 def trainer(recipe, cache=None, device='cpu', net: nn.Module | None = None, fused: bool | None = None,
-            n: int | None = None) -> Trainer:
+            n: int | None = None, steps: int = SCHEDULE_STEPS) -> Trainer:
     """A `Trainer` for `recipe` (see `bench_recipe`) on `cache` (default: a synthetic one of 2 batches), ready for
-    `one_batch`: `model` set, a schedule of `SCHEDULE_STEPS` steps. `net`: train this network instead of the recipe's
+    `one_batch`: `model` set, a schedule of `steps` steps. `net`: train this network instead of the recipe's
     architecture; `fused`: AdamW's fused kernel (default: the Trainer's choice, fused on CUDA only)."""
     r = bench_recipe(recipe)
     dev = torch.device(device)
     if cache is None: cache = synthetic_cache(n or 2 * r.batch_size, r.size, r.channels)
-    t = Trainer(r, cache, dev=dev, progress=False, verbose=False)
-    if net is not None:
-        t.net = net.to(dev).to(memory_format=t.mem)                   # the recipe's layout, as the Trainer's own net
-    if net is not None or fused is not None:
-        t.opt = make_optimizer(t.net, r, fused=dev.type == 'cuda' if fused is None else fused)
-    t.sched = make_scheduler(t.opt, r, SCHEDULE_STEPS)
+    opt_func = None if fused is None else (lambda net, recipe: make_optimizer(net, recipe, fused=fused))
+    t = BenchTrainer(r, cache, dev=dev, progress=False, verbose=False, net=net, opt_func=opt_func, steps=steps)
     t.model = torch.compile(t.net) if r.compile else t.net
     t.model.train()
     return t

@@ -31,7 +31,7 @@ from _common import trainer                   # noqa: E402
 from melanoma_nb.data import ImageCache
 from melanoma_nb.dataset import BatchTransform, norm_stats
 from melanoma_nb.metrics import binary_metrics
-from melanoma_nb.training import PRESETS, epoch_seed, loss_weights, make_scheduler, seed_everything
+from melanoma_nb.training import PRESETS, epoch_seed, loss_weights, seed_everything
 
 PACK = Path(os.environ.get('MEL_PACK', Path(__file__).resolve().parents[1]/'.cache'/'mel96.npz'))
 
@@ -116,13 +116,12 @@ def main():
     seed_everything(r.seed)
     net = build(a.arch)                                # None: a library architecture, built by the Trainer
     if net is None: r = r.update(arch=a.arch)
-    t = trainer(r, cache, device=dev, net=net)
+    nb = len(tr) // a.batch
+    t = trainer(r, cache, device=dev, net=net, steps=len(plan) * nb)   # one one-cycle over all planned steps
     mean, std = norm_stats(3)
     t.tf_train = tf = SizedTransform(mean, std, train=True, ring=r.ring if r.augment else 0.0).to(dev)
     tfv = BatchTransform(mean, std).to(dev)
     t.weight = loss_weights(r, np.asarray(cache.labels), tr.cpu().numpy(), 2, dev)   # of the pack's split, not the Trainer's
-    nb = len(tr) // a.batch
-    t.sched = make_scheduler(t.opt, r, len(plan) * nb)
     net = t.net
     ema = torch.optim.swa_utils.AveragedModel(net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(a.ema), use_buffers=True)
     hist, t0, final = [], time.time(), plan[-1]

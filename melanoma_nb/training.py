@@ -47,30 +47,33 @@ class NonFiniteLossError(TrainingError, FloatingPointError):
     "The training loss became NaN or infinite; training stopped and the last good checkpoint is intact."
 
 # %% ../nbs/07_training.ipynb #5441b8da
-def _mps_ok() -> bool:
-    return getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available()
-
 def pick_device(name=None) -> torch.device:
     "CUDA, then Apple MPS, then CPU; or the device `name` ('cuda', 'cuda:1', 'mps', 'cpu'), checked to exist."
+    _mps_ok = lambda: getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available()
     if name in (None, '', 'auto'):
         if torch.cuda.is_available(): return torch.device('cuda')
         return torch.device('mps' if _mps_ok() else 'cpu')
     try: dev = torch.device(name)
     except (RuntimeError, TypeError):
-        raise TrainingError(f"unknown device {name!r}: use 'cpu', 'cuda', 'cuda:N' or 'mps', or leave it out to pick one") from None
+        raise TrainingError(f"unknown device {name!r}: use 'cpu', 'cuda', 'cuda:N' or 'mps', or leave it "
+                            f"out to pick one") from None
     if dev.type == 'cuda':
         if not torch.cuda.is_available():
-            raise TrainingError(f"device {name!r}: CUDA is not available on this machine; use 'cpu' or leave the device out")
+            raise TrainingError(f"device {name!r}: CUDA is not available on this machine; use 'cpu' or "
+                                f"leave the device out")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise TrainingError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     elif dev.type == 'mps':
-        if not _mps_ok(): raise TrainingError(f"device {name!r}: Apple MPS is not available here; use 'cpu' or leave the device out")
-    elif dev.type != 'cpu': raise TrainingError(f"device {name!r} is not supported: use 'cpu', 'cuda', 'cuda:N' or 'mps'")
+        if not _mps_ok(): raise TrainingError(f"device {name!r}: Apple MPS is not available here; use "
+                                              f"'cpu' or leave the device out")
+    elif dev.type != 'cpu': raise TrainingError(f"device {name!r} is not supported: use 'cpu', 'cuda', "
+                                                f"'cuda:N' or 'mps'")
     return dev
 
 # %% ../nbs/07_training.ipynb #6b045931
 def balanced_cross_entropy(logits, target, weight=None, smoothing: float = 0.0):
-    "mean_i w[y_i] * ((1-eps) * -log p_{i,y_i} + eps * mean_c -log p_{i,c}): divided by the batch size, not by sum(w)."
+    ("mean_i w[y_i] * ((1-eps) * -log p_{i,y_i} + eps * mean_c -log p_{i,c}): divided by the batch size, "
+     "not by sum(w).")
     logp = F.log_softmax(logits.float(), dim=1)
     nll = -logp.gather(1, target[:, None]).squeeze(1)
     loss = (1 - smoothing) * nll - smoothing * logp.mean(1)
@@ -79,12 +82,14 @@ def balanced_cross_entropy(logits, target, weight=None, smoothing: float = 0.0):
 
 # %% ../nbs/07_training.ipynb #957717e4
 def make_optimizer(net: nn.Module, recipe: Recipe, fused: bool = False) -> torch.optim.AdamW:
-    "AdamW, decay on conv/linear weights only; with `recipe.body_lr < 1` a rate per layer group, the head's group first."
+    ("AdamW, decay on conv/linear weights only; with `recipe.body_lr < 1` a rate per layer group, the "
+     "head's group first.")
     groups = layer_groups(net) if recipe.body_lr < 1 else [list(net.parameters())]
     n, pgs = len(groups), []
     for i, ps in reversed(list(enumerate(groups))):    # the head's groups first: history and re-plans read group 0
         scale = recipe.body_lr ** ((n - 1 - i) / (n - 1)) if n > 1 else 1.0
-        for wd, part in ((recipe.weight_decay, [p for p in ps if p.ndim > 1]), (0.0, [p for p in ps if p.ndim <= 1])):
+        decayed, plain = [p for p in ps if p.ndim > 1], [p for p in ps if p.ndim <= 1]
+        for wd, part in ((recipe.weight_decay, decayed), (0.0, plain)):
             if part: pgs.append({'params': part, 'weight_decay': wd, 'lr': recipe.lr * scale, 'scale': scale})
     return torch.optim.AdamW(pgs, lr=recipe.lr, **({'fused': True} if fused else {}))
 
@@ -92,8 +97,8 @@ def make_optimizer(net: nn.Module, recipe: Recipe, fused: bool = False) -> torch
 def make_scheduler(opt, recipe: Recipe, total_steps: int):
     "One-cycle (warm-up a quarter of the steps, cosine down) or a constant rate, stepped once per batch."
     if recipe.schedule == 'onecycle' and total_steps >= 2:   # the warm-up needs at least 1.5 steps
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[recipe.lr * g.get('scale', 1.0) for g in opt.param_groups],
-                                                   total_steps=total_steps,
+        peaks = [recipe.lr * g.get('scale', 1.0) for g in opt.param_groups]
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=peaks, total_steps=total_steps,
                                                    pct_start=max(0.25, 1.5 / total_steps))
     return torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
 
@@ -102,6 +107,7 @@ def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
     "A 63-bit seed that depends only on (seed, epoch, rank): runs and resumed runs draw the same random numbers."
     return int.from_bytes(hashlib.sha256(f'melanoma_nb/{seed}/{epoch}/{rank}'.encode()).digest()[:8], 'little') >> 1
 
+# %% ../nbs/07_training.ipynb #fa7e2bf5
 def seed_everything(seed: int):
     "Seed Python's, NumPy's and torch's (CPU and every CUDA device) global generators."
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
@@ -114,28 +120,35 @@ def save_history(history, path) -> Path:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator='\n')
     w.writerow(HISTORY_COLS)
-    for row in history: w.writerow([repr(float(row[c])) if c != 'epoch' else int(row[c]) for c in HISTORY_COLS])   # csv quotes as needed
+    for row in history:                                # csv quotes as needed
+        w.writerow([repr(float(row[c])) if c != 'epoch' else int(row[c]) for c in HISTORY_COLS])
     return atomic_write(path, lambda f: f.write(buf.getvalue().encode()))
 
+# %% ../nbs/07_training.ipynb #5849818c
 def load_history(path) -> list:
     "Read a history.csv written by `save_history`."
     with open(path, newline='') as f:
         return [{k: (int(v) if k == 'epoch' else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
 
+# %% ../nbs/07_training.ipynb #e4396728
 def _score(r) -> float:
     return r['val_auc'] if math.isfinite(r['val_auc']) else -r['val_loss']
 
+# %% ../nbs/07_training.ipynb #4efb1ed4
 def warmup_epochs(recipe) -> int:
     "Leading epochs that end while the one-cycle learning rate is still rising (a quarter of the run); 0 otherwise."
     return int(0.25 * recipe.epochs) if recipe.schedule == 'onecycle' else 0
 
+# %% ../nbs/07_training.ipynb #5cea06ff
 def best_row(history, skip: int = 0) -> dict:
-    "The epoch with the highest validation ROC-AUC (lowest validation loss where AUC is undefined), the earliest on ties, among those after the first `skip` (all when there are none)."
+    ("The epoch with the highest validation ROC-AUC (lowest validation loss where AUC is undefined), the "
+     "earliest on ties, among those after the first `skip` (all when there are none).")
     return max(history[skip:] or history, key=lambda r: (_score(r), -r['epoch']))
 
 # %% ../nbs/07_training.ipynb #39e92191
 def plot_history(history, fname=None, best=None, warmup: int = 0):
-    "Loss, accuracy and ROC-AUC per epoch with the kept epoch `best` marked and the `warmup` epochs shaded; saved to `fname` when given."
+    ("Loss, accuracy and ROC-AUC per epoch with the kept epoch `best` marked and the `warmup` epochs "
+     "shaded; saved to `fname` when given.")
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
     ep = [r['epoch'] for r in history]
@@ -145,12 +158,18 @@ def plot_history(history, fname=None, best=None, warmup: int = 0):
               ('accuracy (threshold 0.5)', [('val_acc', 'validation')]), ('ROC-AUC', [('val_auc', 'validation')])]
     for ax, (title, series) in zip(fig.subplots(1, 3), panels):
         for key, label in series: ax.plot(ep, [r[key] for r in history], marker='o', ms=3, label=label)
-        if warmup: ax.axvspan(0.5, warmup + 0.5, color='gray', alpha=.12, lw=0, label='warm-up (not kept if later epochs exist)')
-        if best is not None: ax.axvline(best, color='gray', ls=':', lw=1, label=f'kept: epoch {best}' + (' (best after warm-up)' if warmup else ' (best)'))
+        if warmup:
+            ax.axvspan(0.5, warmup + 0.5, color='gray', alpha=.12, lw=0,
+                       label='warm-up (not kept if later epochs exist)')
+        if best is not None:
+            ax.axvline(best, color='gray', ls=':', lw=1,
+                       label=f'kept: epoch {best}' + (' (best after warm-up)' if warmup else ' (best)'))
         ax.set_title(title); ax.set_xlabel('epoch'); ax.grid(alpha=.3)
-        ax.legend(fontsize=8, loc='upper center', bbox_to_anchor=(0.5, -0.2), frameon=False)   # below the axes, off the data
+        ax.legend(fontsize=8, loc='upper center', bbox_to_anchor=(0.5, -0.2),
+                  frameon=False)                       # below the axes, off the data
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.suptitle(f"Training: {len(ep)} epoch(s), measured on the validation split (train loss on the training batches)", fontsize=10)
+    fig.suptitle(f"Training: {len(ep)} epoch(s), measured on the validation split (train loss on the "
+                 f"training batches)", fontsize=10)
     if fname is not None: atomic_write(fname, lambda f: fig.savefig(f, format='png', dpi=100))
     return fig
 
@@ -164,6 +183,7 @@ class DistInfo:
     @property
     def main(self) -> bool: return self.rank == 0
 
+# %% ../nbs/07_training.ipynb #8c4ec04c
 def dist_info() -> DistInfo:
     "This process's place, from the process group when it exists, else from torchrun's RANK/WORLD_SIZE/LOCAL_RANK."
     if dist.is_available() and dist.is_initialized():
@@ -171,25 +191,30 @@ def dist_info() -> DistInfo:
     e = os.environ
     return DistInfo(int(e.get('RANK', 0)), int(e.get('WORLD_SIZE', 1)), int(e.get('LOCAL_RANK', 0)))
 
+# %% ../nbs/07_training.ipynb #af00e756
 def init_distributed(device=None):
-    "Join torchrun's process group (NCCL on CUDA, Gloo on CPU) when launched by torchrun. -> (DistInfo, device, created)"
+    ("Join torchrun's process group (NCCL on CUDA, Gloo on CPU) when launched by torchrun. -> (DistInfo, "
+     "device, created)")
     info = dist_info()
     dev = pick_device(device)
     if info.world == 1: return info, dev, False
     if dev.type == 'cuda':
         dev = torch.device('cuda', info.local_rank % torch.cuda.device_count())
         torch.cuda.set_device(dev)
-    elif dev.type != 'cpu': raise TrainingError(f"distributed training runs on CUDA (NCCL) or CPU (Gloo), not on {dev.type}")
+    elif dev.type != 'cpu': raise TrainingError(f"distributed training runs on CUDA (NCCL) or CPU (Gloo), "
+                                                f"not on {dev.type}")
     if dist.is_initialized(): return info, dev, False
     dist.init_process_group('nccl' if dev.type == 'cuda' else 'gloo')
     return dist_info(), dev, True
 
-# %% ../nbs/07_training.ipynb #3517b1b5
+# %% ../nbs/07_training.ipynb #a1cb1c13
 def _barrier(info: DistInfo):
     if info.world > 1: dist.barrier()
 
+# %% ../nbs/07_training.ipynb #3517b1b5
 def all_gather_rows(t: torch.Tensor, n_total: int, info: DistInfo) -> torch.Tensor:
-    "Rank r holds rows r, r+W, r+2W, ... (maybe padded) of an `n_total`-row tensor; return the whole tensor on every rank."
+    ("Rank r holds rows r, r+W, r+2W, ... (maybe padded) of an `n_total`-row tensor; return the whole "
+     "tensor on every rank.")
     if info.world == 1: return t[:n_total]
     n_max = math.ceil(n_total / info.world)
     padded = t.new_zeros((n_max,) + tuple(t.shape[1:])); padded[:len(t)] = t[:n_max]
@@ -199,6 +224,7 @@ def all_gather_rows(t: torch.Tensor, n_total: int, info: DistInfo) -> torch.Tens
     for r, part in enumerate(parts): out[r::info.world] = part[:len(range(r, n_total, info.world))]
     return out
 
+# %% ../nbs/07_training.ipynb #11d71f93
 def state_hash(model: nn.Module) -> str:
     "SHA-256 of a model's weights and buffers: equal on every rank of a healthy DDP run."
     h = hashlib.sha256()
@@ -208,27 +234,31 @@ def state_hash(model: nn.Module) -> str:
 
 # %% ../nbs/07_training.ipynb #ad6e6062
 def check_output_dir(out_dir, need_bytes: int = 0) -> Path:
-    "Create `out_dir`, prove it is writable with a probe file, and that about `need_bytes` are free; else `OutputError`."
+    ("Create `out_dir`, prove it is writable with a probe file, and that about `need_bytes` are free; "
+     "else `OutputError`.")
     out = Path(out_dir).expanduser()
     if out.exists() and not out.is_dir():
         raise OutputError(f"the output folder {out} is a file; choose another folder (--out).")
     try: out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise OutputError(f"cannot create the output folder {out}: {e.strerror or e}. Choose another folder (--out).") from None
+        raise OutputError(f"cannot create the output folder {out}: {e.strerror or e}. Choose another "
+                          f"folder (--out).") from None
     probe = out/f'.write-test-{os.getpid()}'
     try:
         with open(probe, 'wb') as f: f.write(b'\0' * 4096); f.flush(); os.fsync(f.fileno())
     except OSError as e:
-        raise OutputError(f"cannot write in the output folder {out}: {e.strerror or e}. Choose another folder (--out) "
-                          f"or fix its permissions.") from None
+        raise OutputError(f"cannot write in the output folder {out}: {e.strerror or e}. Choose another "
+                          f"folder (--out) or fix its permissions.") from None
     finally:
         with contextlib.suppress(OSError): probe.unlink()
     free = shutil.disk_usage(out).free
     if free < need_bytes:
         raise OutputError(f"only {free/2**20:.0f} MiB free on the disk holding {out}; this run needs about "
-                          f"{need_bytes/2**20:.0f} MiB for its checkpoints. Free some space or choose another folder (--out).")
+                          f"{need_bytes/2**20:.0f} MiB for its checkpoints. Free some space or choose "
+                          f"another folder (--out).")
     return out
 
+# %% ../nbs/07_training.ipynb #c63910e6
 @contextlib.contextmanager
 def sigterm_as_interrupt():
     "Inside this context SIGTERM raises KeyboardInterrupt (main thread only), so `finally` blocks and messages run."
@@ -242,8 +272,10 @@ def sigterm_as_interrupt():
 def _rng_state() -> dict:
     s = np.random.get_state()
     return {'python': random.getstate(), 'numpy': [s[0], s[1].tolist(), int(s[2]), int(s[3]), float(s[4])],
-            'torch': torch.get_rng_state(), 'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+            'torch': torch.get_rng_state(),
+            'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
+# %% ../nbs/07_training.ipynb #f5db9c36
 def _set_rng_state(s: dict):
     v, st, g = s['python']; random.setstate((v, tuple(st), g))
     n = s['numpy']; np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), n[2], n[3], n[4]))
@@ -251,31 +283,38 @@ def _set_rng_state(s: dict):
     if s['cuda'] and torch.cuda.is_available() and len(s['cuda']) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(s['cuda'])
 
+# %% ../nbs/07_training.ipynb #8edfc122
 def _no_resume_state(folder: Path) -> str:
-    "Why `folder` holds no last.pt: a finished run, nothing visible (a lock file aside), no finished epoch, not a folder."
+    ("Why `folder` holds no last.pt: a finished run, nothing visible (a lock file aside), no finished "
+     "epoch, not a folder.")
     if (folder/'metrics.json').exists(): return 'the run there finished (model.pt and metrics.json are present)'
     if folder.is_dir():
         if all(q.name.startswith('.') for q in folder.iterdir()): return 'the folder is empty'
         return 'no epoch of a run there finished'
     return f'{folder} is a file, not a folder' if folder.exists() else 'the folder does not exist'
 
+# %% ../nbs/07_training.ipynb #1b24d81a
 def load_resume_state(out_dir) -> dict:
-    "The resume state `out_dir/last.pt` of an interrupted run (weights-only loading); `CheckpointError` if there is none."
+    ("The resume state `out_dir/last.pt` of an interrupted run (weights-only loading); `CheckpointError` "
+     "if there is none.")
     p = Path(out_dir).expanduser()/'last.pt'
     if not p.exists():
-        raise CheckpointError(f"{p}: nothing to resume: {_no_resume_state(p.parent)}. Start a new run without --resume.")
+        raise CheckpointError(f"{p}: nothing to resume: {_no_resume_state(p.parent)}. Start a new run "
+                              f"without --resume.")
     st = _torch_load(p, 'resume state')
     if not (isinstance(st, dict) and st.get('format') == RESUME_FORMAT):
         raise CheckpointError(f"{p} is not a melanoma_nb resume state. Start a new run without --resume.")
     return st
 
+# %% ../nbs/07_training.ipynb #b60577f9
 def resume_recipe(out_dir) -> Recipe:
     "The recipe the interrupted run in `out_dir` was started with."
     return Recipe.from_dict(load_resume_state(out_dir)['recipe'])
 
+# %% ../nbs/07_training.ipynb #ce1d8719
 def _recipe_diff(saved: Recipe, now: Recipe) -> list:
-    return [f"{f.name}={getattr(saved, f.name)!r} (saved) vs {getattr(now, f.name)!r} (now)" for f in fields(Recipe)
-            if f.name not in _RUNTIME_FIELDS and getattr(saved, f.name) != getattr(now, f.name)]
+    return [f"{f.name}={getattr(saved, f.name)!r} (saved) vs {getattr(now, f.name)!r} (now)"
+            for f in fields(Recipe) if f.name not in _RUNTIME_FIELDS and getattr(saved, f.name) != getattr(now, f.name)]
 
 # %% ../nbs/07_training.ipynb #1aa3e50e
 EVENTS = ('before_fit', 'before_epoch', 'before_step', 'after_loss', 'after_step', 'after_train', 'after_validate',
@@ -286,13 +325,15 @@ class Callback:
     order = 50              # after the built-in ones (log 10, files 20, early stopping 30, budget 40)
     def __repr__(self): return type(self).__name__
 
+# %% ../nbs/07_training.ipynb #1d79a142
 class CancelEpoch(Exception):
     "Raised by a callback between steps: the epoch's remaining steps are skipped; it is validated and kept as usual."
 
 # %% ../nbs/07_training.ipynb #be127f06
 @dataclass
 class Plan:
-    "The run's length: `end` epochs of `steps` steps, the first `warmup` of them warm-up; the budget's pace and re-plans."
+    ("The run's length: `end` epochs of `steps` steps, the first `warmup` of them warm-up; the budget's "
+     "pace and re-plans.")
     end: int
     steps: int
     warmup: int = 0
@@ -302,9 +343,11 @@ class Plan:
     precision: dict | None = None   # what was timed and chosen
     replans: list = field(default_factory=list)
 
+# %% ../nbs/07_training.ipynb #5de1e046
 @dataclass
 class Best:
-    "The epoch kept so far (1-based; 0: none yet), its score, decision threshold, temperature, metrics and CPU weights."
+    ("The epoch kept so far (1-based; 0: none yet), its score, decision threshold, temperature, metrics "
+     "and CPU weights.")
     epoch: int = 0
     score: float = -math.inf
     threshold: float = 0.5
@@ -314,9 +357,11 @@ class Best:
     state: dict | None = None
     bad: int = 0                    # epochs after the warm-up without a better score (early stopping)
 
+# %% ../nbs/07_training.ipynb #7bd32772
 @dataclass
 class FitResult:
-    "What `fit` returns: the best epoch's model (eval mode, on the training device), the history, the metrics, the checkpoint's metadata."
+    ("What `fit` returns: the best epoch's model (eval mode, on the training device), the history, the "
+     "metrics, the checkpoint's metadata.")
     model: nn.Module
     history: list
     metrics: dict
@@ -326,11 +371,13 @@ class FitResult:
 
 # %% ../nbs/07_training.ipynb #e744f1ac
 def check_inputs(recipe, cache, info, dev) -> tuple:
-    "(labels, classes, positive index) after refusing what cannot work: cache/recipe mismatch, batch vs processes, tiny classes."
+    ("(labels, classes, positive index) after refusing what cannot work: cache/recipe mismatch, batch vs "
+     "processes, tiny classes.")
     r, c = recipe, cache
     if (c.size, c.channels) != (r.size, r.channels):
         raise RecipeError(f"the image cache holds {c.size} px images with {c.channels} channel(s), but the recipe "
-                          f"asks for {r.size} px with {r.channels}; prepare the data with size={r.size}, channels={r.channels}")
+                          f"asks for {r.size} px with {r.channels}; prepare the data with size={r.size}, "
+                          f"channels={r.channels}")
     if r.batch_size % info.world:
         raise RecipeError(f"the batch size {r.batch_size} is the global batch and must be divisible by the "
                           f"{info.world} processes; choose a multiple of {info.world}")
@@ -344,18 +391,34 @@ def check_inputs(recipe, cache, info, dev) -> tuple:
                         f"validate); the train split has {dict(zip(classes, counts.tolist()))}")
     return labels, classes, pos
 
+# %% ../nbs/07_training.ipynb #033e66a5
+def _warn_one_sided(cache, tr, va):
+    ("Warn when a class has no image on one side of the split: a class that is one copy group cannot be "
+     "split without leaking.")
+    labels = np.asarray(cache.labels)
+    for c, name in enumerate(cache.classes):
+        n_tr, n_va = int((labels[tr] == c).sum()), int((labels[va] == c).sum())
+        if n_tr + n_va and not (n_tr and n_va):
+            warnings.warn(f"class '{name}': all {n_tr + n_va} of its training images are copies of one "
+                          f"another (one copy group), so they are all on the {'training' if n_tr else 'validation'} "
+                          f"side of the split: its validation metrics (and a threshold chosen for a sensitivity) "
+                          f"have none of it to go on. Add distinct images of '{name}'.", stacklevel=3)
+
 # %% ../nbs/07_training.ipynb #01a9501b
 def validation_split(cache, recipe, progress: bool = False) -> tuple:
-    "(train, validation, copy pairs): the part of `cache`'s train/ that `fit` holds out for `recipe`, copy groups kept together."
+    ("(train, validation, copy pairs): the part of `cache`'s train/ that `fit` holds out for `recipe`, "
+     "copy groups kept together.")
     labels, pool = np.asarray(cache.labels), cache.indices('train')
     groups, copies = None, []
     if recipe.group_split:                             # (the copy audit's bars, on a terminal)
         g, copies = copy_groups([cache.paths[i] for i in pool], progress=progress and sys.stderr.isatty())
-        groups = np.full(len(labels), -1, np.int64); groups[pool] = pool[g]   # a group is named by a member's position
+        groups = np.full(len(labels), -1, np.int64)
+        groups[pool] = pool[g]                         # a group is named by a member's position
     tr, va = train_val_split(labels, recipe.val_frac, recipe.seed, indices=pool, groups=groups)
     _warn_one_sided(cache, tr, va)
     return tr, va, copies
 
+# %% ../nbs/07_training.ipynb #895f0f17
 def data_fingerprint(cache, tr, va) -> str:
     "A hash of the training and validation pixels, their labels and the split: equal exactly when the data are."
     h, labels = hashlib.sha256(), np.asarray(cache.labels)
@@ -364,43 +427,42 @@ def data_fingerprint(cache, tr, va) -> str:
         for s in range(0, len(idx), 512): h.update(np.ascontiguousarray(cache.images[idx[s:s + 512]]).tobytes())
     return h.hexdigest()[:16]
 
-# %% ../nbs/07_training.ipynb #033e66a5
-def _warn_one_sided(cache, tr, va):
-    "Warn when a class has no image on one side of the split: a class that is one copy group cannot be split without leaking."
-    labels = np.asarray(cache.labels)
-    for c, name in enumerate(cache.classes):
-        n_tr, n_va = int((labels[tr] == c).sum()), int((labels[va] == c).sum())
-        if n_tr + n_va and not (n_tr and n_va):
-            warnings.warn(f"class '{name}': all {n_tr + n_va} of its training images are copies of one another (one copy "
-                          f"group), so they are all on the {'training' if n_tr else 'validation'} side of the split: its "
-                          f"validation metrics (and a threshold chosen for a sensitivity) have none of it to go on. Add "
-                          f"distinct images of '{name}'.", stacklevel=3)
-
 # %% ../nbs/07_training.ipynb #a1532242
 def memory_format(recipe, dev) -> torch.memory_format:
     "Channels-last (NHWC) on CPU and CUDA when `recipe.channels_last`, else PyTorch's default NCHW layout."
-    return torch.channels_last if recipe.channels_last and torch.device(dev).type in ('cuda', 'cpu') else torch.contiguous_format
+    cl = recipe.channels_last and torch.device(dev).type in ('cuda', 'cpu')
+    return torch.channels_last if cl else torch.contiguous_format
 
+# %% ../nbs/07_training.ipynb #bd87e49a
 def input_stats(recipe) -> tuple:
     "Mean and std the inputs are normalised with: ImageNet's, or 0.5 for [-1, 1] ('unit', TF-Lite's weights)."
     return norm_stats(recipe.channels) if recipe.scaling == 'imagenet' else ((0.5,) * recipe.channels,) * 2
 
+# %% ../nbs/07_training.ipynb #e46207ed
+def _place_net(net, recipe, info, dev) -> nn.Module:
+    ("`net` made ready to train: SyncBatchNorm under DDP with `sync_bn`, on `dev`, in `memory_format` "
+     "(the same module).")
+    if info.world > 1 and recipe.sync_bn: net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+    net.to(dev)
+    net.to(memory_format=memory_format(recipe, dev))
+    if dev.type == 'cuda': torch.backends.cudnn.benchmark = True
+    return net
+
+# %% ../nbs/07_training.ipynb #ba0d96f0
 def build_net(recipe, n_classes: int, info, dev) -> nn.Module:
     "The seeded model for `recipe` on `dev`, in `memory_format`; under DDP rank 0 fetches pretrained weights first."
     r = recipe
     seed_everything(r.seed)
-    make = lambda: create_model(r.arch, in_chans=r.channels, num_classes=n_classes, pretrained=r.weights or r.pretrained)
+    make = lambda: create_model(r.arch, in_chans=r.channels, num_classes=n_classes,
+                                pretrained=r.weights or r.pretrained)
     if info.world > 1 and r.pretrained:                # rank 0 downloads the weights; the others then read its copy
         net = make() if info.main else None
         _barrier(info)
         if net is None: net = make()
     else: net = make()
-    if info.world > 1 and r.sync_bn: net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
-    net.to(dev)
-    net.to(memory_format=memory_format(r, dev))
-    if dev.type == 'cuda': torch.backends.cudnn.benchmark = True
-    return net
+    return _place_net(net, r, info, dev)
 
+# %% ../nbs/07_training.ipynb #89eea26f
 def _wrap(net, info, dev, recipe):
     model = net
     if info.world > 1:
@@ -412,14 +474,17 @@ def _wrap(net, info, dev, recipe):
 BF16_GAIN = 0.85        # autocast is chosen when its step takes at most this share of float32's (median of pairs)
 
 def candidates(recipe, dev) -> tuple:
-    "The precisions `recipe.precision` allows on `dev`, the default first: ('fp32',), ('bf16',) or ('fp32', 'bf16'|'fp16')."
+    ("The precisions `recipe.precision` allows on `dev`, the default first: ('fp32',), ('bf16',) or "
+     "('fp32', 'bf16'|'fp16').")
     if not recipe.amp or dev.type not in ('cpu', 'cuda') or recipe.precision == 'fp32': return ('fp32',)
     low = 'bf16' if dev.type == 'cpu' or torch.cuda.is_bf16_supported() else 'fp16'
     if recipe.precision == 'bf16':
-        if low != 'bf16': raise RecipeError(f"this GPU has no bf16: use precision 'auto' (fp16 with loss scaling) or 'fp32'")
+        if low != 'bf16': raise RecipeError(f"this GPU has no bf16: use precision 'auto' (fp16 with loss "
+                                            f"scaling) or 'fp32'")
         return ('bf16',)
     return ('fp32', low)
 
+# %% ../nbs/07_training.ipynb #e9a27945
 def autocast(dev, precision: str):
     "A context for the forward pass in `precision` on `dev` (float32: nothing)."
     if precision == 'fp32': return contextlib.nullcontext()
@@ -427,7 +492,8 @@ def autocast(dev, precision: str):
 
 # %% ../nbs/07_training.ipynb #2f9cb781
 def make_batches(recipe, cache, labels, tr, va, info, dev) -> tuple:
-    "(training batches, validation batches, where): on the device when they fit, else loaders over the memory-mapped cache."
+    ("(training batches, validation batches, where): on the device when they fit, else loaders over the "
+     "memory-mapped cache.")
     r, c, bs = recipe, cache, recipe.batch_size // info.world
     drop = math.ceil(len(tr) / info.world) >= bs       # equal-sized steps; a tiny data set keeps its one short batch
     shard = dict(rank=info.rank, world=info.world)
@@ -439,6 +505,7 @@ def make_batches(recipe, cache, labels, tr, va, info, dev) -> tuple:
     val_b = make_loader(CachedImages(c.images, labels, va), 2 * bs, shuffle=False, workers=r.workers, **shard)
     return train_b, val_b, f'from the cache, {train_b.num_workers} loader workers'
 
+# %% ../nbs/07_training.ipynb #c7b59499
 def loss_weights(recipe, labels, tr, n_classes: int, dev):
     "Class weights for the loss, mean 1 over the training images; None without balancing."
     if recipe.balance != 'weights': return None
@@ -447,17 +514,20 @@ def loss_weights(recipe, labels, tr, n_classes: int, dev):
 
 # %% ../nbs/07_training.ipynb #6a9ce69f
 def continue_schedule(opt, peak: float, steps: int, warm: int):
-    "The rest of a one-cycle over `steps` steps from the optimiser's current rate: up to `peak` over `warm` steps (if any), then down."
+    ("The rest of a one-cycle over `steps` steps from the optimiser's current rate: up to `peak` over "
+     "`warm` steps (if any), then down.")
     lr = opt.param_groups[0]['lr']
     if warm < 1 or lr >= peak or steps < 3:            # past the warm-up: a cosine from the current rate to zero
         for g in opt.param_groups: g['initial_lr'] = g['lr']
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1), eta_min=0.0)
-    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[peak * g.get('scale', 1.0) for g in opt.param_groups],
-                                               total_steps=steps, div_factor=peak / lr,
+    peaks = [peak * g.get('scale', 1.0) for g in opt.param_groups]
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=peaks, total_steps=steps, div_factor=peak / lr,
                                                pct_start=min(max(warm, 1.5) / steps, 0.5))
 
+# %% ../nbs/07_training.ipynb #051cfa6f
 def plan_schedule(opt, recipe, plan: Plan):
-    "The learning-rate schedule of `plan`: the recipe's over its epochs, or the last re-plan's continuation (one-cycle only: a constant rate stays constant)."
+    ("The learning-rate schedule of `plan`: the recipe's over its epochs, or the last re-plan's "
+     "continuation (one-cycle only: a constant rate stays constant).")
     if not plan.replans or recipe.schedule != 'onecycle': return make_scheduler(opt, recipe, plan.end * plan.steps)
     s = plan.replans[-1]['schedule']
     for g in opt.param_groups: g['lr'] = s['lr'] * g.get('scale', 1.0)   # the rates the continuation started from
@@ -468,14 +538,19 @@ class Logger(Callback):
     "The running loss on the progress bar, and a line per epoch."
     order = 10
     def after_step(self, t):
-        if t.dev.type == 'cpu' or t.step_i % 25 == 0: t.bar.set_postfix(loss=f'{t.loss_sum.item() / t.step_i:.4f}', refresh=False)
+        if t.dev.type == 'cpu' or t.step_i % 25 == 0:
+            t.bar.set_postfix(loss=f'{t.loss_sum.item() / t.step_i:.4f}', refresh=False)
     def after_epoch(self, t):
-        r, mark = t.history[-1], ('' if not t.new_best else '  *kept for now (warm-up epoch)*' if t.best.provisional else '  *best*')
+        mark = '' if not t.new_best else '  *kept for now (warm-up epoch)*' if t.best.provisional else '  *best*'
+        r = t.history[-1]
         t.say(f"epoch {r['epoch']:>3}/{t.plan.end}  train_loss {r['train_loss']:.4f}  val_loss {r['val_loss']:.4f}  "
-              f"acc {r['val_acc']:.3f}  auc {r['val_auc']:.3f}  sens {r['val_sens']:.3f}  spec {r['val_spec']:.3f}{mark}")
+              f"acc {r['val_acc']:.3f}  auc {r['val_auc']:.3f}  sens {r['val_sens']:.3f}  spec "
+              f"{r['val_spec']:.3f}{mark}")
 
+# %% ../nbs/07_training.ipynb #cb6ddb1c
 class DDPSync(Callback):
-    "Under DDP: the training loss averaged over every rank's batches, and rank 0's batch-norm statistics on every rank."
+    ("Under DDP: the training loss averaged over every rank's batches, and rank 0's batch-norm statistics "
+     "on every rank.")
     order = 5
     def after_train(self, t):
         sums = torch.stack([t.loss_sum, torch.tensor(float(t.step_i), dtype=torch.float64, device=t.dev)])
@@ -485,7 +560,8 @@ class DDPSync(Callback):
 
 # %% ../nbs/07_training.ipynb #671e0f10
 class Checkpoints(Callback):
-    "Rank 0 writes the run folder: last.pt, model.pt (new best), history.csv per epoch; metrics.json, curves.png at the end."
+    ("Rank 0 writes the run folder: last.pt, model.pt (new best), history.csv per epoch; metrics.json, "
+     "curves.png at the end.")
     order = 20
     def after_epoch(self, t):
         e, out = t.epoch_i, t.out
@@ -498,8 +574,8 @@ class Checkpoints(Callback):
     def write_state(self, t, f): torch.save(self.resume_state(t), f)
     def resume_state(self, t) -> dict:
         b = asdict(t.best); state = b.pop('state'); bad = b.pop('bad')
-        return {'format': RESUME_FORMAT, 'version': RESUME_VERSION, 'recipe': t.recipe.to_dict(), 'epoch': t.epoch_i + 1,
-                'model': cpu_state(t.net), 'optimizer': t.opt.state_dict(), 'scheduler': t.sched.state_dict(),
+        return {'format': RESUME_FORMAT, 'version': RESUME_VERSION, 'recipe': t.recipe.to_dict(),
+                'epoch': t.epoch_i + 1, 'model': cpu_state(t.net), 'optimizer': t.opt.state_dict(), 'scheduler': t.sched.state_dict(),
                 'scaler': t.scaler.state_dict(), 'rng': _rng_state(), 'history': _plain(t.history), 'best': _plain(b),
                 'best_state': state, 'bad_epochs': bad, 'data': t.data_sig, 'world': t.info.world,
                 'plan': _plain(asdict(t.plan)), 'spent_s': time.monotonic() - t.started}
@@ -516,7 +592,8 @@ class EarlyStop(Callback):
     def __init__(self, patience: int): self.patience = patience
     def after_epoch(self, t):
         if t.best.bad >= self.patience:
-            t.say(f"Early stop: no better validation ROC-AUC for {t.best.bad} epochs after the warm-up."); t.stop = True
+            t.say(f"Early stop: no better validation ROC-AUC for {t.best.bad} epochs after the "
+                  f"warm-up."); t.stop = True
 
 # %% ../nbs/07_training.ipynb #dd460843
 MAX_EPOCHS = 60         # a budget on a fast machine buys epochs up to this many
@@ -524,7 +601,8 @@ BUDGET_AIM = 0.96       # plan to end at this share of the budget; re-plans keep
 EPOCH_ALLOWANCE = 1.08  # a real epoch also loads its batches from the cache: measured 5-10 % over the timed steps
 
 def budget_rest(pace: float, left: float, rest: int, budget_s: float, done: int) -> int:
-    "Epochs to run after `done`, with `left` s to go at `pace` s each: fewer when the `rest` planned would overrun, more when more fit before the aim."
+    ("Epochs to run after `done`, with `left` s to go at `pace` s each: fewer when the `rest` planned "
+     "would overrun, more when more fit before the aim.")
     fit_n = int(left // pace)                          # epochs that end before the budget does
     aim_n = int((left - (1 - BUDGET_AIM) * budget_s) // pace)   # and before the aim
     if fit_n < rest: return max(fit_n, 0)
@@ -533,7 +611,8 @@ def budget_rest(pace: float, left: float, rest: int, budget_s: float, done: int)
 
 # %% ../nbs/07_training.ipynb #df3b69b8
 class Budget(Callback):
-    "Keep a budgeted run between 90 % and 100 % of its budget: re-plan from the median epoch time, stop an overrunning epoch."
+    ("Keep a budgeted run between 90 % and 100 % of its budget: re-plan from the median epoch time, stop "
+     "an overrunning epoch.")
     order = 40
     def __init__(self): self.times, self.t0 = [], None
     def before_epoch(self, t): self.t0 = time.monotonic()
@@ -552,7 +631,8 @@ class Budget(Callback):
         new = _agree(budget_rest(pace, self.left(t) - t.finish_seconds(), rest, plan.budget_s, k), t.info)
         if new == rest: return
         if new < 1:
-            t.say(f"Out of time: the budget leaves no room for epoch {k + 1}; the run ends after epoch {k}."); t.stop = True; return
+            t.say(f"Out of time: the budget leaves no room for epoch {k + 1}; the run ends after epoch "
+                  f"{k}."); t.stop = True; return
         t.replan(k, new, pace)
 
 # %% ../nbs/07_training.ipynb #535d6178
@@ -567,9 +647,12 @@ def default_callbacks(t) -> list:
 
 # %% ../nbs/07_training.ipynb #f10a89fe
 class Trainer:
-    "One training run, complete once constructed; `run` trains it. `started`: `time.monotonic()` when the budget's clock began."
+    """One training run, complete once constructed; `run` trains it. `started`: `time.monotonic()` when the budget's
+    clock began. `net`: a model to train instead of the recipe's; `opt_func(net, recipe)`: its optimiser
+    (default `make_optimizer`, fused on CUDA); the schedule is built from that optimiser."""
     def __init__(self, recipe, cache, out_dir=None, dev=None, info=None, resume: bool = False, cbs=(),
-                 progress: bool = True, verbose: bool = True, started: float | None = None):
+                 progress: bool = True, verbose: bool = True, started: float | None = None,
+                 net: nn.Module | None = None, opt_func=None):
         r, self.recipe, self.cache, self.resume = recipe, recipe, cache, resume
         self.dev, self.info = dev or torch.device('cpu'), info or DistInfo()
         self.out = None if out_dir is None else Path(out_dir).expanduser()
@@ -579,17 +662,26 @@ class Trainer:
         self.tr, self.va, self.copies = validation_split(cache, r, progress=progress and self.info.main)
         self.data_sig = {'n_train': len(self.tr), 'n_val': len(self.va), 'classes': self.classes,
                          'data': data_fingerprint(cache, self.tr, self.va)}
-        self.net, self.mem = build_net(r, len(self.classes), self.info, self.dev), memory_format(r, self.dev)
-        self.train_b, self.val_b, self.where = make_batches(r, cache, self.labels, self.tr, self.va, self.info, self.dev)
+        self.mem = memory_format(r, self.dev)
+        if net is None: self.net = build_net(r, len(self.classes), self.info, self.dev)
+        else: seed_everything(r.seed); self.net = _place_net(net, r, self.info, self.dev)
+        self.train_b, self.val_b, self.where = make_batches(r, cache, self.labels, self.tr, self.va, self.info,
+                                                            self.dev)
         self.mean, self.std = input_stats(r)
-        self.tf_train = BatchTransform(self.mean, self.std, train=r.augment, ring=r.ring if r.augment else 0.0).to(self.dev)
+        self.tf_train = BatchTransform(self.mean, self.std, train=r.augment,
+                                       ring=r.ring if r.augment else 0.0).to(self.dev)
         self.tf_val = BatchTransform(self.mean, self.std, train=False).to(self.dev)
         self.weight = loss_weights(r, self.labels, self.tr, len(self.classes), self.dev)
-        self.opt = make_optimizer(self.net, r, fused=self.dev.type == 'cuda')
-        self.history, self.best, self.start, self.done, self.stop, self.stage, self.model = [], Best(), 0, 0, False, None, None
+        opt_func = opt_func or (lambda net, recipe: make_optimizer(net, recipe, fused=self.dev.type == 'cuda'))
+        self.opt = opt_func(self.net, r)
+        # the loop's state, set by the methods below: the run so far, the plan, the arithmetic, the current step
+        self.history, self.best, self.start, self.done, self.stop = [], Best(), 0, 0, False
+        self.stage, self.model = None, None
         self.progress, self.epoch_i, self.step_i, self.new_best, self.val_s = progress, 0, 0, False, None
-        self.cbs = sorted([*(d for d in default_callbacks(self) if not any(isinstance(c, type(d)) for c in cbs)), *cbs],
-                          key=lambda c: c.order)      # a callback of a default's kind replaces it
+        self.plan = self.sched = self.precision = self.scaler = self.timed = self.metrics = None
+        self.bar = self.yb = self.loss = self.loss_sum = self.train_loss = None
+        self.cbs = sorted([*(d for d in default_callbacks(self) if not any(isinstance(c, type(d)) for c in cbs)),
+                           *cbs], key=lambda c: c.order)      # a callback of a default's kind replaces it
         if resume: self.prepare_output(); self.restore()
         else:                                          # nothing is written before the plan is known to fit
             self.set_precision(); self.plan = self.make_plan(); self.sched = plan_schedule(self.opt, r, self.plan)
@@ -603,12 +695,106 @@ class Trainer:
     @property
     def run_recipe(self):
         "The recipe as run: `recipe` with the planned number of epochs (a budget sets them)."
-        return self.recipe.update(epochs=self.plan.end, freeze_epochs=min(self.recipe.freeze_epochs, self.plan.end - 1))
+        return self.recipe.update(epochs=self.plan.end,
+                                  freeze_epochs=min(self.recipe.freeze_epochs, self.plan.end - 1))
+
+# %% ../nbs/07_training.ipynb #dbb2c9b0
+@patch
+def nonfinite(self: Trainer, value, e: int, step: int, what: str = 'the training loss') -> str:
+    "The message for a non-finite loss or output: where it happened, what is intact, what to try."
+    out, b, r = self.out, self.best, self.recipe
+    kept = (f"The last good checkpoints are intact: {out/'model.pt'} (best epoch {b.epoch}) and {out/'last.pt'}."
+            if out is not None and b.epoch else "No checkpoint had been written yet.")
+    return (f"{what} became {value} in epoch {e+1} (by step {step}); training stopped. {kept} "
+            f"Try a lower learning rate (now {r.lr:g}), gradient clipping (grad_clip), or precision='fp32'.")
+
+# %% ../nbs/07_training.ipynb #0915ad1c
+@patch
+def prepare_output(self: Trainer):
+    "Check the output folder can hold the run; refuse to start over an interrupted run unless resuming."
+    out, info = self.out, self.info
+    if out is None:
+        if self.resume: raise TrainingError("resume=True needs out_dir, the folder of the interrupted run")
+        return
+    if info.main:
+        nbytes = sum(t.numel() * t.element_size() for t in self.net.state_dict().values())
+        check_output_dir(out, need_bytes=10 * nbytes + 2**24)  # model.pt, last.pt (weights, best, 2 moments), temps
+        if not self.resume and (out/'last.pt').exists():
+            raise TrainingError(f"{out} holds an interrupted run (last.pt). Continue it with --resume "
+                                f"(resume=True), or choose another output folder.")
+    _barrier(info)
+
+# %% ../nbs/07_training.ipynb #d42cff6b
+@patch
+def set_precision(self: Trainer, pairs: int = 5):
+    ("Choose the training arithmetic: the one allowed, or of float32 and autocast the faster by the "
+     "median ratio of `pairs` timed pairs.")
+    cands = candidates(self.recipe, self.dev)
+    self.precision = cands[0]
+    self.scaler = torch.amp.GradScaler('cuda', enabled=False)
+    if len(cands) == 1: self.timed = None; return
+    self.scaler = torch.amp.GradScaler('cuda', enabled=cands[1] == 'fp16')
+    self.time_steps(1, cands[1])                       # first use: kernels are chosen and built
+    a, b = zip(*[(self.time_steps(1, cands[0])[0], self.time_steps(1, cands[1])[0]) for _ in range(pairs)])
+    ratio = float(np.median(np.array(b) / np.array(a)))
+    self.precision = cands[1] if _agree(int(ratio <= BF16_GAIN), self.info) else 'fp32'
+    if self.precision == 'fp32': self.scaler = torch.amp.GradScaler('cuda', enabled=False)
+    self.timed = {'fp32_ms': round(1000 * float(np.median(a)), 1),
+                  f'{cands[1]}_ms': round(1000 * float(np.median(b)), 1), 'ratio': round(ratio, 3), 'pairs': pairs}
+
+# %% ../nbs/07_training.ipynb #706af338
+@patch
+def precision_info(self: Trainer) -> dict:
+    "The precision chosen, with the timings it was chosen by (None when there was no choice)."
+    return {'chosen': self.precision, 'timed': self.timed}
+
+# %% ../nbs/07_training.ipynb #36eb8a35
+def _warm_end(recipe, total: int) -> int:
+    "The step where `make_scheduler`'s one-cycle stops rising; 0 for a constant rate."
+    return int(max(0.25, 1.5 / total) * total) if recipe.schedule == 'onecycle' and total >= 2 else 0
+
+# %% ../nbs/07_training.ipynb #1e736edf
+def _dur(s: float) -> str: return f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min"
+
+# %% ../nbs/07_training.ipynb #ad17c21d
+def _agree(value: int, info) -> int:
+    "Rank 0's `value` on every rank (a plan must be the same everywhere)."
+    if info.world == 1: return value
+    t = torch.tensor([value], dtype=torch.int64, device='cuda' if dist.get_backend() == 'nccl' else 'cpu')
+    dist.broadcast(t, 0)
+    return int(t.item())
+
+# %% ../nbs/07_training.ipynb #f2173beb
+@patch
+def make_plan(self: Trainer) -> Plan:
+    "The run's `Plan`: the recipe's epochs, or as many as fit the budget at the measured pace."
+    r, steps = self.recipe, len(self.train_b)
+    if r.budget is None:
+        return Plan(r.epochs, steps, warmup_epochs(r), _warm_end(r, r.epochs * steps), precision=self.precision_info())
+    t_step = float(np.median(self.time_steps(3)))
+    self.val_s = self.time_validation()
+    per_epoch = EPOCH_ALLOWANCE * (steps * t_step + self.val_s) + self.save_seconds()
+    spent = time.monotonic() - self.started
+    epochs = int((BUDGET_AIM * 60 * r.budget - spent - self.finish_seconds()) // per_epoch)
+    epochs = _agree(min(MAX_EPOCHS, epochs), self.info)
+    if epochs < 1:
+        need = math.ceil((spent + per_epoch / BUDGET_AIM + self.finish_seconds() + 5) / 6) / 10
+        raise RecipeError(f"a budget of {r.budget:g} min is too small: one epoch takes about {_dur(per_epoch)} "
+                          f"here ({steps} steps at {r.batch_size / t_step:.0f} images/s) and {_dur(spent)} are "
+                          f"already spent; give --budget {need:g} or more, or --epochs N")
+    fit_r = r.update(epochs=epochs, freeze_epochs=min(r.freeze_epochs, epochs - 1))   # as `run_recipe`: never a
+    plan = Plan(epochs, steps, warmup_epochs(fit_r), _warm_end(r, epochs * steps), 60 * r.budget,   # setting the
+                round(per_epoch, 2), self.precision_info())                               # user did not set
+    self.say(f"Plan: {epochs} epochs fit the {r.budget:g}-min budget: one epoch takes about {per_epoch:.0f} s here "
+             f"({r.batch_size / t_step:.0f} training images/s in {self.precision}), {spent:.0f} s are already "
+             f"spent.")
+    return plan
 
 # %% ../nbs/07_training.ipynb #7ba43c2e
 @patch
 def one_batch(self: Trainer, xb, yb, gen=None, events: bool = True) -> torch.Tensor:
-    "One optimisation step on a uint8 batch through `self.model`; returns the detached loss. `events=False`: no callbacks, no schedule step."
+    ("One optimisation step on a uint8 batch through `self.model`; returns the detached loss. "
+     "`events=False`: no callbacks, no schedule step.")
     r, dev = self.recipe, self.dev
     x = self.tf_train(xb.to(dev, non_blocking=True), gen).contiguous(memory_format=self.mem)
     self.yb = yb.to(dev, non_blocking=True)
@@ -628,6 +814,7 @@ def one_batch(self: Trainer, xb, yb, gen=None, events: bool = True) -> torch.Ten
             warnings.simplefilter('ignore', UserWarning); self.sched.step()
     return self.loss.detach()
 
+# %% ../nbs/07_training.ipynb #68f53dc4
 @patch
 def predict_batch(self: Trainer, xb) -> torch.Tensor:
     "Float32 logits of the model in eval mode on a uint8 batch."
@@ -635,19 +822,15 @@ def predict_batch(self: Trainer, xb) -> torch.Tensor:
     with torch.no_grad():
         return self.net(self.tf_val(xb.to(self.dev, non_blocking=True)).contiguous(memory_format=self.mem)).float()
 
-@patch
-def nonfinite(self: Trainer, value, e: int, step: int, what: str = 'the training loss') -> str:
-    "The message for a non-finite loss or output: where it happened, what is intact, what to try."
-    out, b, r = self.out, self.best, self.recipe
-    kept = (f"The last good checkpoints are intact: {out/'model.pt'} (best epoch {b.epoch}) and {out/'last.pt'}."
-            if out is not None and b.epoch else "No checkpoint had been written yet.")
-    return (f"{what} became {value} in epoch {e+1} (by step {step}); training stopped. {kept} "
-            f"Try a lower learning rate (now {r.lr:g}), gradient clipping (grad_clip), or precision='fp32'.")
+# %% ../nbs/07_training.ipynb #e0bb13ae
+def _sync(dev):
+    if dev.type == 'cuda': torch.cuda.synchronize()
 
-# %% ../nbs/07_training.ipynb #d42cff6b
+# %% ../nbs/07_training.ipynb #44c5ea24
 @patch
 def time_steps(self: Trainer, n: int = 3, precision: str | None = None) -> list:
-    "Seconds of each of `n` training steps (after one untimed) in `precision`; weights, optimiser and scaler restored after."
+    ("Seconds of each of `n` training steps (after one untimed) in `precision`; weights, optimiser and "
+     "scaler restored after.")
     import copy
     keep = copy.deepcopy((self.net.state_dict(), self.opt.state_dict(), self.scaler.state_dict()))
     old, self.precision = self.precision, precision or self.precision
@@ -665,162 +848,100 @@ def time_steps(self: Trainer, n: int = 3, precision: str | None = None) -> list:
         self.net.load_state_dict(keep[0]); self.opt.load_state_dict(keep[1]); self.scaler.load_state_dict(keep[2])
     return ts[1:]
 
-def _sync(dev):
-    if dev.type == 'cuda': torch.cuda.synchronize()
-
-@patch
-def set_precision(self: Trainer, pairs: int = 5):
-    "Choose the training arithmetic: the one allowed, or of float32 and autocast the faster by the median ratio of `pairs` timed pairs."
-    cands = candidates(self.recipe, self.dev)
-    self.precision = cands[0]
-    self.scaler = torch.amp.GradScaler('cuda', enabled=False)
-    if len(cands) == 1: self.timed = None; return
-    self.scaler = torch.amp.GradScaler('cuda', enabled=cands[1] == 'fp16')
-    self.time_steps(1, cands[1])                       # first use: kernels are chosen and built
-    a, b = zip(*[(self.time_steps(1, cands[0])[0], self.time_steps(1, cands[1])[0]) for _ in range(pairs)])
-    ratio = float(np.median(np.array(b) / np.array(a)))
-    self.precision = cands[1] if _agree(int(ratio <= BF16_GAIN), self.info) else 'fp32'
-    if self.precision == 'fp32': self.scaler = torch.amp.GradScaler('cuda', enabled=False)
-    self.timed = {'fp32_ms': round(1000 * float(np.median(a)), 1), f'{cands[1]}_ms': round(1000 * float(np.median(b)), 1),
-                  'ratio': round(ratio, 3), 'pairs': pairs}
-
-# %% ../nbs/07_training.ipynb #f2173beb
-@patch
-def make_plan(self: Trainer) -> Plan:
-    "The run's `Plan`: the recipe's epochs, or as many as fit the budget at the measured pace."
-    r, steps = self.recipe, len(self.train_b)
-    if r.budget is None: return Plan(r.epochs, steps, warmup_epochs(r), _warm_end(r, r.epochs * steps), precision=self.precision_info())
-    t_step = float(np.median(self.time_steps(3)))
-    self.val_s = self.time_validation()
-    per_epoch = EPOCH_ALLOWANCE * (steps * t_step + self.val_s) + self.save_seconds()
-    spent = time.monotonic() - self.started
-    epochs = _agree(min(MAX_EPOCHS, int((BUDGET_AIM * 60 * r.budget - spent - self.finish_seconds()) // per_epoch)), self.info)
-    if epochs < 1:
-        raise RecipeError(f"a budget of {r.budget:g} min is too small: one epoch takes about {_dur(per_epoch)} here "
-                          f"({steps} steps at {r.batch_size / t_step:.0f} images/s) and {_dur(spent)} are already spent; "
-                          f"give --budget {math.ceil((spent + per_epoch / BUDGET_AIM + self.finish_seconds() + 5) / 6) / 10:g} or more, or --epochs N")
-    fit_r = r.update(epochs=epochs, freeze_epochs=min(r.freeze_epochs, epochs - 1))   # as `run_recipe`: never a setting
-    plan = Plan(epochs, steps, warmup_epochs(fit_r), _warm_end(r, epochs * steps), 60 * r.budget,   # the user did not set
-                round(per_epoch, 2), self.precision_info())
-    self.say(f"Plan: {epochs} epochs fit the {r.budget:g}-min budget: one epoch takes about {per_epoch:.0f} s here "
-             f"({r.batch_size / t_step:.0f} training images/s in {self.precision}), {spent:.0f} s are already spent.")
-    return plan
-
-@patch
-def precision_info(self: Trainer) -> dict:
-    "The precision chosen, with the timings it was chosen by (None when there was no choice)."
-    return {'chosen': self.precision, 'timed': self.timed}
-
+# %% ../nbs/07_training.ipynb #bac04bf6
 @patch
 def time_validation(self: Trainer) -> float:
     "Seconds of one pass over the validation batches, from the median of two timed batches."
     xb, _ = next(iter(self.val_b))
     ts = []
     for _ in range(3):
-        _sync(self.dev); t = time.perf_counter(); self.predict_batch(xb); _sync(self.dev); ts.append(time.perf_counter() - t)
+        _sync(self.dev); t = time.perf_counter(); self.predict_batch(xb)
+        _sync(self.dev); ts.append(time.perf_counter() - t)
     return float(np.median(ts[1:])) * len(self.val_b)
 
+# %% ../nbs/07_training.ipynb #8269d3ed
 @patch
 def save_seconds(self: Trainer) -> float:
     "About how long an epoch's files take: last.pt and model.pt at 200 MB/s, each about twice the weights."
     if self.out is None: return 0.0
     return 4 * sum(t.numel() * t.element_size() for t in self.net.state_dict().values()) / 200e6
 
+# %% ../nbs/07_training.ipynb #f760d9be
 @patch
 def finish_seconds(self: Trainer) -> float:
     "About how long the end of the run takes: model.pt, metrics.json and curves.png when there is a folder."
     return self.save_seconds() / 2 + (1.5 if self.out is not None else 0.2)
 
-def _warm_end(recipe, total: int) -> int:
-    "The step where `make_scheduler`'s one-cycle stops rising; 0 for a constant rate."
-    return int(max(0.25, 1.5 / total) * total) if recipe.schedule == 'onecycle' and total >= 2 else 0
-
-def _dur(s: float) -> str: return f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min"
-
-def _agree(value: int, info) -> int:
-    "Rank 0's `value` on every rank (a plan must be the same everywhere)."
-    if info.world == 1: return value
-    t = torch.tensor([value], dtype=torch.int64, device='cuda' if dist.get_backend() == 'nccl' else 'cpu')
-    dist.broadcast(t, 0)
-    return int(t.item())
-
 # %% ../nbs/07_training.ipynb #de76aa2e
 def _time_steps_on_random(recipe, dev, n: int = 2) -> float:
     "Seconds of one training step of `recipe`'s model on a random batch (the fastest of `n`, after one untimed)."
-    net = create_model(recipe.arch, recipe.channels, 2).to(dev).to(memory_format=memory_format(recipe, dev))
+    mem = memory_format(recipe, dev)
+    net = create_model(recipe.arch, recipe.channels, 2).to(dev).to(memory_format=mem)
     opt = torch.optim.AdamW(net.parameters(), lr=recipe.lr)
     x = torch.randn(recipe.batch_size, recipe.channels, recipe.size, recipe.size, device=dev)
-    x, y, ts = x.contiguous(memory_format=memory_format(recipe, dev)), torch.arange(recipe.batch_size, device=dev) % 2, []
+    x, y, ts = x.contiguous(memory_format=mem), torch.arange(recipe.batch_size, device=dev) % 2, []
     for _ in range(n + 1):
         _sync(dev); t = time.perf_counter()
         F.cross_entropy(net(x), y).backward(); opt.step(); opt.zero_grad(set_to_none=True)
         _sync(dev); ts.append(time.perf_counter() - t)
     return min(ts[1:])
 
+# %% ../nbs/07_training.ipynb #2cef92e6
 def quick_estimate(recipe, index, cache_dir=None, started: float | None = None, device=None) -> dict:
-    "Before the cache: seconds to decode `index` (0 when its cache exists) and for one epoch; a `RecipeError` when the budget clearly cannot fit."
+    ("Before the cache: seconds to decode `index` (0 when its cache exists) and for one epoch; a "
+     "`RecipeError` when the budget clearly cannot fit.")
     if recipe.budget is None: return {}
     n_train = int((np.asarray(index.splits) == 'train').sum()); n_tr = int(round(n_train * (1 - recipe.val_frac)))
     per_image, cores = 0.0, os.cpu_count() or 1
-    if len(index):                                     # seconds to read and decode one image, from 8 spread over the data
-        out, some = np.empty((recipe.size, recipe.size, recipe.channels), np.uint8), index.paths[::max(1, len(index) // 8)][:8]
+    if len(index):                                     # seconds to read and decode one image, from 8 spread out
+        out = np.empty((recipe.size, recipe.size, recipe.channels), np.uint8)
+        some = index.paths[::max(1, len(index) // 8)][:8]
         t = time.perf_counter()
         for p in some:
             with contextlib.suppress(DataError): decode_into(p, out, recipe.size, recipe.channels)
         per_image = (time.perf_counter() - t) / len(some)
     cached = (_cache_dir(index, recipe.size, recipe.channels, cache_dir)/'manifest.json').exists()
     decode_s = 0.0 if cached else per_image * len(index) / cores
-    audit_s = 4 * per_image * n_train / cores if recipe.group_split else 0.0   # the copy audit: every image read, compared
+    audit_s = 4 * per_image * n_train / cores if recipe.group_split else 0.0   # the copy audit: every image read
     t_step = _time_steps_on_random(recipe, pick_device(device))
-    epoch_s = EPOCH_ALLOWANCE * t_step * (n_tr + (n_train - n_tr)) / recipe.batch_size   # validation: as much per image
-    setup_s = (15 if recipe.precision == 'auto' else 5) * t_step                          # timing steps for the plan
+    epoch_s = EPOCH_ALLOWANCE * t_step * (n_tr + (n_train - n_tr)) / recipe.batch_size   # validation: as much
+    setup_s = (15 if recipe.precision == 'auto' else 5) * t_step                          # timing for the plan
     spent = time.monotonic() - (started if started is not None else time.monotonic())
     est = {'decode_s': round(decode_s, 1), 'audit_s': round(audit_s, 1), 'epoch_s': round(epoch_s, 1),
            'spent_s': round(spent, 1), 'n_train': n_tr}
     before = spent + decode_s + audit_s + setup_s                  # what the plan finds spent; it then needs one epoch
     if (before + 0.85 * epoch_s) / BUDGET_AIM > 60 * recipe.budget:   # (85 %: bf16 can make epochs faster)
         need = math.ceil(((before + epoch_s) / BUDGET_AIM + 10) / 6) / 10
+        decoding = (f'decoding the {len(index):,} images into the cache takes about {_dur(decode_s)}, '
+                    f'') if decode_s else ''
         raise RecipeError(f"a budget of {recipe.budget:g} min cannot fit: by a quick estimate on this machine, "
-                          f"{f'decoding the {len(index):,} images into the cache takes about {_dur(decode_s)}, ' if decode_s else ''}"
-                          f"the copy audit about {_dur(audit_s)} and one epoch about {_dur(epoch_s)} ({n_tr:,} training "
-                          f"images), after {_dur(spent)} of start-up; give --budget {need:g} or more, or --epochs N")
+                          f"{decoding}the copy audit about {_dur(audit_s)} and one epoch about {_dur(epoch_s)} "
+                          f"({n_tr:,} training images), after {_dur(spent)} of start-up; give --budget {need:g} or "
+                          f"more, or --epochs N")
     return est
-
-# %% ../nbs/07_training.ipynb #0915ad1c
-@patch
-def prepare_output(self: Trainer):
-    "Check the output folder can hold the run; refuse to start over an interrupted run unless resuming."
-    out, info = self.out, self.info
-    if out is None:
-        if self.resume: raise TrainingError("resume=True needs out_dir, the folder of the interrupted run")
-        return
-    if info.main:
-        nbytes = sum(t.numel() * t.element_size() for t in self.net.state_dict().values())
-        check_output_dir(out, need_bytes=10 * nbytes + 2**24)  # model.pt, last.pt (weights, best, 2 moments), temp copies
-        if not self.resume and (out/'last.pt').exists():
-            raise TrainingError(f"{out} holds an interrupted run (last.pt). Continue it with --resume (resume=True), "
-                                f"or choose another output folder.")
-    _barrier(info)
 
 # %% ../nbs/07_training.ipynb #ac703b62
 @patch
 def restore(self: Trainer):
-    "Resume from last.pt: same recipe and data; plan, precision, schedule and every state restored; the budget's clock goes on."
+    ("Resume from last.pt: same recipe and data; plan, precision, schedule and every state restored; the "
+     "budget's clock goes on.")
     out, info = self.out, self.info
     st = load_resume_state(out)
     if info.main:                                      # temp files of a write cut short by a hard kill: never used
         for t in out.glob('.*.tmp'): t.unlink(missing_ok=True)
     diffs = _recipe_diff(Recipe.from_dict(st['recipe']), self.recipe)
-    if diffs: raise RecipeError(f"{out/'last.pt'} was started with other settings: {'; '.join(diffs)}. Resume with "
-                                f"the same settings, or start a new run in another folder.")
+    if diffs: raise RecipeError(f"{out/'last.pt'} was started with other settings: {'; '.join(diffs)}. Resume "
+                                f"with the same settings, or start a new run in another folder.")
     if st['data'] != self.data_sig:
-        raise TrainingError(f"{out/'last.pt'} was trained on other data ({st['data'].get('n_train')} train / "
-                            f"{st['data'].get('n_val')} validation images of {st['data'].get('classes')}, fingerprint "
-                            f"{st['data'].get('data')}; now {len(self.tr)} / {len(self.va)} of {self.classes}, fingerprint "
-                            f"{self.data_sig['data']}). Resume with the same data, or start a new run in another folder.")
+        d = st['data']
+        raise TrainingError(f"{out/'last.pt'} was trained on other data ({d.get('n_train')} train / "
+                            f"{d.get('n_val')} validation images of {d.get('classes')}, fingerprint "
+                            f"{d.get('data')}; now {len(self.tr)} / {len(self.va)} of {self.classes}, fingerprint "
+                            f"{self.data_sig['data']}). Resume with the same data, or start a new run in another "
+                            f"folder.")
     if st['world'] != info.world:
-        self.say(f"Note: the run was started with {st['world']} process(es) and goes on with {info.world}; the global "
-                 f"batch is the same, the per-process random streams differ.")
+        self.say(f"Note: the run was started with {st['world']} process(es) and goes on with {info.world}; the "
+                 f"global batch is the same, the per-process random streams differ.")
     self.plan = Plan(**st['plan'])
     self.precision, self.timed = self.plan.precision['chosen'], self.plan.precision['timed']
     self.scaler = torch.amp.GradScaler('cuda', enabled=self.precision == 'fp16')
@@ -830,7 +951,7 @@ def restore(self: Trainer):
     _set_rng_state(st['rng'])
     self.start = self.done = st['epoch']
     self.history, self.best = st['history'], Best(**st['best'], state=st['best_state'], bad=st['bad_epochs'])
-    self.started -= st['spent_s']    # the time already spent, not the pause, plus this command's own start-up (cache, audit)
+    self.started -= st['spent_s']    # the time spent, not the pause, plus this command's own start-up (cache, audit)
     if info.main and self.best.epoch: save_checkpoint(out/'model.pt', self.best.state, self.make_meta())
     self.say(f"Resuming {out} after epoch {self.start} of {self.plan.end}.")
 
@@ -840,16 +961,17 @@ def replan(self: Trainer, k: int, rest: int, pace: float):
     "After epoch `k`: run `rest` more epochs, the rest of the one-cycle fitted to them; recorded in `plan.replans`."
     plan, steps = self.plan, self.plan.steps
     done, total = k * steps, (k + rest) * steps
-    warm_end = max(round(0.25 * total), done) if done < plan.warm_end else done   # still rising: keep the rise's share
+    warm_end = max(round(0.25 * total), done) if done < plan.warm_end else done   # still rising: keep its share
     s = {'steps': total - done, 'warm': warm_end - done, 'lr': self.opt.param_groups[0]['lr']}
     old_end, plan.end, plan.warm_end = plan.end, k + rest, warm_end if warm_end > done else min(plan.warm_end, done)
     plan.warmup = warm_end // steps if warm_end > done else min(plan.warmup, k)
     plan.replans.append({'after_epoch': k, 'end': plan.end, 'was': old_end, 'pace_s': round(pace, 2),
                          'spent_s': round(time.monotonic() - self.started, 1), 'schedule': s})
-    if self.recipe.schedule == 'onecycle': self.sched = continue_schedule(self.opt, self.recipe.lr, s['steps'], s['warm'])
-    self.say(f"{'Behind' if plan.end < old_end else 'Ahead of'} plan ({pace:.3g} s per epoch, planned {plan.epoch_s:.3g} s): "
-             f"{plan.end} epochs instead of {old_end}; the learning rate {'rises over ' + str(s['warm']) + ' more steps, then ' if s['warm'] else ''}"
-             f"anneals to the end.")
+    if self.recipe.schedule == 'onecycle':
+        self.sched = continue_schedule(self.opt, self.recipe.lr, s['steps'], s['warm'])
+    self.say(f"{'Behind' if plan.end < old_end else 'Ahead of'} plan ({pace:.3g} s per epoch, planned "
+             f"{plan.epoch_s:.3g} s): {plan.end} epochs instead of {old_end}; the learning rate "
+             f"{'rises over ' + str(s['warm']) + ' more steps, then ' if s['warm'] else ''}anneals to the end.")
 
 # %% ../nbs/07_training.ipynb #754716bb
 @patch
@@ -867,21 +989,22 @@ def train_epoch(self: Trainer, e: int) -> float:
     self.train_b.sampler.set_epoch(e)                  # data order: a function of (seed, epoch)
     self.model.train()
     self.epoch_i, self.step_i, self.loss_sum = e, 0, torch.zeros((), dtype=torch.float64, device=dev)
-    self.bar = progress_bar(self.train_b, progress=self.progress and info.main, total=len(self.train_b), unit='batch',
-                            desc=f'epoch {e+1}/{self.plan.end}')   # a terminal: a live bar; a log: a line every 10 s
+    self.bar = progress_bar(self.train_b, progress=self.progress and info.main, total=len(self.train_b),
+                            unit='batch', desc=f'epoch {e+1}/{self.plan.end}')   # a live bar, or a line every 10 s
     try:
         for xb, yb in self.bar:
             self.loss_sum += self.one_batch(xb, yb, gen); self.step_i += 1
-            if self.step_i % 25 == 0 and not math.isfinite(lv := self.loss_sum.item()):   # on CUDA (the CPU checks each step)
+            if self.step_i % 25 == 0 and not math.isfinite(lv := self.loss_sum.item()):   # CUDA (the CPU: each step)
                 raise NonFiniteLossError(self.nonfinite(lv, e, self.step_i))
             self('after_step')
     except CancelEpoch: pass
     finally: self.bar.close()
     self.train_loss = (self.loss_sum / max(self.step_i, 1)).item()
-    self('after_train')                                # DDP: the mean over every rank's batches, rank 0's BN statistics
+    self('after_train')                                # DDP: the mean over every rank's batches, rank 0's BN stats
     if not math.isfinite(self.train_loss): raise NonFiniteLossError(self.nonfinite(self.train_loss, e, self.step_i))
     return self.train_loss
 
+# %% ../nbs/07_training.ipynb #a6012d2c
 @patch
 def validate(self: Trainer) -> tuple:
     "Logits (float32) and labels of the whole validation split, gathered over the ranks."
@@ -893,7 +1016,8 @@ def validate(self: Trainer) -> tuple:
 # %% ../nbs/07_training.ipynb #d9c0b4de
 @patch
 def keep_best(self: Trainer, row: dict, logits, ys, e: int) -> bool:
-    "Keep epoch `e` in `self.best` if it is the best so far (warm-up epochs provisionally), calibrated, with its threshold."
+    ("Keep epoch `e` in `self.best` if it is the best so far (warm-up epochs provisionally), calibrated, "
+     "with its threshold.")
     r, b, provisional = self.recipe, self.best, e < self.plan.warmup
     if not (b.epoch == 0 or (b.provisional and not provisional) or _score(row) > b.score):
         if not provisional: b.bad += 1                 # early stopping counts epochs after the warm-up only
@@ -901,19 +1025,21 @@ def keep_best(self: Trainer, row: dict, logits, ys, e: int) -> bool:
     T = fit_temperature(logits, ys)
     thr = 0.5
     if r.target_sensitivity is not None:
-        thr = choose_threshold((ys == self.pos).long().cpu().numpy(), positive_proba(logits, self.pos, T), r.target_sensitivity).threshold
+        y_pos, p = (ys == self.pos).long().cpu().numpy(), positive_proba(logits, self.pos, T)
+        thr = choose_threshold(y_pos, p, r.target_sensitivity).threshold
     metrics = {**binary_metrics(logits, ys, self.pos, thr, T), 'n_train': len(self.tr), 'n_val': len(self.va),
                'train_copy_pairs': len(self.copies)}
     self.best = Best(e + 1, _score(row), thr, T, provisional, metrics, cpu_state(self.net))
     return True
 
+# %% ../nbs/07_training.ipynb #972c43d6
 @patch
 def make_meta(self: Trainer) -> dict:
     "The checkpoint metadata of the kept epoch: everything `predict` needs besides the weights."
     b, r = self.best, self.run_recipe
-    return dict(arch=r.arch, in_chans=r.channels, size=r.size, mean=list(self.mean), std=list(self.std), classes=self.classes,
-                positive=self.classes[self.pos], threshold=b.threshold, temperature=b.temperature,
-                recipe=r.to_dict(), metrics=b.metrics, epoch=b.epoch, data=self.data_sig)
+    return dict(arch=r.arch, in_chans=r.channels, size=r.size, mean=list(self.mean), std=list(self.std),
+                classes=self.classes, positive=self.classes[self.pos], threshold=b.threshold,
+                temperature=b.temperature, recipe=r.to_dict(), metrics=b.metrics, epoch=b.epoch, data=self.data_sig)
 
 # %% ../nbs/07_training.ipynb #a9d7d76d
 @patch
@@ -923,8 +1049,9 @@ def epoch(self: Trainer, e: int):
     self('before_epoch')
     train_loss = self.train_epoch(e)
     logits, ys = self.validate()
-    if not torch.isfinite(logits).all():               # weights blew up although the loss stayed finite: stop before saving
-        raise NonFiniteLossError(self.nonfinite('NaN/inf', e, self.step_i, what="the model's outputs on the validation images"))
+    if not torch.isfinite(logits).all():               # weights blew up though the loss stayed finite: stop, unsaved
+        what = "the model's outputs on the validation images"
+        raise NonFiniteLossError(self.nonfinite('NaN/inf', e, self.step_i, what=what))
     self('after_validate')
     row = {'epoch': e + 1, 'lr': float(self.opt.param_groups[0]['lr']), 'train_loss': train_loss,
            **binary_metrics(logits, ys, self.pos)}
@@ -933,6 +1060,7 @@ def epoch(self: Trainer, e: int):
     self('after_epoch')
     self.done = e + 1
 
+# %% ../nbs/07_training.ipynb #08d03ef0
 @patch
 def run(self: Trainer) -> FitResult:
     "The epochs from `start` until the plan's end or a `stop`; then the kept weights, the metrics and the files."
@@ -949,7 +1077,7 @@ def run(self: Trainer) -> FitResult:
             where = (f"{out/'last.pt'} holds the state after epoch {done}; continue with --resume --out {out} "
                      f"(or fit(..., out_dir='{out}', resume=True))" if out is not None and done > 0 else
                      "no epoch had finished, so there is nothing to resume")
-            when = f"after epoch {done}" if done > e else f"in epoch {e+1}"   # a callback may stop it once the epoch's files are written
+            when = f"after epoch {done}" if done > e else f"in epoch {e+1}"   # a callback may stop it after the files
             print(f"\nInterrupted {when}: {where}.", file=sys.stderr)
         raise
     self.model = None
@@ -959,40 +1087,45 @@ def run(self: Trainer) -> FitResult:
 @patch
 def describe(self: Trainer) -> str:
     "The line that opens a run: model, data, epochs, steps, device, precision."
-    r, info = self.recipe, self.info
+    r, info, plan = self.recipe, self.info, self.plan
     copies = f"; {len(self.copies)} copy pair(s) inside train/ kept on one side" if self.copies else ''
-    return (f"Training {r.arch} ({r.channels} ch, {r.size} px) on {len(self.tr)} images, validating on {len(self.va)}{copies}: "
-            f"{self.plan.end} epochs x {len(self.train_b)} steps of {r.batch_size}"
-            + (f" ({info.world} processes x {r.batch_size // info.world})" if info.world > 1 else '') + f"; {self.dev}, {self.precision}"
-            + (' (timed per step: ' + ', '.join(f"{k[:-3]} {v:g} ms" for k, v in self.timed.items() if k.endswith('_ms')) + ')'
-               if self.timed else '') + f"; data {self.where}."
-            + (f" Epochs 1-{self.plan.warmup} are the warm-up: their weights are kept only until a later epoch is validated." if self.plan.warmup else ''))
+    procs = f" ({info.world} processes x {r.batch_size // info.world})" if info.world > 1 else ''
+    ms = ', '.join(f"{k[:-3]} {v:g} ms" for k, v in (self.timed or {}).items() if k.endswith('_ms'))
+    timed = f' (timed per step: {ms})' if self.timed else ''
+    warm = (f" Epochs 1-{plan.warmup} are the warm-up: their weights are kept only until a later epoch is "
+            f"validated." if plan.warmup else '')
+    return (f"Training {r.arch} ({r.channels} ch, {r.size} px) on {len(self.tr)} images, validating on "
+            f"{len(self.va)}{copies}: {plan.end} epochs x {len(self.train_b)} steps of {r.batch_size}{procs}; "
+            f"{self.dev}, {self.precision}{timed}; data {self.where}.{warm}")
 
+# %% ../nbs/07_training.ipynb #5d38f7cf
 @patch
 def finish(self: Trainer) -> FitResult:
     "The kept weights into the model; the metrics; `after_fit` (files); the closing line."
-    b, out = self.best, self.out
+    b, out, plan = self.best, self.out, self.plan
     self.net.load_state_dict(b.state); self.net.eval()
     seconds = time.monotonic() - self.started
     self.metrics = {'epoch': b.epoch, 'threshold': b.threshold, 'temperature': b.temperature, **b.metrics,
-                    'epochs_run': self.done, 'warmup_epochs': self.plan.warmup, 'classes': self.classes,
-                    'positive': self.classes[self.pos], 'recipe': self.run_recipe.to_dict(), 'plan': _plain(asdict(self.plan)),
-                    'precision': self.precision, 'seconds': round(seconds, 2)}
+                    'epochs_run': self.done, 'warmup_epochs': plan.warmup, 'classes': self.classes,
+                    'positive': self.classes[self.pos], 'recipe': self.run_recipe.to_dict(),
+                    'plan': _plain(asdict(plan)), 'precision': self.precision, 'seconds': round(seconds, 2)}
     self('after_fit')
     _barrier(self.info)
-    why = (f"the best validation AUC after the {self.plan.warmup} warm-up epoch(s)" if self.plan.warmup and self.done > self.plan.warmup
+    why = (f"the best validation AUC after the {plan.warmup} warm-up "
+           f"epoch(s)" if plan.warmup and self.done > plan.warmup
            else "the best validation AUC")
+    took = (f" Took {seconds / 60:.1f} min of the {plan.budget_s / 60:g}-min budget ({len(plan.replans)} "
+            f"re-plan(s))." if plan.budget_s else '')
     self.say(f"Kept epoch {b.epoch} of {self.done} ({why}): AUC {b.metrics['val_auc']:.3f}, sensitivity "
-             f"{b.metrics['val_sens']:.3f}, specificity {b.metrics['val_spec']:.3f} at threshold {b.threshold:.3f}; "
-             f"temperature {b.temperature:.2f}."
-             + (f" Took {seconds / 60:.1f} min of the {self.plan.budget_s / 60:g}-min budget ({len(self.plan.replans)} re-plan(s))."
-                if self.plan.budget_s else ''))
+             f"{b.metrics['val_sens']:.3f}, specificity {b.metrics['val_spec']:.3f} at threshold "
+             f"{b.threshold:.3f}; temperature {b.temperature:.2f}.{took}")
     return FitResult(self.net, self.history, self.metrics, self.make_meta(), out, seconds)
 
 # %% ../nbs/07_training.ipynb #2c39d186
 def fit(recipe, cache, out_dir=None, device=None, resume: bool = False, progress: bool = True,
         verbose: bool = True, cbs=(), started: float | None = None) -> FitResult:
-    "Train `recipe` on `cache`'s train split (part held out for validation); keep the best epoch by validation ROC-AUC. `cbs`: more callbacks; `started`: `time.monotonic()` when a budget's clock started."
+    ("Train `recipe` on `cache`'s train split (part held out for validation); keep the best epoch by "
+     "validation ROC-AUC. `cbs`: more callbacks; `started`: `time.monotonic()` when a budget's clock started.")
     if isinstance(recipe, dict): recipe = Recipe.from_dict(recipe)
     recipe.check()
     info, dev, created = init_distributed(device)
@@ -1007,6 +1140,7 @@ def runs_home() -> Path:
     "Where the notebooks keep their full-size runs: $MELANOMA_RUNS, else `runs` in the cache folder."
     return Path(os.environ.get('MELANOMA_RUNS') or cache_home()/'runs').expanduser()
 
+# %% ../nbs/07_training.ipynb #911db87a
 def full_run(recipe: Recipe, cache, run_dir) -> Path | None:
     "`run_dir` if it holds a finished run of `recipe` (budgeted epochs aside) on exactly `cache`'s data, else None."
     run_dir = Path(run_dir)

@@ -280,3 +280,38 @@ def test_disk_full_mid_run_simulated(cache32, tmp_path):
     assert str(out/'last.pt') in str(ei.value) and 'No space left on device' in str(ei.value)
     assert {f: digest(out/f) for f in saved} == saved and temp_files(out) == []
     assert load_resume_state(out)['epoch'] == 1 and load_checkpoint(out/'model.pt')[1]['epoch'] == 1
+
+# --------------------------------------------------------------------------------------------------------------------
+# A Trainer's parts, given as fastai's Learner takes them (net=, opt_func=); bench/ builds its Trainers that way and
+# swaps no part after construction.
+
+def _small():
+    return T.PRESETS['default'].update(size=32, epochs=2, precision='fp32')
+
+def test_trainer_trains_the_net_and_optimiser_it_is_given(cache32):
+    net = T.create_model('cnn', in_chans=3)
+    sgd = lambda n, r: torch.optim.SGD(n.parameters(), lr=r.lr, momentum=0.9)
+    t = T.Trainer(_small(), cache32, progress=False, verbose=False, net=net, opt_func=sgd)
+    assert t.net is net and type(t.opt) is torch.optim.SGD and t.sched.optimizer is t.opt
+    before = T.state_hash(net)
+    t.train_epoch(0)
+    assert t.model is net and T.state_hash(net) != before
+    d = T.Trainer(_small(), cache32, progress=False, verbose=False)          # the default parts: as before
+    assert type(d.opt) is torch.optim.AdamW and d.net is not net and d.sched.optimizer is d.opt
+
+def test_trainer_declares_its_loop_state(cache32):
+    t = T.Trainer(_small(), cache32, progress=False, verbose=False)
+    for name in ('bar', 'yb', 'loss', 'loss_sum', 'train_loss', 'metrics', 'model', 'stage', 'epoch_i', 'step_i'):
+        assert hasattr(t, name), name
+
+def test_bench_trainer_builds_its_parts_once():
+    sys.path.insert(0, str(HERE.parent/'bench'))
+    from _common import SCHEDULE_STEPS, first_batch, trainer
+    net = T.create_model('cnn', in_chans=3)
+    t = trainer(_small().update(batch_size=8), net=net, fused=False)
+    assert t.net is net and t.model is net and t.sched.optimizer is t.opt
+    assert t.sched.total_steps == SCHEDULE_STEPS
+    before = T.state_hash(net)
+    assert np.isfinite(float(t.one_batch(*first_batch(t))))
+    assert T.state_hash(net) != before
+    assert trainer(_small().update(batch_size=8), steps=50).sched.total_steps == 50
