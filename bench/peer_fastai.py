@@ -78,9 +78,11 @@ def run_fastai(data: Path, budget_min: float, size: int = 96, bs: int = 32, seed
     state = copy.deepcopy(learn.model.state_dict())
     warm = 5 if len(dls.train) > 10 else 1
     timer = StopAfter(warm, min(warm + 30, len(dls.train)))
+    if pretrained: learn.unfreeze()                    # time the whole network's (slower) steps, not the frozen ones
     learn.fit(1, 1e-3, cbs=[timer])
     per_step = timer.seconds / (timer.n - warm)
     learn.model.load_state_dict(state); learn.opt = None
+    if pretrained: learn.freeze()
     n_train, n_val = len(dls.train), len(dls.valid)
     per_epoch = per_step * n_train + per_step / 3 * n_val
     left = budget_min * 60 - (time.monotonic() - t0) - 30
@@ -166,10 +168,10 @@ def main(argv=None):
     if 'project' in only: rows.append(run_project(a.data, a.budget, a.project_run or a.out/'project', reuse=bool(a.project_run)))
     print(f"\nOn {cpu_name()}, {a.budget:g}-minute budget each, test/ of {a.data}:")
     for r in rows:
-        print(f"  {r['tool']:28s} {r['epochs']} epochs  wall {r['wall_s'] / 60:5.1f} min  test accuracy "
+        print(f"  {r['tool']:40s} {r['epochs']} epochs  wall {r['wall_s'] / 60:5.1f} min  test accuracy "
               f"{r['test_accuracy']:.4f}  ROC-AUC {r['test_auc']:.4f}")
         g = r.get('rings')
-        if g: print(f"  {'':28s} no dark corners (n {g['n_no_ring']}): AUC {g['auc_no_ring']:.4f}, sensitivity "
+        if g: print(f"  {'':40s} no dark corners (n {g['n_no_ring']}): AUC {g['auc_no_ring']:.4f}, sensitivity "
                     f"{g['sens_no_ring']:.3f}, specificity {g['spec_no_ring']:.3f}, accuracy {g['accuracy_no_ring']:.3f}; "
                     f"benign called malignant {g['benign_called_malignant']:.1%}, with a ring added up to {g['ring_called_malignant_worst']:.1%}")
     a.out.mkdir(parents=True, exist_ok=True)
