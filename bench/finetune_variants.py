@@ -39,7 +39,17 @@ VARIANTS = {
     'ring0.5': dict(ring=0.5),
     'size128': dict(size=128),
     'size160': dict(size=160),
+    'bn_frozen': {},                                  # + every BatchNorm held in eval mode (ImageNet's statistics)
 }
+HOLD_BN = {'bn_frozen'}                               # variants whose whole-network phase keeps BatchNorm frozen
+
+
+def unfreeze_holding_bn(model):
+    "`resnet.unfreeze`, then every BatchNorm layer but the head's held in eval mode: its running statistics stay ImageNet's."
+    from melanoma_nb import resnet
+    resnet.unfreeze(model)
+    resnet._hold_bn(model, True, skip=list(resnet._head(model).modules()))
+    return model
 
 
 def val_row(res, recipe, cache, va) -> dict:
@@ -73,7 +83,10 @@ def main():
         cache = caches[r.size]
         _, va, _ = T.validation_split(cache, r)
         t = time.monotonic()
-        res = T.fit(r, cache, out_dir=a.out/v, progress=False, verbose=False)
+        plain = T.unfreeze
+        if v in HOLD_BN: T.unfreeze = unfreeze_holding_bn   # the Trainer calls it when the head-only epochs end
+        try: res = T.fit(r, cache, out_dir=a.out/v, progress=False, verbose=False)
+        finally: T.unfreeze = plain
         mins = (time.monotonic() - t) / 60
         row = val_row(res, r, cache, va)
         print(f"{v:10s} {r.size:4d} {row['acc']:7.3f} {row['auc']:6.3f} {row['clean_auc']:14.3f} "
