@@ -28,7 +28,7 @@ __all__ = ['RUN_FILES', 'EVAL_FILES', 'prepare_parser', 'prepare_shape', 'prepar
            'run_dir', 'check_run_dir', 'hold_folder_lock', 'release_folder_locks', 'train_main', 'evaluate_parser',
            'evaluate_main', 'predict_parser', 'predict_main', 'audit_parser', 'audit_main']
 
-# %% ../nbs/11_cli.ipynb #af76f321
+# %% ../nbs/11_cli.ipynb #be0a0c4f
 def _size(s: str) -> str:
     "An argparse type: a size in bytes, or with K, M, G or T (checked here; the library reads it)."
     from melanoma_nb.data import DataError, _parse_size
@@ -39,7 +39,7 @@ def _size(s: str) -> str:
     if n <= 0: raise argparse.ArgumentTypeError(f"must be more than 0 bytes, not {s!r}")
     return s
 
-# %% ../nbs/11_cli.ipynb #37a5f3fe
+# %% ../nbs/11_cli.ipynb #cc508d0e
 def _minutes(s: str) -> float:
     "An argparse type: a time budget, a positive finite number of minutes, at most a week (`MAX_BUDGET`)."
     try: v = float(s)
@@ -49,7 +49,7 @@ def _minutes(s: str) -> float:
     if v > MAX_BUDGET: raise argparse.ArgumentTypeError(f"must be at most a week ({MAX_BUDGET} minutes), not {s!r}")
     return v
 
-# %% ../nbs/11_cli.ipynb #adda3ac7
+# %% ../nbs/11_cli.ipynb #34ecb0b9
 def _probability(s: str) -> float:
     "An argparse type: a threshold on p(malignant), a finite number in [0, 1]."
     try: v = float(s)
@@ -57,14 +57,11 @@ def _probability(s: str) -> float:
     if not 0 <= v <= 1: raise argparse.ArgumentTypeError(f"must be a probability between 0 and 1, not {s!r}")
     return v
 
-_DATA_DEFAULT = ("default: $MELANOMA_DATA, ./melanoma_cancer_dataset, the Kaggle input folder, a kagglehub download "
-                 "on Colab/Kaggle, else the bundled sample")   # the order of data.locate_data
-
-# %% ../nbs/11_cli.ipynb #47b6d9b8
+# %% ../nbs/11_cli.ipynb #d2a8b4e8
 _DATA_DEFAULT = ("default: $MELANOMA_DATA, ./melanoma_cancer_dataset, the Kaggle input folder, a kagglehub download "
                  "on Colab/Kaggle, else the bundled sample")
 
-# %% ../nbs/11_cli.ipynb #d41dff93
+# %% ../nbs/11_cli.ipynb #074ed0c6
 def _presets_help() -> str:
     "The presets for --help: each one's recipe in words (from `PRESETS`), then what it is for."
     return 'presets (--preset NAME; each flag given overrides its value):\n' + '\n'.join(
@@ -72,7 +69,7 @@ def _presets_help() -> str:
                       subsequent_indent=' ' * 11)
         for k, r in PRESETS.items())
 
-# %% ../nbs/11_cli.ipynb #28fdf151
+# %% ../nbs/11_cli.ipynb #e91e07a2
 def _shape_args() -> argparse.ArgumentParser:
     "--preset, --size, --channels: the image shape of a recipe (melanoma-prepare and melanoma-train)."
     p = argparse.ArgumentParser(add_help=False)
@@ -83,7 +80,7 @@ def _shape_args() -> argparse.ArgumentParser:
                    help=f"3 for RGB, 1 for gray (default: the preset's, {PRESETS['default'].channels} for 'default')")
     return p
 
-# %% ../nbs/11_cli.ipynb #889c4726
+# %% ../nbs/11_cli.ipynb #6c815500
 def _cache_args() -> argparse.ArgumentParser:
     "--cache and --max-unpacked (the commands that decode images into a cache)."
     p = argparse.ArgumentParser(add_help=False)
@@ -94,20 +91,20 @@ def _cache_args() -> argparse.ArgumentParser:
                    "least 256 MiB)")
     return p
 
-# %% ../nbs/11_cli.ipynb #cab47e44
+# %% ../nbs/11_cli.ipynb #9090a7da
 def _progress_args() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument('--no-progress', action='store_true', help='no progress bars (on a terminal) or progress lines '
                    '(every 10 s, elsewhere)')
     return p
 
-# %% ../nbs/11_cli.ipynb #83ada963
+# %% ../nbs/11_cli.ipynb #0ed45b06
 def _device_args() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument('--device', help="'cpu', 'cuda', 'cuda:N' or 'mps' (default: CUDA, then MPS, then CPU)")
     return p
 
-# %% ../nbs/11_cli.ipynb #2e4ccb4b
+# %% ../nbs/11_cli.ipynb #e6689e70
 def _model_args() -> argparse.ArgumentParser:
     "--model, --tta, --threshold, --batch-size (melanoma-evaluate and melanoma-predict)."
     p = argparse.ArgumentParser(add_help=False)
@@ -119,7 +116,7 @@ def _model_args() -> argparse.ArgumentParser:
                    help='images per forward pass (default: 64)')
     return p
 
-# %% ../nbs/11_cli.ipynb #b5cd811b
+# %% ../nbs/11_cli.ipynb #5d9a4fe7
 def prepare_parser() -> argparse.ArgumentParser:
     rgb = 'RGB' if PRESETS['default'].channels == 3 else 'gray'
     p = _Parser(prog='melanoma-prepare', parents=[_shape_args(), _cache_args(), _progress_args()],
@@ -141,13 +138,13 @@ def prepare_parser() -> argparse.ArgumentParser:
     p.add_argument('--workers', type=_int_in(1), metavar='N', help='decoding threads (default: all cores)')
     return p
 
-# %% ../nbs/11_cli.ipynb #4755742d
+# %% ../nbs/11_cli.ipynb #4382d1dd
 def prepare_shape(args) -> tuple:
     "(size, channels) of the cache: the preset's (the 'default' preset when none is given), overridden by the flags."
     r = PRESETS[args.preset or 'default']
     return args.size or r.size, args.channels or r.channels
 
-# %% ../nbs/11_cli.ipynb #154c3dbc
+# %% ../nbs/11_cli.ipynb #73a9adbd
 def _prepare(args) -> int:
     "The work of `melanoma-prepare` with parsed `args`: print where the data are, or report and cache them."
     from melanoma_nb.data import locate_data, prepare
@@ -168,7 +165,7 @@ def _prepare(args) -> int:
               f"{rate:,.0f} images/s ({args.workers or os.cpu_count()} threads). Cache: {cache.dir}")
     return 0
 
-# %% ../nbs/11_cli.ipynb #2abe8a69
+# %% ../nbs/11_cli.ipynb #e43766ab
 def prepare_main(argv=None) -> int:
     "`melanoma-prepare [DATA] [--preset P] [--size N] [--channels 1|3] [--cache DIR] [--where]`: report, cache."
     args = prepare_parser().parse_args(argv)
@@ -179,7 +176,7 @@ _NOT_FLAGS = ('schedule', 'grad_clip', 'balance', 'channels_last', 'group_split'
               'scaling')   # set by the presets only
 _RECIPE_FLAGS = tuple(f.name for f in dataclasses.fields(Recipe) if f.name not in _NOT_FLAGS)   # 'workers': runtime
 
-# %% ../nbs/11_cli.ipynb #c695b1c6
+# %% ../nbs/11_cli.ipynb #74ae15b4
 def _train_recipe_args(p):
     "The recipe flags; None (not given) leaves the preset's value."
     def dflt(k): return f"(default: the preset's, {getattr(PRESETS['default'], k)} for 'default')"
@@ -229,7 +226,7 @@ def _train_recipe_args(p):
     p.add_argument('--positive', metavar='NAME', help="the positive (malignant) class folder (default: the one named "
                    "malignant or melanoma, in any case)")
 
-# %% ../nbs/11_cli.ipynb #90c642b6
+# %% ../nbs/11_cli.ipynb #790358a3
 def train_parser() -> argparse.ArgumentParser:
     p = _Parser(prog='melanoma-train', parents=[_shape_args(), _cache_args(), _progress_args(), _device_args()],
                 description=_fill("Train a melanoma classifier on the train/ split of the data (test/ is never read) "
@@ -254,7 +251,7 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument('--overwrite', action='store_true', help='replace the run in RUN_DIR: its files are deleted first')
     return p
 
-# %% ../nbs/11_cli.ipynb #bd6adff4
+# %% ../nbs/11_cli.ipynb #87b7542a
 def recipe_from_args(args, base=None):
     "The preset (or `base`, a `Recipe`) with every recipe flag that was given applied."
     base = base if base is not None else PRESETS[args.preset or 'default']
@@ -264,7 +261,7 @@ def recipe_from_args(args, base=None):
     if 'epochs' in kw and 'budget' not in kw: base = dataclasses.replace(base, budget=None)   # --epochs fixes them
     return base.update(**kw)
 
-# %% ../nbs/11_cli.ipynb #8aa2a39b
+# %% ../nbs/11_cli.ipynb #65757645
 RUN_FILES = ('model.pt', 'metrics.json', 'history.csv', 'curves.png', 'last.pt')
 EVAL_FILES = ('metrics.json', 'predictions.csv', 'confusion.png', 'curves.png', 'predictions.png',
               'errors.png')   # melanoma-evaluate's
@@ -275,7 +272,7 @@ def _new_run_dir(root: Path = Path('runs')) -> Path:
     while out.exists(): k += 1; out = root/f'{stamp}-{k}'
     return out
 
-# %% ../nbs/11_cli.ipynb #c136f0b5
+# %% ../nbs/11_cli.ipynb #6aaa2525
 def _point_latest(out: Path):
     "Make ./runs/latest a symbolic link to `out` when `out` is in ./runs (best effort: not every file system has them)."
     latest = out.parent/'latest'
@@ -285,7 +282,7 @@ def _point_latest(out: Path):
             tmp.unlink(missing_ok=True); tmp.symlink_to(out.name, target_is_directory=True); os.replace(tmp, latest)
     except OSError: pass
 
-# %% ../nbs/11_cli.ipynb #b9df020f
+# %% ../nbs/11_cli.ipynb #df751614
 def run_dir(args) -> Path:
     "The run folder this invocation uses (see above)."
     if args.out: return Path(args.out).expanduser()
@@ -297,7 +294,7 @@ def run_dir(args) -> Path:
         return latest.resolve()
     return _new_run_dir()
 
-# %% ../nbs/11_cli.ipynb #55798011
+# %% ../nbs/11_cli.ipynb #e7f1b0c7
 def check_run_dir(out: Path, overwrite: bool = False, delete: bool = False):
     """Refuse to start a new run over a finished one (its files would be lost) unless `overwrite`; `delete` (only
     while the folder's lock is held): delete them."""
@@ -314,7 +311,7 @@ def check_run_dir(out: Path, overwrite: bool = False, delete: bool = False):
             raise CLIError(f"--overwrite: cannot delete {out/f} ({e.strerror}); delete it yourself or choose another "
                            f"folder (--out).") from None
 
-# %% ../nbs/11_cli.ipynb #56d06dd3
+# %% ../nbs/11_cli.ipynb #963afb11
 _HELD = []   # (descriptor, path) of the locks held until the run ends
 
 def hold_folder_lock(folder: Path, name: str, busy: str, create: bool = True) -> bool:
@@ -333,7 +330,7 @@ def hold_folder_lock(folder: Path, name: str, busy: str, create: bool = True) ->
     _HELD.append((fd, folder/name))
     return True
 
-# %% ../nbs/11_cli.ipynb #8be10574
+# %% ../nbs/11_cli.ipynb #b722113e
 def release_folder_locks():
     "Remove the lock files this process holds (still locked while removed: no other run slips in), then release them."
     while _HELD:
@@ -342,21 +339,21 @@ def release_folder_locks():
         except OSError: pass
         os.close(fd)
 
-# %% ../nbs/11_cli.ipynb #ee6c5264
+# %% ../nbs/11_cli.ipynb #35436cfa
 def _lock_run(out: Path, args):
     "Hold `out`'s lock for as long as this process runs: one melanoma-train per folder; --overwrite deletes only then."
     hold_folder_lock(out, '.train.lock', f"another melanoma-train is writing to {out} now; nothing was changed. Wait "
                      f"for it to finish, or train into another folder (--out NEW_DIR).", create=not args.resume)
     if args.out and not args.resume: check_run_dir(out, args.overwrite, delete=True)   # (re-checked under the lock)
 
-# %% ../nbs/11_cli.ipynb #4ac5d3b8
+# %% ../nbs/11_cli.ipynb #9875d3a1
 def _lock_output(folder: Path, prog: str, flag: str, create: bool = True) -> bool:
     "`hold_folder_lock` of an output folder (`.evaluate.lock`, `.predict.lock`): one `prog` writing there at a time."
     return hold_folder_lock(folder, f".{prog.split('-')[-1]}.lock", f"another {prog} is writing to {folder} now; "
                             f"nothing was changed. Wait for it to finish, or choose another folder ({flag} DIR).",
                             create=create)
 
-# %% ../nbs/11_cli.ipynb #3f4d71e1
+# %% ../nbs/11_cli.ipynb #5451683f
 def _releasing(work):
     "`work`, then the folder locks it took released (also after an error or Ctrl-C): no lock file is left behind."
     def run():
@@ -364,7 +361,7 @@ def _releasing(work):
         finally: release_folder_locks()
     return run
 
-# %% ../nbs/11_cli.ipynb #e272d469
+# %% ../nbs/11_cli.ipynb #70314eda
 def _preflight(args):
     "The checks that need no PyTorch, done before importing it, so that these mistakes are reported at once."
     from melanoma_nb.data import locate_data
@@ -383,7 +380,7 @@ def _preflight(args):
     if args.out and not args.resume and int(os.environ.get('RANK', 0)) == 0:
         check_run_dir(Path(args.out).expanduser(), args.overwrite)
 
-# %% ../nbs/11_cli.ipynb #798697aa
+# %% ../nbs/11_cli.ipynb #8f53aaa5
 def _train(args, cbs=(), started: float | None = None) -> int:
     "The work of `melanoma-train` with parsed `args`; `started`: when the command started (a --budget covers it all)."
     started = time.monotonic() if started is None else started
@@ -421,7 +418,7 @@ def _train(args, cbs=(), started: float | None = None) -> int:
         release_folder_locks()                      # no lock file is left in the run's folder
         if created and dist.is_initialized(): dist.destroy_process_group()
 
-# %% ../nbs/11_cli.ipynb #21f0c9bb
+# %% ../nbs/11_cli.ipynb #50a10616
 def train_main(argv=None, cbs=()) -> int:
     """`melanoma-train [flags]`: train, write RUN_DIR/{model.pt, history.csv, metrics.json, curves.png}, print a
     summary. `cbs`: training callbacks (from Python)."""
@@ -429,13 +426,13 @@ def train_main(argv=None, cbs=()) -> int:
     args = train_parser().parse_args(argv)
     return _run('melanoma-train', lambda: _train(args, cbs, started))
 
-# %% ../nbs/11_cli.ipynb #95eec6f9
+# %% ../nbs/11_cli.ipynb #ab80c41c
 def _write(path: Path, data: bytes):
     "Write `path` whole or not at all (`atomic_write`): an interrupted or failed write leaves the old file as it was."
     from melanoma_nb.checkpoint import atomic_write
     return atomic_write(path, lambda f: f.write(data))
 
-# %% ../nbs/11_cli.ipynb #a3f93596
+# %% ../nbs/11_cli.ipynb #1764c135
 def _csv(header, rows) -> bytes:
     "CSV through the csv module: a file name with a comma, a quote or a line break (a bare \\r too) stays one field."
     buf = io.StringIO()
@@ -444,13 +441,13 @@ def _csv(header, rows) -> bytes:
         (quoted if any('\r' in str(v) for v in row) else plain).writerow(row)
     return buf.getvalue().encode('utf-8', 'surrogateescape')   # a name that is not UTF-8 keeps its bytes
 
-# %% ../nbs/11_cli.ipynb #3f9f6d05
+# %% ../nbs/11_cli.ipynb #779fdac3
 def _predictor(path, device):
     "The `Predictor` of the checkpoint `path` (08_evaluation): read, checked (weights too) and put on `device` once."
     from melanoma_nb.evaluation import Predictor
     return Predictor.from_file(path, device)
 
-# %% ../nbs/11_cli.ipynb #6e1462e0
+# %% ../nbs/11_cli.ipynb #e56df5a4
 def evaluate_parser() -> argparse.ArgumentParser:
     p = _Parser(prog='melanoma-evaluate', parents=[_model_args(), _cache_args(), _progress_args(), _device_args()],
                 description=_fill("Evaluate a trained model on a data set's test/ split (or on every image of one "
@@ -468,7 +465,7 @@ def evaluate_parser() -> argparse.ArgumentParser:
                    help='bootstrap resamples for the intervals (default: 1000)')
     return p
 
-# %% ../nbs/11_cli.ipynb #c16f17a2
+# %% ../nbs/11_cli.ipynb #fb06192c
 def _eval_data(args):
     "(root, source, index) of the data to evaluate, checked before the model is loaded."
     from melanoma_nb.data import DataError, locate_data, scan
@@ -482,7 +479,7 @@ def _eval_data(args):
                         f"copy training images); this is a single folder.")
     return root, source, index
 
-# %% ../nbs/11_cli.ipynb #66f8e97c
+# %% ../nbs/11_cli.ipynb #120749fd
 def _eval_out(args) -> Path:
     "The output folder: --out, else eval/ beside the model; never a training run's (its metrics.json, curves.png)."
     out = Path(args.out).expanduser() if args.out else Path(args.model).expanduser().parent/'eval'
@@ -491,7 +488,7 @@ def _eval_out(args) -> Path:
                        f"would be replaced. Leave --out out (eval/ beside the model) or choose another folder.")
     return out
 
-# %% ../nbs/11_cli.ipynb #68bde504
+# %% ../nbs/11_cli.ipynb #92696589
 def _threshold(args, pred, cache) -> float:
     "--threshold, else the checkpoint's, chosen again on its validation images with the same TTA views under --tta."
     from melanoma_nb.data import DataError
@@ -499,7 +496,7 @@ def _threshold(args, pred, cache) -> float:
     try: return pred.threshold(args.tta, cache, args.batch_size)
     except ValueError as e: raise DataError(str(e)) from None   # --tta on a test folder alone: no validation images
 
-# %% ../nbs/11_cli.ipynb #5fab333a
+# %% ../nbs/11_cli.ipynb #9aee9203
 def _eval_figures(out, images, y, p, threshold, classes):
     "confusion.png, curves.png, predictions.png, errors.png of 08_evaluation, each written whole or not at all."
     import matplotlib; matplotlib.use('Agg')
@@ -516,7 +513,7 @@ def _eval_figures(out, images, y, p, threshold, classes):
         fig.savefig(buf, format='png', dpi=120, bbox_inches='tight'); plt.close(fig)
         _write(out/name, buf.getvalue())
 
-# %% ../nbs/11_cli.ipynb #546c73f5
+# %% ../nbs/11_cli.ipynb #4693484f
 def _rings(pred, images, y, threshold, args) -> dict:
     "`evaluation.ring_report` of these images with the model as evaluated (same views, temperature and threshold)."
     import numpy as np
@@ -524,7 +521,7 @@ def _rings(pred, images, y, threshold, args) -> dict:
     def predict(im): return pred.proba(im, tta=args.tta, batch_size=args.batch_size)
     return ring_report(predict, np.asarray(images), y, threshold, n_boot=args.n_boot, positive=1)
 
-# %% ../nbs/11_cli.ipynb #1002cc1d
+# %% ../nbs/11_cli.ipynb #44dc2d69
 def _dedup(pred, root, index, cache, idx, paths, progress, kw) -> dict:
     "--dedup: the metrics without the test images that copy training images; every image a copy is a user error."
     from melanoma_nb.data import DataError
@@ -536,7 +533,7 @@ def _dedup(pred, root, index, cache, idx, paths, progress, kw) -> dict:
                         f"images.")
     return {'removed': int((~keep).sum()), **pred.evaluate(cache.images[idx[keep]], cache.labels[idx[keep]], **kw)[1]}
 
-# %% ../nbs/11_cli.ipynb #e819204c
+# %% ../nbs/11_cli.ipynb #403ab5a6
 def _headline(res: dict, name: str) -> tuple:
     "(the rows printed, the lead of metrics.json): the images without dark corners first, then all, then no copies."
     nd = res['rings']['subgroups'].get('no dark corners')
@@ -545,7 +542,7 @@ def _headline(res: dict, name: str) -> tuple:
     if 'dedup' in res: rows[f"{name}: without {res['dedup']['removed']} copies"] = res['dedup']
     return rows, {'without_dark_corners': nd}
 
-# %% ../nbs/11_cli.ipynb #92b5efca
+# %% ../nbs/11_cli.ipynb #4edfe827
 def _evaluate(args) -> int:
     "The work of `melanoma-evaluate` with parsed `args`: metrics.json, predictions.csv, the figures, a table."
     root, source, index = _eval_data(args)
@@ -590,13 +587,13 @@ def _evaluate(args) -> int:
     print(f"Wrote {out}/: metrics.json, predictions.csv, confusion.png, curves.png, predictions.png, errors.png")
     return 0
 
-# %% ../nbs/11_cli.ipynb #e8bab2b6
+# %% ../nbs/11_cli.ipynb #426bfe94
 def evaluate_main(argv=None) -> int:
     "`melanoma-evaluate --model RUN_DIR/model.pt [--data DIR] [--tta] [--dedup] [--out DIR]`: metrics, a table."
     args = evaluate_parser().parse_args(argv)
     return _run('melanoma-evaluate', _releasing(lambda: _evaluate(args)))
 
-# %% ../nbs/11_cli.ipynb #730a248b
+# %% ../nbs/11_cli.ipynb #14febaeb
 def _expand(paths):
     "Candidate files: as given, and in folders (searched recursively, sorted); -> (files, [(path, reason)])."
     from melanoma_nb.data import IMAGE_EXTS
@@ -622,7 +619,7 @@ def _expand(paths):
         else: bad.append((q, 'no such file or folder'))
     return files, bad
 
-# %% ../nbs/11_cli.ipynb #d32a3c35
+# %% ../nbs/11_cli.ipynb #07107154
 _NAME_MAX = 200   # bytes of an overlay's name: file systems allow 255, and atomic_write's temporary name adds 14
 
 def _fit_name(stem: str, tail: str) -> str:
@@ -630,7 +627,7 @@ def _fit_name(stem: str, tail: str) -> str:
     b, room = stem.encode('utf-8', 'surrogateescape'), _NAME_MAX - len(tail.encode('utf-8'))
     return (b[:room].decode('utf-8', 'surrogateescape') if len(b) > room else stem) + tail
 
-# %% ../nbs/11_cli.ipynb #9d570596
+# %% ../nbs/11_cli.ipynb #a4a9dac8
 def _overlay_path(out_dir: Path, src: Path, used: set) -> Path:
     "A new name in `out_dir` for `src`'s overlay: `<stem>_gradcam.png` (numbered, never over a file; long stems cut)."
     name, k = _fit_name(src.stem, '_gradcam.png'), 1
@@ -638,7 +635,7 @@ def _overlay_path(out_dir: Path, src: Path, used: set) -> Path:
     used.add(name)
     return out_dir/name
 
-# %% ../nbs/11_cli.ipynb #f92b1e3f
+# %% ../nbs/11_cli.ipynb #483bbbb8
 def predict_parser() -> argparse.ArgumentParser:
     p = _Parser(prog='melanoma-predict', parents=[_model_args(), _device_args()],
                 description=_fill("p(malignant) for images or folders of images: one JSON line per image on stdout, "
@@ -653,21 +650,21 @@ def predict_parser() -> argparse.ArgumentParser:
                    "OUT_DIR: the map of the checkpoint's setting (Grad-CAM or occlusion)")
     return p
 
-# %% ../nbs/11_cli.ipynb #ec2d4281
+# %% ../nbs/11_cli.ipynb #9c92ba54
 def _record(f, v, threshold, classes) -> dict:
     "One output line; a probability that is not a finite number becomes null, with the reason."
     if not math.isfinite(v):
         return {'path': str(f), 'p_malignant': None, 'call': None, 'error': f'the model gave p = {v}'}
     return {'path': str(f), 'p_malignant': round(float(v), 6), 'call': classes[1] if v >= threshold else classes[0]}
 
-# %% ../nbs/11_cli.ipynb #37ce3c88
+# %% ../nbs/11_cli.ipynb #8ba9160e
 def _predict_threshold(args, pred) -> float:
     "--threshold, else the checkpoint's; under --tta a threshold chosen for a sensitivity on single views is refused."
     if args.threshold is not None: return args.threshold
     try: return pred.threshold(args.tta)
     except ValueError as e: raise CLIError(f"--tta: {e}" if args.tta else str(e)) from None
 
-# %% ../nbs/11_cli.ipynb #80abe897
+# %% ../nbs/11_cli.ipynb #066f816e
 def _read_batch(files, pred, bad) -> tuple:
     "(uint8 images, the files read) of one batch; each file that cannot be read is said on stderr and added to `bad`."
     import numpy as np
@@ -678,7 +675,7 @@ def _read_batch(files, pred, bad) -> tuple:
         except ImageReadError as e: print(f"{f}: {e.reason}", file=sys.stderr); bad.append((f, e.reason))
     return (np.stack(imgs) if imgs else None), good
 
-# %% ../nbs/11_cli.ipynb #4a3197b7
+# %% ../nbs/11_cli.ipynb #049dcf47
 def _gradcam_dir(gradcam_dir) -> Path:
     "The --gradcam folder, made and checked to take files: one that cannot be written is one line, before any image."
     import tempfile
@@ -692,7 +689,7 @@ def _gradcam_dir(gradcam_dir) -> Path:
                                          f"folder you can write to (--gradcam DIR).") from None
     return gdir
 
-# %% ../nbs/11_cli.ipynb #35fe347e
+# %% ../nbs/11_cli.ipynb #67608d0f
 def _gradcam_maker(gradcam_dir, pred, threshold, args):
     "None without --gradcam; else `f(x, files) -> (p, [{'gradcam': PNG, 'gradcam_class': name}])`: `Predictor.maps`."
     if not gradcam_dir: return None
@@ -716,7 +713,7 @@ def _gradcam_maker(gradcam_dir, pred, threshold, args):
         return m.p, extra
     return make
 
-# %% ../nbs/11_cli.ipynb #1bc1ba27
+# %% ../nbs/11_cli.ipynb #82e1afcb
 def _predict(args) -> int:
     "The work of `melanoma-predict` with parsed `args`: one JSON line per image on stdout."
     files, bad = _expand(args.paths)
@@ -747,13 +744,13 @@ def _predict(args) -> int:
                                          f"(null in the output); check {args.model} (copy it again or retrain).")
     return 0
 
-# %% ../nbs/11_cli.ipynb #2cdbc123
+# %% ../nbs/11_cli.ipynb #5a1aa839
 def predict_main(argv=None) -> int:
     "`melanoma-predict --model M PATH... [--tta] [--gradcam OUT_DIR]`: one JSON line per image."
     args = predict_parser().parse_args(argv)
     return _run('melanoma-predict', _releasing(lambda: _predict(args)))
 
-# %% ../nbs/11_cli.ipynb #595dd69c
+# %% ../nbs/11_cli.ipynb #2509dbb0
 def audit_parser() -> argparse.ArgumentParser:
     r, c = PHASH_RADIUS, MATCH_MIN
     p = _Parser(prog='melanoma-audit', parents=[_progress_args()],
@@ -777,7 +774,7 @@ def audit_parser() -> argparse.ArgumentParser:
                    help='also write the pairs, the artefacts and the summary to FILE')
     return p
 
-# %% ../nbs/11_cli.ipynb #cb1d3684
+# %% ../nbs/11_cli.ipynb #7cfbdab7
 def _audit_artefacts(index, source: str, progress: bool):
     "The artefact report of a scanned data set (decoded at `audit.ARTEFACT_SIZE`), printed; each warning one line."
     from melanoma_nb.data import build_cache
@@ -787,7 +784,7 @@ def _audit_artefacts(index, source: str, progress: bool):
     for w in rep.warnings(): print(f"melanoma-audit: warning: {w}", file=sys.stderr)
     return rep
 
-# %% ../nbs/11_cli.ipynb #dcddc7f3
+# %% ../nbs/11_cli.ipynb #03474e9a
 def _audit(args) -> int:
     "The work of `melanoma-audit` with parsed `args`: the leakage pairs and a summary, then the artefacts."
     from melanoma_nb.data import DataError, locate_data, scan
@@ -810,7 +807,7 @@ def _audit(args) -> int:
                        'skipped': [list(s) for s in leaks.skipped], 'artefacts': art.to_json() if art else None})
     return 0
 
-# %% ../nbs/11_cli.ipynb #16574837
+# %% ../nbs/11_cli.ipynb #acd34089
 def audit_main(argv=None) -> int:
     "`melanoma-audit DATA`: the leakage pairs and a summary, then the artefacts per split and class."
     args = audit_parser().parse_args(argv)
