@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 import cv2
 import numpy as np
+from fastcore.basics import patch
 
 from .data import ImageReadError, image_size, read_image
 from .console import CLIError, Parser, fill, run
@@ -36,19 +37,21 @@ __all__ = ['APP_EXTRA', 'LATEST', 'TRAIN_CMD', 'MAX_UPLOAD_MB', 'MAX_IMAGES', 'M
            'read_upload', 'Result', 'Analyser', 'data_uri', 'threshold_meaning', 'scale_css', 'result_html',
            'evaluation_beside', 'temperature_note', 'model_card', 'demo_reasons', 'demo_notice', 'Session',
            'session_dir', 'end_session', 'claim', 'analyse_session', 'methods_help', 'stale_upload_dirs', 'upload_root',
-           'sweep', 'build_app', 'free_port', 'serve', 'wait', 'close_app', 'app_parser', 'app_main']
+           'sweep', 'build_app', 'free_port', 'close_app', 'wait', 'serve', 'app_parser', 'app_main']
 
-# %% ../nbs/12_app.ipynb #6d53d7ea
+# %% ../nbs/12_app.ipynb #8b28d40b
 APP_EXTRA = "pip install 'melanoma_nb[app]'"
 
 class AppError(CLIError):
-    "A problem the user fixes before the app can start: the web framework missing, no model, a busy port (a `CLIError`: one line, exit status 2)."
+    "A problem the user fixes before the app starts: no Gradio, no model, a busy port (a `CLIError`: one line, status 2)."
 
+# %% ../nbs/12_app.ipynb #a0fa3bf1
 def need_gradio():
     "The `gradio` module, imported on first use; `AppError` naming the extra when it is not installed."
     try: import gradio
     except ImportError as e:
-        raise AppError(f"the web app needs Gradio, which is not installed ({e.msg}). Install it with: {APP_EXTRA}") from None
+        raise AppError(f"the web app needs Gradio, which is not installed ({e.msg}). Install it with: {APP_EXTRA}"
+                       ) from None
     return gradio
 
 # %% ../nbs/12_app.ipynb #d64684db
@@ -62,15 +65,16 @@ def default_model(cwd=None) -> Path:
     raise AppError(f"no --model given and {p} does not exist. Train a model first with `{TRAIN_CMD}` (it writes "
                    f"{LATEST}; about a minute on the bundled sample), or pass --model PATH.")
 
-# %% ../nbs/12_app.ipynb #fc68a84d
-MAX_UPLOAD_MB = 20
-MAX_IMAGES = 50        # per upload; more are listed as not analysed
-MAX_ASPECT = 8         # longer side / shorter side: a lesion photo is near square; a 1x50000 strip is not one
+# %% ../nbs/12_app.ipynb #2629765f
+MAX_UPLOAD_MB = 20        # a dermoscopy JPEG is well under 1 MB
+MAX_IMAGES = 50           # per upload; more are listed as not analysed
+MAX_ASPECT = 8            # longer side / shorter side: a lesion photo is near square; a 1x50000 strip is not one
 DISPLAY_MIN, DISPLAY_MAX = 256, 1024
 
 class UploadError(Exception):
     "An upload that cannot be analysed; the message is shown on the page."
 
+# %% ../nbs/12_app.ipynb #44394800
 def _orientation(buf: bytes) -> int:
     "The EXIF orientation (1-8) of an image file of any format (JPEG, PNG, WebP, TIFF), from its header; 1 when none."
     from PIL import Image
@@ -79,13 +83,15 @@ def _orientation(buf: bytes) -> int:
     except Exception: return 1                # (the image itself was read, and its faults reported, by read_image)
     return o if isinstance(o, int) and 1 <= o <= 8 else 1
 
+# %% ../nbs/12_app.ipynb #ee913969
 def _display_size(path: Path, buf: bytes) -> tuple:
-    "(width, height) to show `path` at: its own as shown (EXIF orientation applied), the longer side between DISPLAY_MIN and DISPLAY_MAX."
+    "(width, height) to show `path` at: as shown (EXIF orientation applied), the longer side in [DISPLAY_MIN, DISPLAY_MAX]."
     w, h = image_size(path, buf)
     if _orientation(buf) >= 5: w, h = h, w   # turned a quarter (OpenCV turns PNG, WebP and TIFF too): the sides swap
     k = min(max(1.0, DISPLAY_MIN / max(w, h)), DISPLAY_MAX / max(w, h))
     return max(1, round(w * k)), max(1, round(h * k))
 
+# %% ../nbs/12_app.ipynb #3f49e474
 def read_upload(path, size: int, channels: int, max_mb: float = MAX_UPLOAD_MB) -> tuple:
     "(model input (size, size, channels) uint8, display image (h, w, 3) uint8) of an upload, or `UploadError` why not."
     path = Path(path)
@@ -125,7 +131,7 @@ class Result:
     seconds: float = 0.0
     views: int = 1                   # 8 when p averages the dihedral views (TTA)
 
-# %% ../nbs/12_app.ipynb #14d0f15f
+# %% ../nbs/12_app.ipynb #4f0d37a7
 class Analyser:
     "A `Predictor` (08_evaluation) and what the page adds: the map method picked on the page, one lock, the overlays."
     def __init__(self, pred):
@@ -137,54 +143,68 @@ class Analyser:
         try: self.threshold_tta = pred.threshold(tta=True)     # the stored one, or the single view's (arg-max)
         except ValueError: self.threshold_tta = None            # to be chosen on data, or no readable recipe: no TTA
 
-    @classmethod
-    def from_file(cls, path):
-        "Load the checkpoint `path` on the CPU (`CheckpointError` naming the file when it is not a usable one)."
-        from melanoma_nb.evaluation import Predictor
-        return cls(Predictor.from_file(path, 'cpu'))
+# %% ../nbs/12_app.ipynb #31f7684e
+@patch(cls_method=True)
+def from_file(cls: Analyser, path):
+    "Load the checkpoint `path` on the CPU (`CheckpointError` naming the file when it is not a usable one)."
+    from melanoma_nb.evaluation import Predictor
+    return cls(Predictor.from_file(path, 'cpu'))
 
-    def explain(self, x: np.ndarray, method: str | None = None, tta: bool = False):
-        "`Predictor.maps` of uint8 images `x` (N, size, size, C): p (float64), the explained classes, the maps."
-        with self.lock: return self.pred.maps(x, tta=tta, method=self.method_key(method or self.method))
+# %% ../nbs/12_app.ipynb #0866ef1c
+@patch
+def method_key(self: Analyser, method: str) -> str:
+    "The `METHODS` key of a map method given by its name on the page ('Occlusion') or its key ('occlusion')."
+    from melanoma_nb.gradcam import METHOD_NAMES
+    keys = {**{v: k for k, v in METHOD_NAMES.items()}, **{k: k for k in METHOD_NAMES}}
+    if method not in keys: raise ValueError(f"Unknown map method {method!r}: use one of {', '.join(self.methods)}.")
+    return keys[method]
 
-    def method_key(self, method: str) -> str:
-        "The `METHODS` key of a map method given by its name on the page ('Occlusion') or its key ('occlusion')."
-        from melanoma_nb.gradcam import METHOD_NAMES
-        keys = {**{v: k for k, v in METHOD_NAMES.items()}, **{k: k for k in METHOD_NAMES}}
-        if method not in keys: raise ValueError(f"Unknown map method {method!r}: use one of {', '.join(self.methods)}.")
-        return keys[method]
+# %% ../nbs/12_app.ipynb #3b0919c2
+@patch
+def explain(self: Analyser, x: np.ndarray, method: str | None = None, tta: bool = False):
+    "`Predictor.maps` of uint8 images `x` (N, size, size, C): p (float64), the explained classes, the maps."
+    with self.lock: return self.pred.maps(x, tta=tta, method=self.method_key(method or self.method))
 
-    def analyse(self, x: np.ndarray, disp: np.ndarray, name: str = '', method: str | None = None, tta: bool = False):
-        "The `Result` of one image read by `read_upload`: p, decision and overlay, as `melanoma-predict` has them."
-        from melanoma_nb.gradcam import draw_overlay, overlay_text
-        t0, t = time.perf_counter(), (self.threshold_tta if tta else self.threshold)
-        m = self.explain(x[None], method, tta)
-        p, shown = float(m.p[0]), self.classes[int(m.target[0])]
-        text = [*overlay_text(p, t, self.classes, self.pred.positive), f"the map: evidence for {shown}"]
-        ov = draw_overlay(disp, m.maps[0], text, min_size=DISPLAY_MIN)
-        return Result(name, p, self.pred.decide(m.p, t)[0], shown, t, disp, ov,
-                      seconds=time.perf_counter() - t0, views=8 if tta else 1)
+# %% ../nbs/12_app.ipynb #72af0f57
+@patch
+def analyse(self: Analyser, x: np.ndarray, disp: np.ndarray, name: str = '', method: str | None = None,
+            tta: bool = False):
+    "The `Result` of one image read by `read_upload`: p, decision and overlay, as `melanoma-predict` has them."
+    from melanoma_nb.gradcam import draw_overlay, overlay_text
+    t0, t = time.perf_counter(), (self.threshold_tta if tta else self.threshold)
+    m = self.explain(x[None], method, tta)
+    p, shown = float(m.p[0]), self.classes[int(m.target[0])]
+    text = [*overlay_text(p, t, self.classes, self.pred.positive), f"the map: evidence for {shown}"]
+    ov = draw_overlay(disp, m.maps[0], text, min_size=DISPLAY_MIN)
+    return Result(name, p, self.pred.decide(m.p, t)[0], shown, t, disp, ov,
+                  seconds=time.perf_counter() - t0, views=8 if tta else 1)
 
-# %% ../nbs/12_app.ipynb #f67bd1a7
-def data_uri(img: np.ndarray, quality: int = 90) -> str:
-    "A uint8 RGB image as a `data:image/jpeg;base64,...` URI (nothing written to disk)."
-    return 'data:image/jpeg;base64,' + base64.b64encode(_jpeg(img, quality)).decode()
-
+# %% ../nbs/12_app.ipynb #de48051e
 def _jpeg(img: np.ndarray, quality: int = 90) -> bytes:
     ok, buf = cv2.imencode('.jpg', np.ascontiguousarray(img[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok: raise ValueError(f"an image of {img.shape[1]}x{img.shape[0]} pixels cannot be encoded as a JPEG")
     return buf.tobytes()
 
+# %% ../nbs/12_app.ipynb #5ec46be0
+def data_uri(img: np.ndarray, quality: int = 90) -> str:
+    "A uint8 RGB image as a `data:image/jpeg;base64,...` URI (nothing written to disk)."
+    return 'data:image/jpeg;base64,' + base64.b64encode(_jpeg(img, quality)).decode()
+
+# %% ../nbs/12_app.ipynb #58f5f013
 def _real(v) -> float | None:
     "`v` as a finite number, or None: a checkpoint's or metrics file's values are shown only when they are numbers."
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
+# %% ../nbs/12_app.ipynb #e639658e
 def _dict(v) -> dict: return v if isinstance(v, dict) else {}
 
+# %% ../nbs/12_app.ipynb #f052aaac
 def _pct(v) -> str: return 'n/a' if _real(v) is None else f"{100 * v:.0f} %"
 
+# %% ../nbs/12_app.ipynb #fc121089
 def _num(v) -> str: return 'n/a' if _real(v) is None else f"{v:.3f}"
 
+# %% ../nbs/12_app.ipynb #ed0219b3
 def threshold_meaning(pred) -> str:
     "One sentence: what the `Predictor`'s (single-view) threshold did on its validation images."
     m, pos = _dict(pred.metrics), pred.positive
@@ -193,14 +213,16 @@ def threshold_meaning(pred) -> str:
             f"lesions among its{n} validation images (sensitivity) and cleared {_pct(m.get('val_spec'))} of the others "
             f"(specificity).")
 
-# %% ../nbs/12_app.ipynb #36a15029
+# %% ../nbs/12_app.ipynb #2dadb17b
 @functools.lru_cache(maxsize=4)
 def scale_css(cmap: str = 'jet') -> str:
     "The style of the maps' colour scale (`.mn-bar`): least to most weight, in the colours `draw_overlay` uses."
     from melanoma_nb.gradcam import heatmap
-    stops = ', '.join(f'rgb({r},{g},{b})' for r, g, b in heatmap(np.linspace(0, 1, 9, dtype=np.float32)[None], cmap)[0])
+    rgb = heatmap(np.linspace(0, 1, 9, dtype=np.float32)[None], cmap)[0]
+    stops = ', '.join(f'rgb({r},{g},{b})' for r, g, b in rgb)
     return f".mn-bar {{background: linear-gradient(to right, {stops})}}"
 
+# %% ../nbs/12_app.ipynb #a8d28c40
 SCALE = '<div class="mn-scale"><span>least</span><span class="mn-bar"></span><span>most weight</span></div>'
 
 def result_html(r: Result, an: Analyser, method: str | None = None, urls: tuple | None = None) -> str:
@@ -224,10 +246,10 @@ def result_html(r: Result, an: Analyser, method: str | None = None, urls: tuple 
             f'{", 8 views (TTA)" if r.views > 1 else ""}). '
             f'{html.escape(threshold_meaning(an.pred))}</div></div>')
 
-# %% ../nbs/12_app.ipynb #5c7c9f76
-NOTICE = ("**Not a medical device.** This page shows what a machine-learning model trained on a public data set says "
-          "about an image. It is for research and teaching. It is not a diagnosis, it has not been validated for "
-          "clinical use, and it must not be used to decide on anyone's care: see a doctor about any skin lesion "
+# %% ../nbs/12_app.ipynb #be19ead5
+NOTICE = ("**Not a medical device.** This page shows what a machine-learning model trained on a public data set "
+          "says about an image. It is for research and teaching. It is not a diagnosis, it has not been validated "
+          "for clinical use, and it must not be used to decide on anyone's care: see a doctor about any skin lesion "
           "that worries you.")
 
 def evaluation_beside(model_path) -> dict | None:
@@ -239,51 +261,57 @@ def evaluation_beside(model_path) -> dict | None:
         if isinstance(m, dict) and isinstance(m.get('ci'), dict): return m   # melanoma-train's metrics.json has no CIs
     return None
 
+# %% ../nbs/12_app.ipynb #2aa26472
 def _ci(m: dict, k: str) -> str:
     v, ci = m.get(k), _dict(m.get('ci')).get(k)
     if _real(v) is None: return 'n/a'
     ok = isinstance(ci, (list, tuple)) and len(ci) == 2 and all(_real(c) is not None for c in ci)
     return f"{v:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ok else '')
 
-# %% ../nbs/12_app.ipynb #20396dd1
+# %% ../nbs/12_app.ipynb #13ed6977
 def _count(v) -> str: return str(int(v)) if _real(v) is not None else '?'
 
+# %% ../nbs/12_app.ipynb #2d01bb7d
 def temperature_note(pred) -> str:
     "What the card says of the temperature: its value, how it was fitted, and a warning when it sits at its bound."
     T = pred.temperature
     if T <= 0.0505 or T >= 19.8:
-        return (f"softmax temperature {T:g}, **at the bound of its fit**: the validation images were too few or too easy to "
-                f"calibrate on, so the probabilities are over-{'confident' if T < 1 else 'cautious'}; retrain with this "
-                f"version (which keeps T near 1 then) or read p as a ranking only.")
-    return (f"softmax temperature {T:g} (fitted on the validation images with a prior that keeps it near 1 when they are "
-            f"few; 1: the model's own probabilities).")
+        return (f"softmax temperature {T:g}, **at the bound of its fit**: the validation images were too few or too "
+                f"easy to calibrate on, so the probabilities are over-{'confident' if T < 1 else 'cautious'}; "
+                f"retrain with this version (which keeps T near 1 then) or read p as a ranking only.")
+    return (f"softmax temperature {T:g} (fitted on the validation images with a prior that keeps it near 1 when they "
+            f"are few; 1: the model's own probabilities).")
 
+# %% ../nbs/12_app.ipynb #229952bd
 def _recipe(pred) -> dict:
     "The recipe as a dict, empty when the checkpoint's cannot be read (the card then says n/a)."
     try: return vars(pred.recipe)
     except (ValueError, TypeError): return {}
 
+# %% ../nbs/12_app.ipynb #6fb03bd4
 def model_card(pred) -> str:
     "The model card in Markdown: data, recipe, validation metrics, test metrics with CIs when evaluated."
     m, r, path = _dict(pred.metrics), _recipe(pred), pred.path
+    shown = ('epochs', 'batch_size', 'lr', 'weight_decay', 'label_smoothing', 'augment', 'pretrained',
+             'target_sensitivity', 'seed')
     lines = [f"### Model card: `{Path(path).name if path else 'model'}`",
              f"**Model.** {pred.arch}, {pred.channels} channel(s) at {pred.size}x{pred.size} pixels; "
              f"classes {', '.join(pred.classes)}; best epoch {pred.epoch}; {temperature_note(pred)}",
-             f"**Data.** Trained on {_count(m.get('n_train'))} images and validated on {_count(m.get('n_val'))} held-out "
-             f"images of the training split (the test split was not used for training or for choosing the threshold).",
-             "**Recipe.** " + ', '.join(f"{k} {v}" for k, v in r.items() if k in
-                                        ('epochs', 'batch_size', 'lr', 'weight_decay', 'label_smoothing', 'augment',
-                                         'pretrained', 'target_sensitivity', 'seed')) + '.',
+             f"**Data.** Trained on {_count(m.get('n_train'))} images and validated on {_count(m.get('n_val'))} "
+             f"held-out images of the training split (the test split was not used for training or for choosing the "
+             f"threshold).",
+             "**Recipe.** " + ', '.join(f"{k} {v}" for k, v in r.items() if k in shown) + '.',
              f"**Validation** (at threshold {pred.threshold_single:.2f}): ROC-AUC {_num(m.get('val_auc'))}, "
              f"accuracy {_num(m.get('val_acc'))}, sensitivity {_num(m.get('val_sens'))}, "
              f"specificity {_num(m.get('val_spec'))}."]
     ev = evaluation_beside(path)
     if ev:
+        ks = ('roc_auc', 'accuracy', 'sensitivity', 'specificity')
         lines.append(f"**Test** ({_count(ev.get('n'))} images, melanoma-evaluate, 95 % bootstrap intervals): "
-                     + ', '.join(f"{k.replace('_', '-')} {_ci(ev, k)}" for k in ('roc_auc', 'accuracy', 'sensitivity', 'specificity')) + '.')
+                     + ', '.join(f"{k.replace('_', '-')} {_ci(ev, k)}" for k in ks) + '.')
     else:
-        lines.append("**Test.** Not evaluated yet: `melanoma-evaluate --model MODEL.pt` writes eval/metrics.json beside "
-                     "the model, and the card shows it.")
+        lines.append("**Test.** Not evaluated yet: `melanoma-evaluate --model MODEL.pt` writes eval/metrics.json "
+                     "beside the model, and the card shows it.")
     return '\n\n'.join(lines)
 
 # %% ../nbs/12_app.ipynb #a1d3e0b2
@@ -310,7 +338,7 @@ def demo_notice(why: list) -> str:
             "page works, not what a trained model would say about these images: train one on the full data set "
             "(see the README) before reading anything into them.")
 
-# %% ../nbs/12_app.ipynb #b7c1d2e1
+# %% ../nbs/12_app.ipynb #beb77d25
 SESSION_TTL = 3600     # seconds: an idle session's files are removed after this long (at once when its page closes)
 CACHE_EXPIRY = 60      # seconds: Gradio removes an upload that no session has claimed after this long
 
@@ -320,17 +348,20 @@ class Session:
     dir: Path
     files: list = field(default_factory=list)    # path None: not analysed (over MAX_IMAGES, or gone before the claim)
 
+# %% ../nbs/12_app.ipynb #55fd8df4
 def session_dir(root, key: str) -> Path:
     "The folder of session `key` (Gradio's session hash, hashed: the browser chooses it) under the app's `root`."
     return Path(root)/'sessions'/hashlib.sha256(str(key).encode()).hexdigest()[:32]
 
+# %% ../nbs/12_app.ipynb #7b8ad732
 def end_session(s) -> None:
     "Remove a session's files (its page was closed or it idled past SESSION_TTL); Gradio calls it with the state."
     if isinstance(s, Session): shutil.rmtree(s.dir, ignore_errors=True)
 
-# %% ../nbs/12_app.ipynb #b7c1d2e2
+# %% ../nbs/12_app.ipynb #f000cdc7
 def _upload_path(f) -> str: return str(f if isinstance(f, (str, os.PathLike)) else getattr(f, 'path', f))
 
+# %% ../nbs/12_app.ipynb #4997734a
 def claim(files, root, key: str) -> Session:
     "The `Session` of the uploads `files`: each linked into the session's folder (its previous drop removed)."
     s = Session(session_dir(root, key))
@@ -345,15 +376,18 @@ def claim(files, root, key: str) -> Session:
         s.files.append((Path(f).name, dst))
     return s
 
-# %% ../nbs/12_app.ipynb #b7c1d2e3
+# %% ../nbs/12_app.ipynb #b44f8c1a
 def _status(done: int, total: int, t0: float) -> str:
-    return f'<p class="mn-status">{done} of {total} image(s) analysed in {time.perf_counter() - t0:.1f} s</p>' if total else ''
+    if not total: return ''
+    return f'<p class="mn-status">{done} of {total} image(s) analysed in {time.perf_counter() - t0:.1f} s</p>'
 
+# %% ../nbs/12_app.ipynb #92e2108f
 def _file_url(path: Path, img: np.ndarray) -> str:
     "Write `img` as a JPEG to `path`; -> the URL the page loads it from (Gradio's file route, relative to the page)."
     path.write_bytes(_jpeg(img))
     return 'gradio_api/file=' + quote(str(path))
 
+# %% ../nbs/12_app.ipynb #7bc2e9eb
 def _card(an: Analyser, k: int, name: str, f, method: str | None, out: Path, tta: bool = False) -> str:
     "The card of upload `k` (its two images written to `out`), or of the reason it has none; a bug is a card too."
     if f is None:
@@ -366,13 +400,15 @@ def _card(an: Analyser, k: int, name: str, f, method: str | None, out: Path, tta
             traceback.print_exc()
             r = Result(name, error=f"could not be analysed (internal error: {type(e).__name__}: {e})")
     try:
-        urls = None if r.error else (_file_url(out/f'{k:03d}-image.jpg', r.image), _file_url(out/f'{k:03d}-map.jpg', r.overlay))
+        urls = None if r.error else (_file_url(out/f'{k:03d}-image.jpg', r.image),
+                                     _file_url(out/f'{k:03d}-map.jpg', r.overlay))
         return result_html(r, an, method, urls)
     except Exception as e:
         traceback.print_exc()
-        return result_html(Result(name, error=f"could not be shown (internal error: {type(e).__name__}: {e})"), an, method)
+        return result_html(Result(name, error=f"could not be shown (internal error: {type(e).__name__}: {e})"),
+                           an, method)
 
-# %% ../nbs/12_app.ipynb #b7c1d2e4
+# %% ../nbs/12_app.ipynb #93ec952c
 def analyse_session(an: Analyser, s: Session | None, method: str | None = None, tta: bool = False):
     "Yield (the cards so far, the status line) after each upload of the session `s`; each step adds one card at the end."
     files, t0 = (s.files if isinstance(s, Session) else []), time.perf_counter()
@@ -386,7 +422,7 @@ def analyse_session(an: Analyser, s: Session | None, method: str | None = None, 
         cards += _card(an, k, name, f, method, out, bool(tta) and an.threshold_tta is not None)
         yield cards, _status(k + 1, len(files), t0)
 
-# %% ../nbs/12_app.ipynb #f90dd4cd
+# %% ../nbs/12_app.ipynb #c2322d11
 CSS = """
 #mn-results {display: flex; flex-direction: column; gap: 12px}
 .mn-result {border: 1px solid #ccc; border-radius: 8px; padding: 8px}
@@ -416,6 +452,7 @@ def methods_help(an) -> str:
     from melanoma_nb.gradcam import METHOD_NAMES
     return '\n'.join(f"- **{v}** {METHOD_HELP.get(k, '')}" for k, v in METHOD_NAMES.items() if v in an.methods)
 
+# %% ../nbs/12_app.ipynb #436791a1
 def _upload_box(gr, **kw):
     "gr.File, minus a leak: Gradio 6's File.preprocess leaves an empty temporary file in the upload folder per file."
     from gradio.utils import NamedString
@@ -424,13 +461,14 @@ def _upload_box(gr, **kw):
         box._process_single_file = lambda f: NamedString(f.path)
     return box
 
-# %% ../nbs/12_app.ipynb #d2e3f4a1
+# %% ../nbs/12_app.ipynb #c7726d5d
 def _pid_alive(pid: int) -> bool:
     try: os.kill(pid, 0)
     except ProcessLookupError: return False
     except (PermissionError, OverflowError, ValueError): return True    # someone else's, or no pid: not ours to remove
     return True
 
+# %% ../nbs/12_app.ipynb #ca9efe50
 def stale_upload_dirs(tmp=None) -> list:
     "This user's upload folders of `melanoma-app`s that no longer run (killed before they could remove them)."
     out = []
@@ -441,6 +479,7 @@ def stale_upload_dirs(tmp=None) -> list:
         if mine and int(m[1]) != os.getpid() and not _pid_alive(int(m[1])): out.append(d)
     return out
 
+# %% ../nbs/12_app.ipynb #fa8aa868
 def upload_root(tmp=None) -> Path:
     "A new upload folder named after this process, `melanoma-app-<pid>-*`; those of killed apps are removed first."
     for d in stale_upload_dirs(tmp): shutil.rmtree(d, ignore_errors=True)
@@ -465,7 +504,7 @@ def sweep(root, age: float, tracked: set | None = None) -> int:
             except OSError: pass
     return n
 
-# %% ../nbs/12_app.ipynb #d2e3f4a3
+# %% ../nbs/12_app.ipynb #1970c0dc
 UPLOAD_NO_NAME = "every uploaded file needs a file name; this part of the upload had none, so nothing was kept"
 
 class _UploadGuard:
@@ -484,12 +523,13 @@ class _UploadGuard:
             if started or 'GradioUploadFile' not in str(e): raise
             body = UPLOAD_NO_NAME.encode()
             await send({'type': 'http.response.start', 'status': 400,
-                        'headers': [(b'content-type', b'text/plain; charset=utf-8'), (b'content-length', b'%d' % len(body))]})
+                        'headers': [(b'content-type', b'text/plain; charset=utf-8'),
+                                    (b'content-length', b'%d' % len(body))]})
             await send({'type': 'http.response.body', 'body': body})
 
-# %% ../nbs/12_app.ipynb #c4e5f6a1
+# %% ../nbs/12_app.ipynb #f1981fc4
 def build_app(an: Analyser, upload_dir=None, expiry: float = CACHE_EXPIRY, session_ttl: float = SESSION_TTL):
-    "The Gradio `Blocks` of the page for `an`; uploads go to `upload_dir` (default: `upload_root()`), unclaimed ones expire (`sweep`)."
+    "The Gradio `Blocks` of the page for `an`; uploads go to `upload_dir` (default: `upload_root()`), expire (`sweep`)."
     gr = need_gradio()
     root = Path(upload_dir or upload_root())
     os.environ['GRADIO_TEMP_DIR'] = str(root)       # read by Gradio when the Blocks and its server are made
@@ -517,7 +557,8 @@ def build_app(an: Analyser, upload_dir=None, expiry: float = CACHE_EXPIRY, sessi
             if getattr(request, 'session_hash', None): shutil.rmtree(session_dir(root, request.session_hash), True)
         take.__annotations__['request'] = leave.__annotations__['request'] = gr.Request   # Gradio looks for the type
         files.upload(take, files, [session, files], queue=False, api_name='claim').then(
-            show, [session, method, tta], [out, status], concurrency_limit=2, show_progress='minimal', api_name='analyse')
+            show, [session, method, tta], [out, status], concurrency_limit=2, show_progress='minimal',
+            api_name='analyse')
         gr.on([method.change, tta.change], show, [session, method, tta], [out, status], concurrency_limit=2,
               api_name='redraw')
         demo.unload(leave)
@@ -529,38 +570,24 @@ def build_app(an: Analyser, upload_dir=None, expiry: float = CACHE_EXPIRY, sessi
     threading.Thread(target=sweeper, name='melanoma-app-sweeper', daemon=True).start()
     return demo.queue(max_size=64)
 
-# %% ../nbs/12_app.ipynb #a5176495
+# %% ../nbs/12_app.ipynb #834426a0
 def free_port(host: str = '127.0.0.1') -> int:
     "A TCP port nobody listens on now (the OS picks it)."
     with socket.socket() as s:
         s.bind((host, 0)); return s.getsockname()[1]
 
-def _theme(gr):
-    return gr.themes.Default(font=['ui-sans-serif', 'system-ui', 'sans-serif'], font_mono=['ui-monospace', 'monospace'])
-
-def serve(an: Analyser, host: str = '127.0.0.1', port: int | None = None, block: bool = False, quiet: bool = True,
-          ready=None, expiry: float = CACHE_EXPIRY):
-    "Launch the app on `host:port` (default: a free port), call `ready(demo)` once it answers; -> the running `Blocks`."
-    gr = need_gradio()
-    from starlette.middleware import Middleware
-    if port is not None and not 0 <= port <= 65535: raise AppError(f"port {port} is not a TCP port: give 1 to 65535 (0: any free one)")
-    port = port or free_port(host)
-    root, demo = upload_root(), None
+# %% ../nbs/12_app.ipynb #d30c7fe7
+def close_app(demo, root=None):
+    "Stop the server (if there is one) and delete its upload folder (`root`, else the app's)."
     try:
-        demo = build_app(an, root, expiry)
-        try:
-            demo.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=quiet, inline=False,
-                        show_error=False, max_file_size=f'{MAX_UPLOAD_MB}mb', theme=_theme(gr), footer_links=[],
-                        ssr_mode=False, allowed_paths=[str(root/'sessions')], css=CSS + scale_css(),
-                        app_kwargs={'middleware': [Middleware(_UploadGuard)]})
-        except Exception as e:               # a busy port (OSError), an impossible one (OverflowError): one line
-            raise AppError(f"cannot serve on {host}:{port} ({e}); is the port in use? Pass another with --port N.") from None
-    except BaseException:                    # Ctrl+C or SIGTERM while starting too: nothing is left behind
-        close_app(demo, root); raise
-    if block: wait(demo, ready)              # Ctrl+C even while `ready` runs closes the server
-    elif ready: ready(demo)
-    return demo
+        if demo is not None:
+            if getattr(demo, 'stop_sweeping', None): demo.stop_sweeping.set()
+            demo.close()
+    finally:
+        root = root or getattr(demo, 'upload_dir', None)
+        if root: shutil.rmtree(root, ignore_errors=True)
 
+# %% ../nbs/12_app.ipynb #696fa6ea
 def wait(demo, ready=None):
     "Call `ready(demo)`, then serve until Ctrl+C or SIGTERM; then stop and delete the upload folder (with the images in it)."
     def stop(signum, frame): raise KeyboardInterrupt
@@ -573,41 +600,62 @@ def wait(demo, ready=None):
         close_app(demo)
         if old is not None: signal.signal(signal.SIGTERM, old)
 
-def close_app(demo, root=None):
-    "Stop the server (if there is one) and delete its upload folder (`root`, else the app's)."
+# %% ../nbs/12_app.ipynb #71737fd3
+def serve(an: Analyser, host: str = '127.0.0.1', port: int | None = None, block: bool = False, quiet: bool = True,
+          ready=None, expiry: float = CACHE_EXPIRY):
+    "Launch the app on `host:port` (default: a free port), call `ready(demo)` once it answers; -> the running `Blocks`."
+    gr = need_gradio()
+    from starlette.middleware import Middleware
+    if port is not None and not 0 <= port <= 65535:
+        raise AppError(f"port {port} is not a TCP port: give 1 to 65535 (0: any free one)")
+    port = port or free_port(host)
+    theme = gr.themes.Default(font=['ui-sans-serif', 'system-ui', 'sans-serif'], font_mono=['ui-monospace', 'monospace'])
+    root, demo = upload_root(), None
     try:
-        if demo is not None:
-            if getattr(demo, 'stop_sweeping', None): demo.stop_sweeping.set()
-            demo.close()
-    finally:
-        root = root or getattr(demo, 'upload_dir', None)
-        if root: shutil.rmtree(root, ignore_errors=True)
+        demo = build_app(an, root, expiry)
+        try:
+            demo.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=quiet, inline=False,
+                        show_error=False, max_file_size=f'{MAX_UPLOAD_MB}mb', theme=theme, footer_links=[],
+                        ssr_mode=False, allowed_paths=[str(root/'sessions')], css=CSS + scale_css(),
+                        app_kwargs={'middleware': [Middleware(_UploadGuard)]})
+        except Exception as e:               # a busy port (OSError), an impossible one (OverflowError): one line
+            raise AppError(f"cannot serve on {host}:{port} ({e}); is the port in use? Pass another with --port N."
+                           ) from None
+    except BaseException:                    # Ctrl+C or SIGTERM while starting too: nothing is left behind
+        close_app(demo, root); raise
+    if block: wait(demo, ready)              # Ctrl+C even while `ready` runs closes the server
+    elif ready: ready(demo)
+    return demo
 
-# %% ../nbs/12_app.ipynb #f217aa05
+# %% ../nbs/12_app.ipynb #02d2bffb
 APP_EXIT = {0: "the page was served until Ctrl+C or SIGTERM stopped it",
             2: f"a user error: no model, or a file that is not a usable checkpoint; the web framework not installed "
                f"({APP_EXTRA}); a port in use; a PyTorch install whose torch and torchvision do not belong together; "
                f"one line on stderr says what to do",
-            130: "interrupted (Ctrl+C or SIGTERM) before the page was served"}   # the others: as for every command (11_cli)
+            130: "interrupted (Ctrl+C or SIGTERM) before the page was served"}   # the others: as every command's
 
 def _port(s: str) -> int:
     "An argparse type: a TCP port, 0 to 65535."
     try: v = int(s)
     except ValueError: raise argparse.ArgumentTypeError(f"{s!r} is not a whole number") from None
-    if not 0 <= v <= 65535: raise argparse.ArgumentTypeError(f"must be a port between 1 and 65535 (or 0: any free one), not {v}")
+    if not 0 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port between 1 and 65535 (or 0: any free one), not {v}")
     return v
 
+# %% ../nbs/12_app.ipynb #f23046eb
 def app_parser() -> argparse.ArgumentParser:
     p = Parser(prog='melanoma-app', statuses=APP_EXIT,
-                description=fill("A local web page to try a trained model: drop images, see p(malignant), the decision at "
-                                  "the model's threshold and its map, with the model's card. Not a medical device."),
+                description=fill("A local web page to try a trained model: drop images, see p(malignant), the "
+                                  "decision at the model's threshold and its map, with the model's card. Not a "
+                                  "medical device."),
                 examples=[f"melanoma-train && melanoma-app   (needs {APP_EXTRA})"])
     p.add_argument('--model', metavar='PATH', help=f"the model.pt written by melanoma-train (default: {LATEST})")
     p.add_argument('--host', default='127.0.0.1', help='address to serve on (default: 127.0.0.1, this machine only)')
-    p.add_argument('--port', type=_port, default=7860, metavar='N', help='port, 1 to 65535, or 0 for any free one (default: 7860)')
+    p.add_argument('--port', type=_port, default=7860, metavar='N',
+                   help='port, 1 to 65535, or 0 for any free one (default: 7860)')
     return p
 
-# %% ../nbs/12_app.ipynb #a99c0e11
+# %% ../nbs/12_app.ipynb #d0f042ed
 def _ready(path, an, host):
     "What `melanoma-app` prints once its page answers."
     def say(demo):
@@ -617,8 +665,9 @@ def _ready(path, an, host):
             print(f"melanoma-app: note: --host {host} lets other machines reach this page.", flush=True)
     return say
 
+# %% ../nbs/12_app.ipynb #3e3d0ad1
 def app_main(argv=None) -> int:
-    "`melanoma-app [--model PATH] [--host H] [--port N]`: serve the page until interrupted; errors as every command's (`run`)."
+    "`melanoma-app [--model PATH] [--host H] [--port N]`: serve the page until interrupted; errors as every command's."
     args = app_parser().parse_args(argv)
     def work():
         need_gradio()                                                  # the missing extra, said before PyTorch loads

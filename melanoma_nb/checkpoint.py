@@ -25,10 +25,11 @@ __all__ = ['CKPT_FORMAT', 'CKPT_VERSION', 'RESUME_FORMAT', 'RESUME_VERSION', 'ME
 class CheckpointError(Exception):
     "A checkpoint file cannot be used: missing, truncated, unsafe, or made for another model."
 
+# %% ../nbs/06_checkpoint.ipynb #227500f1
 class OutputError(Exception):
     "An output file or folder cannot be written (permissions, full disk); nothing half-written is left behind."
 
-# %% ../nbs/06_checkpoint.ipynb #227500f1
+# %% ../nbs/06_checkpoint.ipynb #8ce19ede
 def _fsync_dir(d: Path):
     try:
         fd = os.open(d, os.O_RDONLY)
@@ -36,6 +37,7 @@ def _fsync_dir(d: Path):
         finally: os.close(fd)
     except OSError: pass          # not possible on every platform (Windows): the rename is still atomic
 
+# %% ../nbs/06_checkpoint.ipynb #55e1cdf1
 def _not_a_file(path: Path) -> str | None:
     "Why `path` must not be replaced by a file (it is a folder, a named pipe, a device...), or None."
     try: mode = os.stat(path).st_mode
@@ -43,11 +45,14 @@ def _not_a_file(path: Path) -> str | None:
     if stat.S_ISREG(mode): return None
     return 'is a folder' if stat.S_ISDIR(mode) else 'is a named pipe, a device or a socket, not a regular file'
 
+# %% ../nbs/06_checkpoint.ipynb #aded03c8
 def atomic_write(path, write):
-    "Write `path` by calling `write(binary_file)` on a temporary file in the same folder, fsync, then rename it over `path`."
+    ("Write `path` by calling `write(binary_file)` on a temporary file in the same folder, fsync, then rename it "
+     "over `path`.")
     path = Path(path)
     tmp = None
-    if (why := _not_a_file(path)): raise OutputError(f"{path}: {why}; nothing was written. Give the path of a regular file.")
+    if (why := _not_a_file(path)):
+        raise OutputError(f"{path}: {why}; nothing was written. Give the path of a regular file.")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
         with os.fdopen(fd, 'wb') as f:
@@ -59,7 +64,8 @@ def atomic_write(path, write):
     except OSError as e:
         full = e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
         raise OutputError(f"could not write {path}: {e.strerror or e}. The previous version of the file, if any, is "
-                          f"unchanged; {'free some disk space or ' if full else ''}choose another output folder.") from e
+                          f"unchanged; {'free some disk space or ' if full else ''}choose another output "
+                          "folder.") from e
     finally:
         if tmp is not None:
             with contextlib.suppress(OSError): os.unlink(tmp)
@@ -76,10 +82,12 @@ def strict(x):
     if isinstance(x, Path): return str(x)
     return x
 
+# %% ../nbs/06_checkpoint.ipynb #7278bc4f
 def dumps(x, **kw) -> str:
     "Strict JSON text of `x` (non-finite floats as null)."
     return json.dumps(strict(x), allow_nan=False, **kw)
 
+# %% ../nbs/06_checkpoint.ipynb #02c0c9fc
 def write_json(path, x) -> Path:
     "Write `x` as strict, indented JSON to `path`, atomically."
     text = dumps(x, indent=2) + '\n'
@@ -90,6 +98,7 @@ CKPT_FORMAT, CKPT_VERSION = 'melanoma_nb.model', 1
 RESUME_FORMAT, RESUME_VERSION = 'melanoma_nb.resume', 1
 META_KEYS = ('arch', 'in_chans', 'size', 'mean', 'std', 'classes', 'threshold', 'recipe', 'metrics', 'epoch')
 
+# %% ../nbs/06_checkpoint.ipynb #baac046c
 def _plain(x, where='meta'):
     "`x` as the plain types (dict/list/str/int/float/bool/None) that `torch.load(weights_only=True)` accepts."
     if x is None or isinstance(x, (bool, str)): return x
@@ -101,6 +110,7 @@ def _plain(x, where='meta'):
     if isinstance(x, (list, tuple, np.ndarray)): return [_plain(v, where) for v in x]
     raise TypeError(f"{where}: a {type(x).__name__} cannot be stored in a checkpoint")
 
+# %% ../nbs/06_checkpoint.ipynb #68c966fd
 def _unwrap(model: nn.Module) -> nn.Module:
     "The plain model inside DistributedDataParallel and/or torch.compile wrappers."
     while True:
@@ -108,12 +118,15 @@ def _unwrap(model: nn.Module) -> nn.Module:
         elif isinstance(model, nn.parallel.DistributedDataParallel): model = model.module
         else: return model
 
+# %% ../nbs/06_checkpoint.ipynb #0211840c
 def cpu_state(model: nn.Module) -> dict:
     "A CPU copy of `model`'s weights and buffers (unwrapped from DDP/compile)."
     return {k: v.detach().to('cpu', copy=True).contiguous() for k, v in _unwrap(model).state_dict().items()}
 
+# %% ../nbs/06_checkpoint.ipynb #16c7bdf8
 def weights_hash(state: dict) -> str:
-    "sha256 of a state_dict: each tensor's name, dtype, shape and bytes, in name order (where it lives does not matter)."
+    ("sha256 of a state_dict: each tensor's name, dtype, shape and bytes, in name order (where it lives does not "
+     "matter).")
     h = hashlib.sha256()
     for k in sorted(state):
         t = state[k].detach().to('cpu').contiguous()
@@ -121,18 +134,20 @@ def weights_hash(state: dict) -> str:
         h.update(t.reshape(-1).view(torch.uint8).numpy() if t.numel() else b'')
     return h.hexdigest()
 
+# %% ../nbs/06_checkpoint.ipynb #58f9243f
 def save_checkpoint(path, model, meta: dict) -> Path:
     "Write `model`'s weights (or a state_dict) and `meta` (the `META_KEYS` at least) to `path` atomically."
     missing = [k for k in META_KEYS if k not in meta]
     if missing: raise ValueError(f"checkpoint meta lacks {', '.join(missing)}")
     state = model if isinstance(model, dict) else cpu_state(model)
-    meta = {**meta, 'weights_sha256': weights_hash(state)}          # (any hash passed in is replaced: it is of these weights)
+    meta = {**meta, 'weights_sha256': weights_hash(state)}   # (any hash passed in is replaced: it is of these weights)
     obj = {'format': CKPT_FORMAT, 'version': CKPT_VERSION, 'meta': _plain(meta), 'state_dict': state}
     return atomic_write(path, lambda f: torch.save(obj, f))
 
 # %% ../nbs/06_checkpoint.ipynb #c792479e
 def _finite(x) -> bool: return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
+# %% ../nbs/06_checkpoint.ipynb #af7b5ca8
 def meta_problem(meta: dict) -> str | None:
     "What is wrong with a checkpoint's metadata (the values inference uses), or None."
     c = meta.get('in_chans')
@@ -143,13 +158,17 @@ def meta_problem(meta: dict) -> str | None:
         return f"size {s!r} is not a whole number of pixels in {SIZE_RANGE[0]}..{SIZE_RANGE[1]}"
     for k in ('mean', 'std'):
         v = meta.get(k)
-        if not (isinstance(v, list) and len(v) == c and all(_finite(x) for x in v)): return f"{k} {v!r} is not {c} finite number(s)"
+        if not (isinstance(v, list) and len(v) == c and all(_finite(x) for x in v)):
+            return f"{k} {v!r} is not {c} finite number(s)"
     if not all(x > 0 for x in meta['std']): return f"std {meta['std']!r} must be positive"
     cl = meta.get('classes')
-    if not (isinstance(cl, list) and len(cl) >= 2 and all(isinstance(x, str) and x for x in cl) and len(set(cl)) == len(cl)):
+    if not (isinstance(cl, list) and len(cl) >= 2 and all(isinstance(x, str) and x for x in cl)
+            and len(set(cl)) == len(cl)):
         return f"classes {cl!r} is not a list of two or more distinct names"
-    if 'positive' in meta and meta['positive'] not in cl: return f"positive {meta['positive']!r} is not one of the classes {cl}"
-    if not (_finite(meta.get('threshold')) and 0 <= meta['threshold'] <= 1): return f"threshold {meta.get('threshold')!r} is not in [0, 1]"
+    if 'positive' in meta and meta['positive'] not in cl:
+        return f"positive {meta['positive']!r} is not one of the classes {cl}"
+    if not (_finite(meta.get('threshold')) and 0 <= meta['threshold'] <= 1):
+        return f"threshold {meta.get('threshold')!r} is not in [0, 1]"
     t = meta.get('temperature', 1.0)
     if not (_finite(t) and 0.01 <= t <= 100): return f"temperature {t!r} is not in [0.01, 100]"
     w = meta.get('weights_sha256')
@@ -160,26 +179,50 @@ def meta_problem(meta: dict) -> str | None:
 # %% ../nbs/06_checkpoint.ipynb #c164eab5
 def _torch_load(path: Path, what: str = 'checkpoint'):
     "`torch.load(path, weights_only=True)` with each failure turned into a `CheckpointError` naming the file."
-    if not path.exists(): raise CheckpointError(f"{path}: no such {what} file. Check the path (a run folder holds model.pt).")
-    if path.is_dir(): raise CheckpointError(f"{path} is a folder; give the {what} file inside it (e.g. {path/'model.pt'}).")
-    if not path.is_file(): raise CheckpointError(f"{path} is not a regular file (a pipe or a device?); give the {what} file itself.")
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such {what} file. Check the path (a run folder holds model.pt).")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder; give the {what} file inside it (e.g. {path/'model.pt'}).")
+    if not path.is_file():
+        raise CheckpointError(f"{path} is not a regular file (a pipe or a device?); give the {what} file itself.")
     try:
         with warnings.catch_warnings():                # torch warns about old pickle protocols before refusing them
             warnings.simplefilter('ignore'); return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as e:
         if 'Weights only load failed' in str(e) and 'GLOBAL' in str(e):   # a real pickled object was refused
             raise CheckpointError(f"{path} contains pickled Python objects, not only weights, so it was refused and "
-                                  f"nothing in it was run. It is not a melanoma_nb {what}; load only files you trust.") from None
+                                  f"nothing in it was run. It is not a melanoma_nb {what}; load only files you "
+                                  "trust.") from None
         raise CheckpointError(f"{path} is not a PyTorch {what} file (it could not be read as saved weights). "
                               f"Check the path, copy the file again, or retrain.") from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, AttributeError, TypeError, MemoryError) as e:
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, AttributeError, TypeError,
+            MemoryError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CheckpointError(f"{path} is truncated or not a PyTorch {what} file ({first}). Copy it again or retrain; "
                               f"melanoma_nb writes checkpoints whole or not at all.") from None
 
-# %% ../nbs/06_checkpoint.ipynb #56732785
+# %% ../nbs/06_checkpoint.ipynb #5eefec3b
+_NOTED = set()   # old checkpoints already noted (once per file and process)
+
+def _check_weights(path: Path, ck: dict):
+    "The weights against the hash stored with them: a mismatch is a `CheckpointError`; an old file without one, a note."
+    want = ck['meta'].get('weights_sha256')
+    if want is None:
+        if str(path) not in _NOTED:
+            _NOTED.add(str(path))
+            print(f"Note: {path} has no weights hash (written by an older melanoma_nb), so damage to its weights "
+                  f"cannot be detected; it is used as it is.", file=sys.stderr)
+        return
+    try: got = weights_hash(ck['state_dict'])
+    except (AttributeError, TypeError, RuntimeError): got = None    # not tensors: load_checkpoint says what is wrong
+    if got is not None and got != want:
+        raise CheckpointError(f"{path}: its weights do not match the hash stored with them (weights_sha256): the file "
+                              f"was damaged or its weights edited. Copy it again, or retrain.")
+
+# %% ../nbs/06_checkpoint.ipynb #0be8113b
 def read_checkpoint(path) -> dict:
-    "The checked contents `{'format', 'version', 'meta', 'state_dict'}` of a model checkpoint; nothing in it is executed."
+    ("The checked contents `{'format', 'version', 'meta', 'state_dict'}` of a model checkpoint; nothing in it is "
+     "executed.")
     path = Path(path)
     ck = _torch_load(path)
     if not (isinstance(ck, dict) and ck.get('format') == CKPT_FORMAT and isinstance(ck.get('meta'), dict)
@@ -191,34 +234,23 @@ def read_checkpoint(path) -> dict:
         raise CheckpointError(f"{path} has checkpoint version {ck.get('version')!r}; this melanoma_nb reads up to "
                               f"{CKPT_VERSION}. Upgrade melanoma_nb.")
     missing = [k for k in META_KEYS if k not in ck['meta']]
-    if missing: raise CheckpointError(f"{path}: the checkpoint's meta lacks {', '.join(missing)}; the file was edited or damaged.")
+    if missing:
+        raise CheckpointError(f"{path}: the checkpoint's meta lacks {', '.join(missing)}; the file was edited or "
+                              "damaged.")
     if (why := meta_problem(ck['meta'])):
-        raise CheckpointError(f"{path}: the checkpoint's metadata is invalid ({why}); the file was edited or damaged. Retrain, or copy it again.")
+        raise CheckpointError(f"{path}: the checkpoint's metadata is invalid ({why}); the file was edited or damaged. "
+                              "Retrain, or copy it again.")
     _check_weights(path, ck)
     return ck
 
-_NOTED = set()   # old checkpoints already noted (once per file and process)
-
-def _check_weights(path: Path, ck: dict):
-    "The weights against the hash stored with them: a mismatch is a `CheckpointError`; an old file without one, a note."
-    want = ck['meta'].get('weights_sha256')
-    if want is None:
-        if str(path) not in _NOTED:
-            _NOTED.add(str(path))
-            print(f"Note: {path} has no weights hash (written by an older melanoma_nb), so damage to its weights cannot be "
-                  f"detected; it is used as it is.", file=sys.stderr)
-        return
-    try: got = weights_hash(ck['state_dict'])
-    except (AttributeError, TypeError, RuntimeError): got = None    # not tensors: load_checkpoint says what is wrong
-    if got is not None and got != want:
-        raise CheckpointError(f"{path}: its weights do not match the hash stored with them (weights_sha256): the file was "
-                              f"damaged or its weights edited. Copy it again, or retrain.")
-
+# %% ../nbs/06_checkpoint.ipynb #280d9e54
 def _describe(arch, in_chans, size) -> str:
     return f"{arch!r} with {in_chans} channel{'s' if in_chans != 1 else ''} at {size} px"
 
+# %% ../nbs/06_checkpoint.ipynb #e92ebe8a
 def load_checkpoint(path, arch=None, in_chans=None, size=None, device='cpu'):
-    "Rebuild the model saved at `path` (weights-only); `arch`/`in_chans`/`size`, when given, must match it. -> (model, meta)"
+    ("Rebuild the model saved at `path` (weights-only); `arch`/`in_chans`/`size`, when given, must match it. "
+     "-> (model, meta)")
     path = Path(path)
     ck = read_checkpoint(path)
     meta = ck['meta']
@@ -228,11 +260,14 @@ def load_checkpoint(path, arch=None, in_chans=None, size=None, device='cpu'):
         want = _describe(*[v if v is not None else meta[k] for k, v in asked.items()])
         raise CheckpointError(f"{path} is a checkpoint of a {got}; you asked for a {want}. Leave arch/channels/size "
                               f"out to use it as it was trained, or use the checkpoint trained for that model.")
-    try: model = create_model(meta['arch'], in_chans=meta['in_chans'], num_classes=len(meta['classes']), pretrained=False)
-    except (ValueError, KeyError, TypeError) as e: raise CheckpointError(f"{path}: cannot rebuild its model ({e}).") from None
+    try:
+        model = create_model(meta['arch'], in_chans=meta['in_chans'], num_classes=len(meta['classes']),
+                             pretrained=False)
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{path}: cannot rebuild its model ({e}).") from None
     try: model.load_state_dict(ck['state_dict'], strict=True)
     except RuntimeError as e:
-        raise CheckpointError(f"{path}: its weights do not fit a {meta['arch']!r} model with {meta['in_chans']} channel(s) "
-                              f"({str(e).splitlines()[0]}). The file was edited or damaged.") from None
+        raise CheckpointError(f"{path}: its weights do not fit a {meta['arch']!r} model with {meta['in_chans']} "
+                              f"channel(s) ({str(e).splitlines()[0]}). The file was edited or damaged.") from None
     meta.setdefault('temperature', 1.0)
     return model.to(device).eval(), meta

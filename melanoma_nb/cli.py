@@ -28,23 +28,28 @@ __all__ = ['RUN_FILES', 'EVAL_FILES', 'prepare_parser', 'prepare_shape', 'prepar
            'run_dir', 'check_run_dir', 'hold_folder_lock', 'release_folder_locks', 'train_main', 'evaluate_parser',
            'evaluate_main', 'predict_parser', 'predict_main', 'audit_parser', 'audit_main']
 
-# %% ../nbs/11_cli.ipynb #f6c176ba
+# %% ../nbs/11_cli.ipynb #be0a0c4f
 def _size(s: str) -> str:
     "An argparse type: a size in bytes, or with K, M, G or T (checked here; the library reads it)."
     from melanoma_nb.data import DataError, _parse_size
     try: n = _parse_size(s, 'SIZE')
-    except DataError: raise argparse.ArgumentTypeError(f"{s!r} is not a size: give bytes, or a number with K, M, G or T (e.g. 40G)") from None
+    except DataError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a size: give bytes, or a number with K, M, G or T (e.g. 40G)"
+                                         ) from None
     if n <= 0: raise argparse.ArgumentTypeError(f"must be more than 0 bytes, not {s!r}")
     return s
 
+# %% ../nbs/11_cli.ipynb #cc508d0e
 def _minutes(s: str) -> float:
     "An argparse type: a time budget, a positive finite number of minutes, at most a week (`MAX_BUDGET`)."
     try: v = float(s)
     except ValueError: v = math.nan
-    if not (math.isfinite(v) and v > 0): raise argparse.ArgumentTypeError(f"must be a positive number of minutes, not {s!r}")
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of minutes, not {s!r}")
     if v > MAX_BUDGET: raise argparse.ArgumentTypeError(f"must be at most a week ({MAX_BUDGET} minutes), not {s!r}")
     return v
 
+# %% ../nbs/11_cli.ipynb #34ecb0b9
 def _probability(s: str) -> float:
     "An argparse type: a threshold on p(malignant), a finite number in [0, 1]."
     try: v = float(s)
@@ -52,16 +57,19 @@ def _probability(s: str) -> float:
     if not 0 <= v <= 1: raise argparse.ArgumentTypeError(f"must be a probability between 0 and 1, not {s!r}")
     return v
 
+# %% ../nbs/11_cli.ipynb #d2a8b4e8
 _DATA_DEFAULT = ("default: $MELANOMA_DATA, ./melanoma_cancer_dataset, the Kaggle input folder, a kagglehub download "
-                 "on Colab/Kaggle, else the bundled sample")   # the order of data.locate_data
+                 "on Colab/Kaggle, else the bundled sample")
 
-# %% ../nbs/11_cli.ipynb #20dfd059
+# %% ../nbs/11_cli.ipynb #074ed0c6
 def _presets_help() -> str:
     "The presets for --help: each one's recipe in words (from `PRESETS`), then what it is for."
     return 'presets (--preset NAME; each flag given overrides its value):\n' + '\n'.join(
-        textwrap.fill(f"{describe_recipe(r)}: {PRESET_HELP[k]}", 78, initial_indent=f"  {k:<9}", subsequent_indent=' ' * 11)
+        textwrap.fill(f"{describe_recipe(r)}: {PRESET_HELP[k]}", 78, initial_indent=f"  {k:<9}",
+                      subsequent_indent=' ' * 11)
         for k, r in PRESETS.items())
 
+# %% ../nbs/11_cli.ipynb #e91e07a2
 def _shape_args() -> argparse.ArgumentParser:
     "--preset, --size, --channels: the image shape of a recipe (melanoma-prepare and melanoma-train)."
     p = argparse.ArgumentParser(add_help=False)
@@ -72,27 +80,31 @@ def _shape_args() -> argparse.ArgumentParser:
                    help=f"3 for RGB, 1 for gray (default: the preset's, {PRESETS['default'].channels} for 'default')")
     return p
 
+# %% ../nbs/11_cli.ipynb #6c815500
 def _cache_args() -> argparse.ArgumentParser:
     "--cache and --max-unpacked (the commands that decode images into a cache)."
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument('--cache', type=_path, metavar='DIR',
-                   help='where image caches and unpacked archives go (default: $MELANOMA_CACHE, else ~/.cache/melanoma_nb)')
-    p.add_argument('--max-unpacked', type=_size, metavar='SIZE', help="the most a zip or tar archive given as the data may unpack "
-                   "to, e.g. 40G (default: $MELANOMA_MAX_UNPACKED, else 20 times the archive's size, at least 256 MiB)")
+    p.add_argument('--cache', type=_path, metavar='DIR', help='where image caches and unpacked archives go '
+                   '(default: $MELANOMA_CACHE, else ~/.cache/melanoma_nb)')
+    p.add_argument('--max-unpacked', type=_size, metavar='SIZE', help="the most a zip or tar archive given as the data "
+                   "may unpack to, e.g. 40G (default: $MELANOMA_MAX_UNPACKED, else 20 times the archive's size, at "
+                   "least 256 MiB)")
     return p
 
-# %% ../nbs/11_cli.ipynb #f7477e5b
+# %% ../nbs/11_cli.ipynb #9090a7da
 def _progress_args() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument('--no-progress', action='store_true', help='no progress bars (on a terminal) or progress lines '
                    '(every 10 s, elsewhere)')
     return p
 
+# %% ../nbs/11_cli.ipynb #0ed45b06
 def _device_args() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument('--device', help="'cpu', 'cuda', 'cuda:N' or 'mps' (default: CUDA, then MPS, then CPU)")
     return p
 
+# %% ../nbs/11_cli.ipynb #e6689e70
 def _model_args() -> argparse.ArgumentParser:
     "--model, --tta, --threshold, --batch-size (melanoma-evaluate and melanoma-predict)."
     p = argparse.ArgumentParser(add_help=False)
@@ -100,19 +112,24 @@ def _model_args() -> argparse.ArgumentParser:
     p.add_argument('--tta', action='store_true', help='average p(malignant) over the 8 rotations/flips of each image')
     p.add_argument('--threshold', type=_probability, metavar='T',
                    help="call an image malignant when p >= T, 0 <= T <= 1 (default: the threshold in the checkpoint)")
-    p.add_argument('--batch-size', type=_int_in(1), default=64, metavar='N', help='images per forward pass (default: 64)')
+    p.add_argument('--batch-size', type=_int_in(1), default=64, metavar='N',
+                   help='images per forward pass (default: 64)')
     return p
 
-# %% ../nbs/11_cli.ipynb #269a78c8
+# %% ../nbs/11_cli.ipynb #5d9a4fe7
 def prepare_parser() -> argparse.ArgumentParser:
+    rgb = 'RGB' if PRESETS['default'].channels == 3 else 'gray'
     p = _Parser(prog='melanoma-prepare', parents=[_shape_args(), _cache_args(), _progress_args()],
-                description=_fill("Scan a data folder, report what is in it (and what is skipped, and why), and decode "
-                                  "it once into the uint8 image cache that melanoma-train reads: the same --preset (and "
-                                  "--size, --channels) as the training run, so that training reuses the cache."),
+                description=_fill("Scan a data folder, report what is in it (and what is skipped, and why), and "
+                                  "decode it once into the uint8 image cache that melanoma-train reads: the same "
+                                  "--preset (and --size, --channels) as the training run, so that training reuses "
+                                  "the cache."),
                 examples=["melanoma-prepare                          # the located data, at the 'default' preset's "
-                          f"{PRESETS['default'].size} px {'RGB' if PRESETS['default'].channels == 3 else 'gray'}",
-                          "melanoma-prepare my_data --preset cpu       # then: melanoma-train --data my_data --preset cpu",
-                          "melanoma-prepare --where                  # print the folder the data are read from, and stop"],
+                          f"{PRESETS['default'].size} px {rgb}",
+                          "melanoma-prepare my_data --preset cpu       # then: "
+                          "melanoma-train --data my_data --preset cpu",
+                          "melanoma-prepare --where                  # print the folder the data are read from, "
+                          "and stop"],
                 epilog=_presets_help())
     p.add_argument('data', nargs='?', type=_path, metavar='DATA',
                    help=f"a data set root (train/, test/) or one split folder (benign/, malignant/); {_DATA_DEFAULT}")
@@ -121,41 +138,50 @@ def prepare_parser() -> argparse.ArgumentParser:
     p.add_argument('--workers', type=_int_in(1), metavar='N', help='decoding threads (default: all cores)')
     return p
 
+# %% ../nbs/11_cli.ipynb #4382d1dd
 def prepare_shape(args) -> tuple:
     "(size, channels) of the cache: the preset's (the 'default' preset when none is given), overridden by the flags."
     r = PRESETS[args.preset or 'default']
     return args.size or r.size, args.channels or r.channels
 
-def prepare_main(argv=None) -> int:
-    "`melanoma-prepare [DATA] [--preset P] [--size N] [--channels 1|3] [--cache DIR] [--where]`: report and cache the data."
-    args = prepare_parser().parse_args(argv)
-    def work():
-        from melanoma_nb.data import locate_data, prepare
-        if args.where: print(locate_data(args.data, verbose=False, cache_dir=args.cache, max_unpacked=args.max_unpacked)[0]); return 0
-        t0, (size, channels) = time.perf_counter(), prepare_shape(args)
-        cache = prepare(args.data, size=size, channels=channels, cache_dir=args.cache, workers=args.workers,
-                        progress=not args.no_progress, verbose=True, max_unpacked=args.max_unpacked)   # (a log: lines)
-        print(cache.report())
-        if cache.reused:
-            print(f"Cache reused (inputs unchanged, nothing decoded): {cache.dir} ({time.perf_counter() - t0:.2f} s)")
-        else:
-            n = len(cache) + sum(1 for _, r in cache.skipped if 'extension' not in r and 'folder' not in r and 'hidden' not in r)
-            rate = n / cache.decode_seconds if cache.decode_seconds > 0 else float('inf')
-            print(f"Decoded {n} images at {size} px, {channels} channel(s), in {cache.decode_seconds:.2f} s: {rate:,.0f} "
-                  f"images/s ({args.workers or os.cpu_count()} threads). Cache: {cache.dir}")
+# %% ../nbs/11_cli.ipynb #73a9adbd
+def _prepare(args) -> int:
+    "The work of `melanoma-prepare` with parsed `args`: print where the data are, or report and cache them."
+    from melanoma_nb.data import locate_data, prepare
+    if args.where:
+        print(locate_data(args.data, verbose=False, cache_dir=args.cache, max_unpacked=args.max_unpacked)[0])
         return 0
-    return _run('melanoma-prepare', work)
+    t0, (size, channels) = time.perf_counter(), prepare_shape(args)
+    cache = prepare(args.data, size=size, channels=channels, cache_dir=args.cache, workers=args.workers,
+                    progress=not args.no_progress, verbose=True, max_unpacked=args.max_unpacked)   # (a log: lines)
+    print(cache.report())
+    if cache.reused:
+        print(f"Cache reused (inputs unchanged, nothing decoded): {cache.dir} ({time.perf_counter() - t0:.2f} s)")
+    else:
+        n = len(cache) + sum(1 for _, r in cache.skipped
+                             if 'extension' not in r and 'folder' not in r and 'hidden' not in r)
+        rate = n / cache.decode_seconds if cache.decode_seconds > 0 else float('inf')
+        print(f"Decoded {n} images at {size} px, {channels} channel(s), in {cache.decode_seconds:.2f} s: "
+              f"{rate:,.0f} images/s ({args.workers or os.cpu_count()} threads). Cache: {cache.dir}")
+    return 0
+
+# %% ../nbs/11_cli.ipynb #e43766ab
+def prepare_main(argv=None) -> int:
+    "`melanoma-prepare [DATA] [--preset P] [--size N] [--channels 1|3] [--cache DIR] [--where]`: report, cache."
+    args = prepare_parser().parse_args(argv)
+    return _run('melanoma-prepare', lambda: _prepare(args))
 
 # %% ../nbs/11_cli.ipynb #58230658
 _NOT_FLAGS = ('schedule', 'grad_clip', 'balance', 'channels_last', 'group_split', 'ring', 'body_lr',
               'scaling')   # set by the presets only
 _RECIPE_FLAGS = tuple(f.name for f in dataclasses.fields(Recipe) if f.name not in _NOT_FLAGS)   # 'workers': runtime
 
-# %% ../nbs/11_cli.ipynb #209069a7
+# %% ../nbs/11_cli.ipynb #74ae15b4
 def _train_recipe_args(p):
     "The recipe flags; None (not given) leaves the preset's value."
     def dflt(k): return f"(default: the preset's, {getattr(PRESETS['default'], k)} for 'default')"
-    p.add_argument('--arch', choices=ARCHS, help=f"the model: a ResNet (resnet18w32: a narrow ResNet-18 for CPUs) or the small custom CNN {dflt('arch')}")
+    p.add_argument('--arch', choices=ARCHS, help=f"the model: a ResNet (resnet18w32: a narrow ResNet-18 for CPUs) "
+                   f"or the small custom CNN {dflt('arch')}")
     p.add_argument('--epochs', type=int, metavar='N', help=f"passes over the training images {dflt('epochs')}; "
                    "it replaces the preset's budget (so it cannot be given with --budget)")
     p.add_argument('--budget', type=_minutes, metavar='MINUTES', help="minutes for the whole run (cache, training, "
@@ -168,9 +194,10 @@ def _train_recipe_args(p):
     g.add_argument('--pretrained', action='store_true', default=None,
                    help="start a ResNet from ImageNet weights, downloaded (default: only the 'gpu' preset)")
     g.add_argument('--weights', type=_path, metavar='PATH', help='start a ResNet from a local ImageNet weights file')
-    g.add_argument('--no-pretrained', dest='pretrained', action='store_false',
-                   help="train a ResNet from scratch, also with the 'gpu' preset (which otherwise downloads ImageNet weights)")
-    p.add_argument('--val-frac', type=float, metavar='F', help=f"share of train/ held out for validation {dflt('val_frac')}")
+    g.add_argument('--no-pretrained', dest='pretrained', action='store_false', help="train a ResNet from scratch, "
+                   "also with the 'gpu' preset (which otherwise downloads ImageNet weights)")
+    p.add_argument('--val-frac', type=float, metavar='F',
+                   help=f"share of train/ held out for validation {dflt('val_frac')}")
     p.add_argument('--seed', type=_int_in(0, 2**32 - 1), metavar='N',
                    help=f"weights, split, order and augmentation all follow from it {dflt('seed')}")
     p.add_argument('--freeze-epochs', type=int, metavar='N',
@@ -178,28 +205,34 @@ def _train_recipe_args(p):
                         f"{PRESETS['gpu'].freeze_epochs} for 'gpu', else 0)")
     p.add_argument('--early-stop', type=int, metavar='PATIENCE',
                    help='stop after PATIENCE epochs without a better validation ROC-AUC (default: never)')
-    p.add_argument('--target-sensitivity', type=float, metavar='S',
-                   help='choose the decision threshold that reaches this validation sensitivity (default: threshold 0.5)')
-    p.add_argument('--weight-decay', type=float, metavar='X', help=f"AdamW's decoupled weight decay {dflt('weight_decay')}")
-    p.add_argument('--label-smoothing', type=float, metavar='X', help=f"label smoothing of the loss {dflt('label_smoothing')}")
+    p.add_argument('--target-sensitivity', type=float, metavar='S', help='choose the decision threshold that reaches '
+                   'this validation sensitivity (default: threshold 0.5)')
+    p.add_argument('--weight-decay', type=float, metavar='X',
+                   help=f"AdamW's decoupled weight decay {dflt('weight_decay')}")
+    p.add_argument('--label-smoothing', type=float, metavar='X',
+                   help=f"label smoothing of the loss {dflt('label_smoothing')}")
     p.add_argument('--no-augment', dest='augment', action='store_false', default=None,
                    help="no data augmentation (default: augment, except the 'seed' preset)")
-    p.add_argument('--no-amp', dest='amp', action='store_false', default=None, help='no mixed precision on CUDA (default: on)')
-    p.add_argument('--precision', choices=PRECISIONS, help="training arithmetic: fp32, bf16 autocast, or auto: time both on "
-                   "this machine at the start and use the faster (CPU and CUDA; validation always fp32) " + dflt('precision'))
-    p.add_argument('--sync-bn', action='store_true', default=None, help='SyncBatchNorm under multi-GPU torchrun (default: off)')
+    p.add_argument('--no-amp', dest='amp', action='store_false', default=None,
+                   help='no mixed precision on CUDA (default: on)')
+    p.add_argument('--precision', choices=PRECISIONS, help="training arithmetic: fp32, bf16 autocast, or auto: time "
+                   "both on this machine at the start and use the faster (CPU and CUDA; validation always fp32) "
+                   + dflt('precision'))
+    p.add_argument('--sync-bn', action='store_true', default=None,
+                   help='SyncBatchNorm under multi-GPU torchrun (default: off)')
     p.add_argument('--compile', action='store_true', default=None, help='torch.compile the model (default: off)')
-    p.add_argument('--workers', type=_int_in(0, 64), metavar='N', help='data loader workers, 0 to 64 (default: automatic)')
+    p.add_argument('--workers', type=_int_in(0, 64), metavar='N',
+                   help='data loader workers, 0 to 64 (default: automatic)')
     p.add_argument('--positive', metavar='NAME', help="the positive (malignant) class folder (default: the one named "
                    "malignant or melanoma, in any case)")
 
-# %% ../nbs/11_cli.ipynb #b06f3b33
+# %% ../nbs/11_cli.ipynb #790358a3
 def train_parser() -> argparse.ArgumentParser:
     p = _Parser(prog='melanoma-train', parents=[_shape_args(), _cache_args(), _progress_args(), _device_args()],
-                description=_fill("Train a melanoma classifier on the train/ split of the data (test/ is never read) and "
-                                  "write RUN_DIR/{model.pt, history.csv, metrics.json, curves.png}. The recipe starts "
-                                  "from a preset and each flag given overrides it. With no arguments: the 'default' "
-                                  f"recipe ({describe_recipe(PRESETS['default'])}) on the located data "
+                description=_fill("Train a melanoma classifier on the train/ split of the data (test/ is never read) "
+                                  "and write RUN_DIR/{model.pt, history.csv, metrics.json, curves.png}. The recipe "
+                                  "starts from a preset and each flag given overrides it. With no arguments: the "
+                                  f"'default' recipe ({describe_recipe(PRESETS['default'])}) on the located data "
                                   "(the bundled sample if nothing else is found), into a new ./runs/<date-time>."),
                 examples=["melanoma-train",
                           "melanoma-train --data melanoma_cancer_dataset --preset gpu",
@@ -210,12 +243,15 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument('--data', type=_path, metavar='DIR',
                    help=f'a data set root (its train/ is used, test/ never) or one split folder; {_DATA_DEFAULT}')
     _train_recipe_args(p)
-    p.add_argument('--out', type=_path, metavar='RUN_DIR', help='run folder (default: ./runs/<date-time>, linked as ./runs/latest)')
+    p.add_argument('--out', type=_path, metavar='RUN_DIR',
+                   help='run folder (default: ./runs/<date-time>, linked as ./runs/latest)')
     g = p.add_mutually_exclusive_group()
-    g.add_argument('--resume', action='store_true', help='continue the interrupted run in RUN_DIR (default: ./runs/latest)')
+    g.add_argument('--resume', action='store_true',
+                   help='continue the interrupted run in RUN_DIR (default: ./runs/latest)')
     g.add_argument('--overwrite', action='store_true', help='replace the run in RUN_DIR: its files are deleted first')
     return p
 
+# %% ../nbs/11_cli.ipynb #87b7542a
 def recipe_from_args(args, base=None):
     "The preset (or `base`, a `Recipe`) with every recipe flag that was given applied."
     base = base if base is not None else PRESETS[args.preset or 'default']
@@ -225,9 +261,10 @@ def recipe_from_args(args, base=None):
     if 'epochs' in kw and 'budget' not in kw: base = dataclasses.replace(base, budget=None)   # --epochs fixes them
     return base.update(**kw)
 
-# %% ../nbs/11_cli.ipynb #30e304ff
+# %% ../nbs/11_cli.ipynb #65757645
 RUN_FILES = ('model.pt', 'metrics.json', 'history.csv', 'curves.png', 'last.pt')
-EVAL_FILES = ('metrics.json', 'predictions.csv', 'confusion.png', 'curves.png', 'predictions.png', 'errors.png')   # melanoma-evaluate's
+EVAL_FILES = ('metrics.json', 'predictions.csv', 'confusion.png', 'curves.png', 'predictions.png',
+              'errors.png')   # melanoma-evaluate's
 
 def _new_run_dir(root: Path = Path('runs')) -> Path:
     stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
@@ -235,8 +272,9 @@ def _new_run_dir(root: Path = Path('runs')) -> Path:
     while out.exists(): k += 1; out = root/f'{stamp}-{k}'
     return out
 
+# %% ../nbs/11_cli.ipynb #6aaa2525
 def _point_latest(out: Path):
-    "Make ./runs/latest a symbolic link to `out` when `out` is in ./runs (best effort: not every file system has links)."
+    "Make ./runs/latest a symbolic link to `out` when `out` is in ./runs (best effort: not every file system has them)."
     latest = out.parent/'latest'
     try:
         if latest.is_symlink() or not latest.exists():
@@ -244,6 +282,7 @@ def _point_latest(out: Path):
             tmp.unlink(missing_ok=True); tmp.symlink_to(out.name, target_is_directory=True); os.replace(tmp, latest)
     except OSError: pass
 
+# %% ../nbs/11_cli.ipynb #df751614
 def run_dir(args) -> Path:
     "The run folder this invocation uses (see above)."
     if args.out: return Path(args.out).expanduser()
@@ -255,24 +294,30 @@ def run_dir(args) -> Path:
         return latest.resolve()
     return _new_run_dir()
 
+# %% ../nbs/11_cli.ipynb #e7f1b0c7
 def check_run_dir(out: Path, overwrite: bool = False, delete: bool = False):
-    "Refuse to start a new run over a finished one (its files would be lost) unless `overwrite`; `delete` (only while the folder's lock is held): delete them."
+    """Refuse to start a new run over a finished one (its files would be lost) unless `overwrite`; `delete` (only
+    while the folder's lock is held): delete them."""
     found = [f for f in RUN_FILES if (out/f).exists()]
     if not found or 'last.pt' in found and not overwrite: return   # nothing there, or fit explains the unfinished run
     if not overwrite:
-        raise CLIError(f"{out} holds a finished run ({', '.join(found)}); nothing was changed. Train into a new folder "
-                       f"(--out NEW_DIR), or pass --overwrite to replace it (--resume continues only an unfinished run).")
+        raise CLIError(f"{out} holds a finished run ({', '.join(found)}); nothing was changed. Train into a new "
+                       f"folder (--out NEW_DIR), or pass --overwrite to replace it (--resume continues only an "
+                       f"unfinished run).")
     if not delete: return                                           # checked early; deleted once the lock is held
     for f in found + [f'eval/{e}' for e in EVAL_FILES if (out/'eval'/e).exists()]:   # the old model's evaluation too
         try: (out/f).unlink()
-        except OSError as e: raise CLIError(f"--overwrite: cannot delete {out/f} ({e.strerror}); delete it yourself or "
-                                            f"choose another folder (--out).") from None
+        except OSError as e:
+            raise CLIError(f"--overwrite: cannot delete {out/f} ({e.strerror}); delete it yourself or choose another "
+                           f"folder (--out).") from None
 
-# %% ../nbs/11_cli.ipynb #c202af6a
+# %% ../nbs/11_cli.ipynb #963afb11
+_HELD = []   # (descriptor, path) of the locks held until the run ends
+
 def hold_folder_lock(folder: Path, name: str, busy: str, create: bool = True) -> bool:
-    """Lock `folder` (the file `folder/name`) until this process ends or `release_folder_locks()`; another process holding it
-    raises `CLIError(busy)`. Any command that deletes or replaces files in a folder takes it first, then deletes.
-    `create`: make the folder if need be. -> whether a lock is held (not on a file system without locks)."""
+    """Lock `folder` (the file `folder/name`) until this process ends or `release_folder_locks()`; another process
+    holding it raises `CLIError(busy)`. Any command that deletes or replaces files in a folder takes it first, then
+    deletes. `create`: make the folder if need be. -> whether a lock is held (not on a file system without locks)."""
     import fcntl
     if any(p == folder/name for _, p in _HELD): return True   # held already (a command checks early, then again)
     try:
@@ -285,27 +330,30 @@ def hold_folder_lock(folder: Path, name: str, busy: str, create: bool = True) ->
     _HELD.append((fd, folder/name))
     return True
 
-_HELD = []   # (descriptor, path) of the locks held until the run ends
-
-def _lock_run(out: Path, args):
-    "Hold `out`'s lock for as long as this process runs: one melanoma-train per folder; --overwrite deletes only then."
-    hold_folder_lock(out, '.train.lock', f"another melanoma-train is writing to {out} now; nothing was changed. Wait for "
-                     f"it to finish, or train into another folder (--out NEW_DIR).", create=not args.resume)
-    if args.out and not args.resume: check_run_dir(out, args.overwrite, delete=True)   # (re-checked: under the lock now)
-
+# %% ../nbs/11_cli.ipynb #b722113e
 def release_folder_locks():
-    "Remove the lock files this process holds (still locked while removed, so no other run can slip in), then release them."
+    "Remove the lock files this process holds (still locked while removed: no other run slips in), then release them."
     while _HELD:
         fd, path = _HELD.pop()
         try: path.unlink()
         except OSError: pass
         os.close(fd)
 
+# %% ../nbs/11_cli.ipynb #35436cfa
+def _lock_run(out: Path, args):
+    "Hold `out`'s lock for as long as this process runs: one melanoma-train per folder; --overwrite deletes only then."
+    hold_folder_lock(out, '.train.lock', f"another melanoma-train is writing to {out} now; nothing was changed. Wait "
+                     f"for it to finish, or train into another folder (--out NEW_DIR).", create=not args.resume)
+    if args.out and not args.resume: check_run_dir(out, args.overwrite, delete=True)   # (re-checked under the lock)
+
+# %% ../nbs/11_cli.ipynb #9875d3a1
 def _lock_output(folder: Path, prog: str, flag: str, create: bool = True) -> bool:
     "`hold_folder_lock` of an output folder (`.evaluate.lock`, `.predict.lock`): one `prog` writing there at a time."
-    return hold_folder_lock(folder, f".{prog.split('-')[-1]}.lock", f"another {prog} is writing to {folder} now; nothing "
-                            f"was changed. Wait for it to finish, or choose another folder ({flag} DIR).", create=create)
+    return hold_folder_lock(folder, f".{prog.split('-')[-1]}.lock", f"another {prog} is writing to {folder} now; "
+                            f"nothing was changed. Wait for it to finish, or choose another folder ({flag} DIR).",
+                            create=create)
 
+# %% ../nbs/11_cli.ipynb #5451683f
 def _releasing(work):
     "`work`, then the folder locks it took released (also after an error or Ctrl-C): no lock file is left behind."
     def run():
@@ -313,67 +361,78 @@ def _releasing(work):
         finally: release_folder_locks()
     return run
 
+# %% ../nbs/11_cli.ipynb #70314eda
 def _preflight(args):
     "The checks that need no PyTorch, done before importing it, so that these mistakes are reported at once."
     from melanoma_nb.data import locate_data
-    if args.data is not None and not Path(args.data).expanduser().exists(): locate_data(args.data, verbose=False)  # raises
+    if args.data is not None and not Path(args.data).expanduser().exists():
+        locate_data(args.data, verbose=False)                        # raises, saying what is wrong
     if args.weights and not Path(args.weights).expanduser().is_file():
         raise CLIError(f"--weights {args.weights}: no such file. Give the path of an ImageNet weights file for the "
                        f"ResNet, or --pretrained to download them.")
     if args.epochs is not None and args.budget is not None:
         raise CLIError("--epochs and --budget both set the number of epochs: give one")
-    if args.resume and args.preset: raise CLIError("--preset cannot be combined with --resume: the run's saved recipe is used")
+    if args.resume and args.preset:
+        raise CLIError("--preset cannot be combined with --resume: the run's saved recipe is used")
     if args.resume and args.budget is not None:
-        raise CLIError("--budget cannot be combined with --resume: a resumed run keeps the plan (epochs) it was started with")
+        raise CLIError("--budget cannot be combined with --resume: a resumed run keeps the plan (epochs) it was "
+                       "started with")
     if args.out and not args.resume and int(os.environ.get('RANK', 0)) == 0:
         check_run_dir(Path(args.out).expanduser(), args.overwrite)
 
-# %% ../nbs/11_cli.ipynb #c63a1a86
+# %% ../nbs/11_cli.ipynb #8f53aaa5
+def _train(args, cbs=(), started: float | None = None) -> int:
+    "The work of `melanoma-train` with parsed `args`; `started`: when the command started (a --budget covers it all)."
+    started = time.monotonic() if started is None else started
+    _preflight(args)
+    import torch.distributed as dist
+    from melanoma_nb.data import prepare, locate_data, scan, build_cache
+    from melanoma_nb.training import fit, init_distributed, resume_recipe, check_output_dir, quick_estimate
+    info, dev, created = init_distributed(args.device)
+    try:
+        out = run_dir(args) if info.main else None
+        if info.world > 1:                          # rank 0 chose the folder; everyone uses it
+            box = [str(out) if out is not None else None]; dist.broadcast_object_list(box, src=0); out = Path(box[0])
+        if info.main: _lock_run(out, args)
+        recipe = recipe_from_args(args, base=resume_recipe(out) if args.resume else None)
+        progress = not args.no_progress             # a terminal: bars; a log: a line every 10 s
+        kw = dict(cache_dir=args.cache, max_unpacked=args.max_unpacked)
+        if info.main:                               # a budget that cannot fit is refused before the cache is built
+            root, source = locate_data(args.data, verbose=True, **kw)
+            index = scan(root)
+            if info.world == 1 and not args.resume: quick_estimate(recipe, index, args.cache, started, args.device)
+            cache = build_cache(index, recipe.size, recipe.channels, args.cache, progress=progress, source=source)
+        if info.world > 1: dist.barrier()           # rank 0 built the cache; the others reuse it
+        if not info.main: cache = prepare(args.data, recipe.size, recipe.channels, progress=False, verbose=False, **kw)
+        if info.main and cache.skipped:
+            print(f"({len(cache.skipped)} file(s) skipped; melanoma-prepare lists them with reasons)")
+        if info.main and not (args.resume or args.out):  # a new ./runs/<date-time>: point ./runs/latest at it
+            check_output_dir(out); _point_latest(out)
+        res = fit(recipe, cache, out_dir=out, device=args.device, resume=args.resume, progress=progress, verbose=True,
+                  cbs=cbs, started=started)
+        if info.main:
+            print(f"Wrote {out}/: model.pt, history.csv, metrics.json, curves.png ({time.monotonic() - started:.0f} s "
+                  f"since the command started).")
+        return 0
+    finally:
+        release_folder_locks()                      # no lock file is left in the run's folder
+        if created and dist.is_initialized(): dist.destroy_process_group()
+
+# %% ../nbs/11_cli.ipynb #50a10616
 def train_main(argv=None, cbs=()) -> int:
-    "`melanoma-train [flags]`: train, write RUN_DIR/{model.pt, history.csv, metrics.json, curves.png}, print a summary. `cbs`: training callbacks (from Python)."
+    """`melanoma-train [flags]`: train, write RUN_DIR/{model.pt, history.csv, metrics.json, curves.png}, print a
+    summary. `cbs`: training callbacks (from Python)."""
     started = time.monotonic()                          # a --budget covers everything from here
     args = train_parser().parse_args(argv)
-    def work():
-        _preflight(args)
-        import torch.distributed as dist
-        from melanoma_nb.data import prepare, locate_data, scan, build_cache
-        from melanoma_nb.training import fit, init_distributed, resume_recipe, check_output_dir, quick_estimate
-        info, dev, created = init_distributed(args.device)
-        try:
-            out = run_dir(args) if info.main else None
-            if info.world > 1:                          # rank 0 chose the folder; everyone uses it
-                box = [str(out) if out is not None else None]; dist.broadcast_object_list(box, src=0); out = Path(box[0])
-            if info.main: _lock_run(out, args)
-            recipe = recipe_from_args(args, base=resume_recipe(out) if args.resume else None)
-            progress = not args.no_progress             # a terminal: bars; a log: a line every 10 s
-            kw = dict(cache_dir=args.cache, max_unpacked=args.max_unpacked)
-            if info.main:                               # a budget that cannot fit is refused before the cache is built
-                root, source = locate_data(args.data, verbose=True, **kw)
-                index = scan(root)
-                if info.world == 1 and not args.resume: quick_estimate(recipe, index, args.cache, started, args.device)
-                cache = build_cache(index, recipe.size, recipe.channels, args.cache, progress=progress, source=source)
-            if info.world > 1: dist.barrier()           # rank 0 built the cache; the others reuse it
-            if not info.main: cache = prepare(args.data, recipe.size, recipe.channels, progress=False, verbose=False, **kw)
-            if info.main and cache.skipped: print(f"({len(cache.skipped)} file(s) skipped; melanoma-prepare lists them with reasons)")
-            if info.main and not (args.resume or args.out):  # a new ./runs/<date-time>: point ./runs/latest at it
-                check_output_dir(out); _point_latest(out)
-            res = fit(recipe, cache, out_dir=out, device=args.device, resume=args.resume, progress=progress, verbose=True,
-                      cbs=cbs, started=started)
-            if info.main:
-                print(f"Wrote {out}/: model.pt, history.csv, metrics.json, curves.png ({time.monotonic() - started:.0f} s "
-                      f"since the command started).")
-            return 0
-        finally:
-            release_folder_locks()                      # no lock file is left in the run's folder
-            if created and dist.is_initialized(): dist.destroy_process_group()
-    return _run('melanoma-train', work)
+    return _run('melanoma-train', lambda: _train(args, cbs, started))
 
-# %% ../nbs/11_cli.ipynb #d4e36bf0
+# %% ../nbs/11_cli.ipynb #ab80c41c
 def _write(path: Path, data: bytes):
     "Write `path` whole or not at all (`atomic_write`): an interrupted or failed write leaves the old file as it was."
     from melanoma_nb.checkpoint import atomic_write
     return atomic_write(path, lambda f: f.write(data))
 
+# %% ../nbs/11_cli.ipynb #1764c135
 def _csv(header, rows) -> bytes:
     "CSV through the csv module: a file name with a comma, a quote or a line break (a bare \\r too) stays one field."
     buf = io.StringIO()
@@ -382,27 +441,31 @@ def _csv(header, rows) -> bytes:
         (quoted if any('\r' in str(v) for v in row) else plain).writerow(row)
     return buf.getvalue().encode('utf-8', 'surrogateescape')   # a name that is not UTF-8 keeps its bytes
 
+# %% ../nbs/11_cli.ipynb #779fdac3
 def _predictor(path, device):
     "The `Predictor` of the checkpoint `path` (08_evaluation): read, checked (weights too) and put on `device` once."
     from melanoma_nb.evaluation import Predictor
     return Predictor.from_file(path, device)
 
-# %% ../nbs/11_cli.ipynb #5093e797
+# %% ../nbs/11_cli.ipynb #e56df5a4
 def evaluate_parser() -> argparse.ArgumentParser:
     p = _Parser(prog='melanoma-evaluate', parents=[_model_args(), _cache_args(), _progress_args(), _device_args()],
                 description=_fill("Evaluate a trained model on a data set's test/ split (or on every image of one "
                                   "split folder): OUT/metrics.json with 95 % bootstrap intervals, predictions.csv and "
                                   "figures, and a table on stdout."),
                 examples=["melanoma-evaluate --model runs/latest/model.pt             # the located data's test/ split",
-                          "melanoma-evaluate --model runs/latest/model.pt --data melanoma_cancer_dataset --tta --dedup"])
+                          "melanoma-evaluate --model runs/latest/model.pt --data melanoma_cancer_dataset "
+                          "--tta --dedup"])
     p.add_argument('--data', type=_path, metavar='DIR',
                    help=f"a data set root (its test/ is evaluated) or one split folder (all of it); {_DATA_DEFAULT}")
-    p.add_argument('--dedup', action='store_true', help='also report the metrics without the test images that copy training images')
+    p.add_argument('--dedup', action='store_true',
+                   help='also report the metrics without the test images that copy training images')
     p.add_argument('--out', type=_path, metavar='DIR', help='output folder (default: eval/ beside the model file)')
     p.add_argument('--n-boot', type=_int_in(1, 1_000_000), default=1000, metavar='N',
                    help='bootstrap resamples for the intervals (default: 1000)')
     return p
 
+# %% ../nbs/11_cli.ipynb #fb06192c
 def _eval_data(args):
     "(root, source, index) of the data to evaluate, checked before the model is loaded."
     from melanoma_nb.data import DataError, locate_data, scan
@@ -416,14 +479,16 @@ def _eval_data(args):
                         f"copy training images); this is a single folder.")
     return root, source, index
 
+# %% ../nbs/11_cli.ipynb #120749fd
 def _eval_out(args) -> Path:
-    "The output folder: --out, else eval/ beside the model; never a training run's folder (its metrics.json, curves.png)."
+    "The output folder: --out, else eval/ beside the model; never a training run's (its metrics.json, curves.png)."
     out = Path(args.out).expanduser() if args.out else Path(args.model).expanduser().parent/'eval'
     if any((out/f).exists() for f in ('model.pt', 'history.csv', 'last.pt')):
-        raise CLIError(f"--out {out} holds a training run (model.pt or history.csv): its metrics.json and curves.png would "
-                       f"be replaced. Leave --out out (eval/ beside the model) or choose another folder.")
+        raise CLIError(f"--out {out} holds a training run (model.pt or history.csv): its metrics.json and curves.png "
+                       f"would be replaced. Leave --out out (eval/ beside the model) or choose another folder.")
     return out
 
+# %% ../nbs/11_cli.ipynb #92696589
 def _threshold(args, pred, cache) -> float:
     "--threshold, else the checkpoint's, chosen again on its validation images with the same TTA views under --tta."
     from melanoma_nb.data import DataError
@@ -431,7 +496,7 @@ def _threshold(args, pred, cache) -> float:
     try: return pred.threshold(args.tta, cache, args.batch_size)
     except ValueError as e: raise DataError(str(e)) from None   # --tta on a test folder alone: no validation images
 
-# %% ../nbs/11_cli.ipynb #27c69572
+# %% ../nbs/11_cli.ipynb #9aee9203
 def _eval_figures(out, images, y, p, threshold, classes):
     "confusion.png, curves.png, predictions.png, errors.png of 08_evaluation, each written whole or not at all."
     import matplotlib; matplotlib.use('Agg')
@@ -448,7 +513,7 @@ def _eval_figures(out, images, y, p, threshold, classes):
         fig.savefig(buf, format='png', dpi=120, bbox_inches='tight'); plt.close(fig)
         _write(out/name, buf.getvalue())
 
-# %% ../nbs/11_cli.ipynb #cfd3e806
+# %% ../nbs/11_cli.ipynb #4693484f
 def _rings(pred, images, y, threshold, args) -> dict:
     "`evaluation.ring_report` of these images with the model as evaluated (same views, temperature and threshold)."
     import numpy as np
@@ -456,6 +521,7 @@ def _rings(pred, images, y, threshold, args) -> dict:
     def predict(im): return pred.proba(im, tta=args.tta, batch_size=args.batch_size)
     return ring_report(predict, np.asarray(images), y, threshold, n_boot=args.n_boot, positive=1)
 
+# %% ../nbs/11_cli.ipynb #44dc2d69
 def _dedup(pred, root, index, cache, idx, paths, progress, kw) -> dict:
     "--dedup: the metrics without the test images that copy training images; every image a copy is a user error."
     from melanoma_nb.data import DataError
@@ -463,9 +529,11 @@ def _dedup(pred, root, index, cache, idx, paths, progress, kw) -> dict:
     keep = dedup_keep(paths, audit_leakage(index, progress=progress))
     if not keep.any():
         raise DataError(f"{root}: every one of its {len(keep)} test images copies a training image (melanoma-audit "
-                        f"lists the pairs), so none is left to evaluate with --dedup; leave it out, or add test images.")
+                        f"lists the pairs), so none is left to evaluate with --dedup; leave it out, or add test "
+                        f"images.")
     return {'removed': int((~keep).sum()), **pred.evaluate(cache.images[idx[keep]], cache.labels[idx[keep]], **kw)[1]}
 
+# %% ../nbs/11_cli.ipynb #403ab5a6
 def _headline(res: dict, name: str) -> tuple:
     "(the rows printed, the lead of metrics.json): the images without dark corners first, then all, then no copies."
     nd = res['rings']['subgroups'].get('no dark corners')
@@ -474,76 +542,84 @@ def _headline(res: dict, name: str) -> tuple:
     if 'dedup' in res: rows[f"{name}: without {res['dedup']['removed']} copies"] = res['dedup']
     return rows, {'without_dark_corners': nd}
 
-# %% ../nbs/11_cli.ipynb #7d1f4fe1
-def evaluate_main(argv=None) -> int:
-    "`melanoma-evaluate --model RUN_DIR/model.pt [--data DIR] [--tta] [--dedup] [--out DIR]`: metrics.json, figures, a table."
-    args = evaluate_parser().parse_args(argv)
-    def work():
-        root, source, index = _eval_data(args)
-        out = _eval_out(args)
-        if out.is_dir(): _lock_output(out, 'melanoma-evaluate', '--out', create=False)   # refused now, not after the work
-        import numpy as np
-        from melanoma_nb.data import DataError, build_cache
-        from melanoma_nb.checkpoint import write_json
-        from melanoma_nb.training import pick_device
-        from melanoma_nb.evaluation import ring_table
-        from melanoma_nb.metrics import metrics_table
-        progress = not args.no_progress and sys.stderr.isatty()
-        pred = _predictor(args.model, pick_device(args.device))
-        if list(index.classes) != pred.classes:
-            raise DataError(f"{root}: class folders {index.classes} differ from the model's {pred.classes}; "
-                            f"evaluate on folders named like the training data's.")
-        if (note := pred.training_note()): print(f"melanoma-evaluate: warning: {note}", file=sys.stderr)
-        cache = build_cache(index, size=pred.size, channels=pred.channels, cache_dir=args.cache, progress=progress,
-                            source=source)
-        for q, why in cache.skipped: print(f"skipped {q}: {why}", file=sys.stderr)
-        idx = cache.indices('test') if index.layout == 'root' else np.arange(len(cache))
-        if len(idx) == 0: raise DataError(f"{root}: no readable image to evaluate (the skipped files are listed above).")
-        threshold = _threshold(args, pred, cache)
-        kw = dict(threshold=threshold, tta=args.tta, n_boot=args.n_boot, batch_size=args.batch_size)
-        y, paths = (cache.labels[idx] == pred.pos).astype(np.int64), np.array(cache.paths)[idx]
-        p, res = pred.evaluate(cache.images[idx], cache.labels[idx], progress=progress, **kw)
-        if args.dedup: res['dedup'] = _dedup(pred, root, index, cache, idx, paths, progress, kw)
-        try: out.mkdir(parents=True, exist_ok=True)
-        except OSError as e: raise DataError(f"{out}: cannot create the output folder ({e.strerror}); pass --out DIR.") from None
-        _lock_output(out, 'melanoma-evaluate', '--out')                 # (held already unless the folder is new)
-        res['rings'] = _rings(pred, cache.images[idx], y, threshold, args)
-        name = f"{'test' if index.layout == 'root' else Path(root).name}{' +TTA' if args.tta else ''}"
-        rows, lead = _headline(res, name)
-        write_json(out/'metrics.json', {**lead, **res})
-        _write(out/'predictions.csv', _csv(['path', 'label', 'p_malignant'],
-                                           ((q, pred.names[l], f'{v:.6f}') for q, l, v in zip(paths, y, p))))
-        _eval_figures(out, cache.images[idx], y, p, threshold, pred.names)
-        print(f"{Path(args.model)} on {root}: {len(y)} images, threshold {threshold:.3f}")
-        print(metrics_table(rows))
-        print(f"Dark corners (the dermoscope's ring) and synthetic rings:\n{ring_table(res['rings'], pred.names)}")
-        print(f"Wrote {out}/: metrics.json, predictions.csv, confusion.png, curves.png, predictions.png, errors.png")
-        return 0
-    return _run('melanoma-evaluate', _releasing(work))
+# %% ../nbs/11_cli.ipynb #4edfe827
+def _evaluate(args) -> int:
+    "The work of `melanoma-evaluate` with parsed `args`: metrics.json, predictions.csv, the figures, a table."
+    root, source, index = _eval_data(args)
+    out = _eval_out(args)
+    if out.is_dir(): _lock_output(out, 'melanoma-evaluate', '--out', create=False)   # refused now, not after the work
+    import numpy as np
+    from melanoma_nb.data import DataError, build_cache
+    from melanoma_nb.checkpoint import write_json
+    from melanoma_nb.training import pick_device
+    from melanoma_nb.evaluation import ring_table
+    from melanoma_nb.metrics import metrics_table
+    progress = not args.no_progress and sys.stderr.isatty()
+    pred = _predictor(args.model, pick_device(args.device))
+    if list(index.classes) != pred.classes:
+        raise DataError(f"{root}: class folders {index.classes} differ from the model's {pred.classes}; "
+                        f"evaluate on folders named like the training data's.")
+    if (note := pred.training_note()): print(f"melanoma-evaluate: warning: {note}", file=sys.stderr)
+    cache = build_cache(index, size=pred.size, channels=pred.channels, cache_dir=args.cache, progress=progress,
+                        source=source)
+    for q, why in cache.skipped: print(f"skipped {q}: {why}", file=sys.stderr)
+    idx = cache.indices('test') if index.layout == 'root' else np.arange(len(cache))
+    if len(idx) == 0: raise DataError(f"{root}: no readable image to evaluate (the skipped files are listed above).")
+    threshold = _threshold(args, pred, cache)
+    kw = dict(threshold=threshold, tta=args.tta, n_boot=args.n_boot, batch_size=args.batch_size)
+    y, paths = (cache.labels[idx] == pred.pos).astype(np.int64), np.array(cache.paths)[idx]
+    p, res = pred.evaluate(cache.images[idx], cache.labels[idx], progress=progress, **kw)
+    if args.dedup: res['dedup'] = _dedup(pred, root, index, cache, idx, paths, progress, kw)
+    try: out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"{out}: cannot create the output folder ({e.strerror}); pass --out DIR.") from None
+    _lock_output(out, 'melanoma-evaluate', '--out')                 # (held already unless the folder is new)
+    res['rings'] = _rings(pred, cache.images[idx], y, threshold, args)
+    name = f"{'test' if index.layout == 'root' else Path(root).name}{' +TTA' if args.tta else ''}"
+    rows, lead = _headline(res, name)
+    write_json(out/'metrics.json', {**lead, **res})
+    _write(out/'predictions.csv', _csv(['path', 'label', 'p_malignant'],
+                                       ((q, pred.names[l], f'{v:.6f}') for q, l, v in zip(paths, y, p))))
+    _eval_figures(out, cache.images[idx], y, p, threshold, pred.names)
+    print(f"{Path(args.model)} on {root}: {len(y)} images, threshold {threshold:.3f}")
+    print(metrics_table(rows))
+    print(f"Dark corners (the dermoscope's ring) and synthetic rings:\n{ring_table(res['rings'], pred.names)}")
+    print(f"Wrote {out}/: metrics.json, predictions.csv, confusion.png, curves.png, predictions.png, errors.png")
+    return 0
 
-# %% ../nbs/11_cli.ipynb #e35ad557
+# %% ../nbs/11_cli.ipynb #426bfe94
+def evaluate_main(argv=None) -> int:
+    "`melanoma-evaluate --model RUN_DIR/model.pt [--data DIR] [--tta] [--dedup] [--out DIR]`: metrics, a table."
+    args = evaluate_parser().parse_args(argv)
+    return _run('melanoma-evaluate', _releasing(lambda: _evaluate(args)))
+
+# %% ../nbs/11_cli.ipynb #14febaeb
 def _expand(paths):
     "Candidate files: as given, and in folders (searched recursively, sorted); -> (files, [(path, reason)])."
     from melanoma_nb.data import IMAGE_EXTS
     files, bad = [], []
     def unreadable(e: OSError): bad.append((Path(e.filename), f"cannot be read ({e.strerror})"))
+    def image(n): return Path(n).suffix.lower() in IMAGE_EXTS
     for a in paths:
         q = Path(a).expanduser()
         if q.is_dir():
             found, seen = [], set()
             for d, dirs, names in os.walk(q, onerror=unreadable, followlinks=True):   # linked folders are searched too,
                 real = os.path.realpath(d)                                          # each once (a link loop ends here)
-                if real in seen: bad.append((Path(d), 'a folder already searched (a link leads back to it)')); dirs[:] = []; continue
+                if real in seen:
+                    bad.append((Path(d), 'a folder already searched (a link leads back to it)')); dirs[:] = []; continue
                 seen.add(real)
-                bad += [(Path(d)/x, 'hidden folder: not searched (give it as an argument to score it)') for x in dirs if x.startswith('.')]
+                bad += [(Path(d)/x, 'hidden folder: not searched (give it as an argument to score it)')
+                        for x in dirs if x.startswith('.')]
                 dirs[:] = [x for x in dirs if not x.startswith('.')]
-                bad += [(Path(d)/n, 'hidden file: skipped') for n in names if n.startswith('.') and Path(n).suffix.lower() in IMAGE_EXTS]
-                found += [Path(d)/n for n in names if Path(n).suffix.lower() in IMAGE_EXTS and not n.startswith('.')]
+                bad += [(Path(d)/n, 'hidden file: skipped') for n in names if n.startswith('.') and image(n)]
+                found += [Path(d)/n for n in names if image(n) and not n.startswith('.')]
             files += sorted(found)
         elif os.path.lexists(q): files.append(q)     # read_image refuses what is not a regular file, with the reason
         else: bad.append((q, 'no such file or folder'))
     return files, bad
 
+# %% ../nbs/11_cli.ipynb #07107154
 _NAME_MAX = 200   # bytes of an overlay's name: file systems allow 255, and atomic_write's temporary name adds 14
 
 def _fit_name(stem: str, tail: str) -> str:
@@ -551,6 +627,7 @@ def _fit_name(stem: str, tail: str) -> str:
     b, room = stem.encode('utf-8', 'surrogateescape'), _NAME_MAX - len(tail.encode('utf-8'))
     return (b[:room].decode('utf-8', 'surrogateescape') if len(b) > room else stem) + tail
 
+# %% ../nbs/11_cli.ipynb #a4a9dac8
 def _overlay_path(out_dir: Path, src: Path, used: set) -> Path:
     "A new name in `out_dir` for `src`'s overlay: `<stem>_gradcam.png` (numbered, never over a file; long stems cut)."
     name, k = _fit_name(src.stem, '_gradcam.png'), 1
@@ -558,31 +635,36 @@ def _overlay_path(out_dir: Path, src: Path, used: set) -> Path:
     used.add(name)
     return out_dir/name
 
+# %% ../nbs/11_cli.ipynb #483bbbb8
 def predict_parser() -> argparse.ArgumentParser:
     p = _Parser(prog='melanoma-predict', parents=[_model_args(), _device_args()],
                 description=_fill("p(malignant) for images or folders of images: one JSON line per image on stdout, "
-                                  "{\"path\", \"p_malignant\", \"call\"} (call: the model's decision at its threshold, not the truth). Files that cannot be read are listed on stderr "
-                                  "with the reason and skipped (exit status 0 while at least one image was scored; 2 when "
-                                  "none could be read)."),
+                                  "{\"path\", \"p_malignant\", \"call\"} (call: the model's decision at its "
+                                  "threshold, not the truth). Files that cannot be read are listed on stderr with the "
+                                  "reason and skipped (exit status 0 while at least one image was scored; 2 when none "
+                                  "could be read)."),
                 examples=['melanoma-predict --model runs/latest/model.pt "$(melanoma-prepare --where)/test/malignant"',
                           "melanoma-predict --model runs/latest/model.pt my_photos/ --tta --gradcam cams/"])
     p.add_argument('paths', nargs='+', type=_path, metavar='PATH', help='image files or folders (searched recursively)')
-    p.add_argument('--gradcam', type=_path, metavar='OUT_DIR', help="also write one overlay PNG per image into OUT_DIR: the map of the checkpoint's setting (Grad-CAM or occlusion)")
+    p.add_argument('--gradcam', type=_path, metavar='OUT_DIR', help="also write one overlay PNG per image into "
+                   "OUT_DIR: the map of the checkpoint's setting (Grad-CAM or occlusion)")
     return p
 
-# %% ../nbs/11_cli.ipynb #427535c0
+# %% ../nbs/11_cli.ipynb #9c92ba54
 def _record(f, v, threshold, classes) -> dict:
     "One output line; a probability that is not a finite number becomes null, with the reason."
-    if not math.isfinite(v): return {'path': str(f), 'p_malignant': None, 'call': None, 'error': f'the model gave p = {v}'}
+    if not math.isfinite(v):
+        return {'path': str(f), 'p_malignant': None, 'call': None, 'error': f'the model gave p = {v}'}
     return {'path': str(f), 'p_malignant': round(float(v), 6), 'call': classes[1] if v >= threshold else classes[0]}
 
-# %% ../nbs/11_cli.ipynb #b965e55a
+# %% ../nbs/11_cli.ipynb #8ba9160e
 def _predict_threshold(args, pred) -> float:
     "--threshold, else the checkpoint's; under --tta a threshold chosen for a sensitivity on single views is refused."
     if args.threshold is not None: return args.threshold
     try: return pred.threshold(args.tta)
     except ValueError as e: raise CLIError(f"--tta: {e}" if args.tta else str(e)) from None
 
+# %% ../nbs/11_cli.ipynb #066f816e
 def _read_batch(files, pred, bad) -> tuple:
     "(uint8 images, the files read) of one batch; each file that cannot be read is said on stderr and added to `bad`."
     import numpy as np
@@ -593,39 +675,7 @@ def _read_batch(files, pred, bad) -> tuple:
         except ImageReadError as e: print(f"{f}: {e.reason}", file=sys.stderr); bad.append((f, e.reason))
     return (np.stack(imgs) if imgs else None), good
 
-def predict_main(argv=None) -> int:
-    "`melanoma-predict --model M PATH... [--tta] [--gradcam OUT_DIR]`: one JSON line per image."
-    args = predict_parser().parse_args(argv)
-    def work():
-        files, bad = _expand(args.paths)
-        for q, why in bad: print(f"{q}: {why}", file=sys.stderr)
-        n_in = len(files) + len(bad)
-        if not files:
-            shown = ' '.join(args.paths[:3]) + (' ...' if len(args.paths) > 3 else '')
-            raise CLIError(f"found no image file to score in {shown}" + (" (the problems are listed above)" if bad else ""))
-        from melanoma_nb.checkpoint import dumps
-        from melanoma_nb.training import pick_device
-        pred = _predictor(args.model, pick_device(args.device))
-        threshold = _predict_threshold(args, pred)
-        cams = _gradcam_maker(args.gradcam, pred, threshold, args)
-        n_ok, n_nan = 0, 0
-        for s in range(0, len(files), args.batch_size):
-            x, good = _read_batch(files[s:s + args.batch_size], pred, bad)
-            if not good: continue
-            if cams: p, extra = cams(x, good)                   # p from the forward pass that made the maps
-            else: p, extra = pred.proba(x, tta=args.tta, batch_size=args.batch_size), [{}] * len(good)
-            for f, v, e in zip(good, p, extra):
-                rec = {**_record(f, float(v), threshold, pred.names), **e}
-                print(dumps(rec), flush=True)
-                n_nan += rec['p_malignant'] is None
-            n_ok += len(good)
-        if n_ok == 0: raise CLIError(f"none of the {n_in} input(s) could be read as an image (each is listed above with the reason)")
-        if n_nan: raise NonFiniteOutputError(f"the model gave no finite p(malignant) for {n_nan} of {n_ok} image(s) "
-                                             f"(null in the output); check {args.model} (copy it again or retrain).")
-        return 0
-    return _run('melanoma-predict', _releasing(work))
-
-# %% ../nbs/11_cli.ipynb #37353818
+# %% ../nbs/11_cli.ipynb #049dcf47
 def _gradcam_dir(gradcam_dir) -> Path:
     "The --gradcam folder, made and checked to take files: one that cannot be written is one line, before any image."
     import tempfile
@@ -639,13 +689,14 @@ def _gradcam_dir(gradcam_dir) -> Path:
                                          f"folder you can write to (--gradcam DIR).") from None
     return gdir
 
+# %% ../nbs/11_cli.ipynb #67608d0f
 def _gradcam_maker(gradcam_dir, pred, threshold, args):
     "None without --gradcam; else `f(x, files) -> (p, [{'gradcam': PNG, 'gradcam_class': name}])`: `Predictor.maps`."
     if not gradcam_dir: return None
     import numpy as np
     from melanoma_nb.checkpoint import OutputError
     from melanoma_nb.gradcam import save_overlay, overlay_text
-    try: pred.maps(np.zeros((0, pred.size, pred.size, pred.channels), np.uint8))   # a setting this model lacks: said now
+    try: pred.maps(np.zeros((0, pred.size, pred.size, pred.channels), np.uint8))   # a setting it lacks: said now
     except ValueError as e: raise CLIError(f"{args.model}: {e}") from None         # (and no folder is made)
     gdir, used = _gradcam_dir(gradcam_dir), set()
     def make(x, files):
@@ -653,7 +704,8 @@ def _gradcam_maker(gradcam_dir, pred, threshold, args):
         extra = []
         for i, f in enumerate(files):
             shown = pred.classes[int(m.target[i])]
-            text = [*overlay_text(float(m.p[i]), threshold, pred.classes, pred.positive), f"the map: evidence for {shown}"]
+            text = [*overlay_text(float(m.p[i]), threshold, pred.classes, pred.positive),
+                    f"the map: evidence for {shown}"]
             try: png = str(save_overlay(x[i], m.maps[i], _overlay_path(gdir, Path(f), used), text=text,
                                         method=m.method))
             except OutputError as e: print(f"{f}: no overlay ({e})", file=sys.stderr); png = None
@@ -661,7 +713,44 @@ def _gradcam_maker(gradcam_dir, pred, threshold, args):
         return m.p, extra
     return make
 
-# %% ../nbs/11_cli.ipynb #f48f7793
+# %% ../nbs/11_cli.ipynb #82e1afcb
+def _predict(args) -> int:
+    "The work of `melanoma-predict` with parsed `args`: one JSON line per image on stdout."
+    files, bad = _expand(args.paths)
+    for q, why in bad: print(f"{q}: {why}", file=sys.stderr)
+    n_in = len(files) + len(bad)
+    if not files:
+        shown = ' '.join(args.paths[:3]) + (' ...' if len(args.paths) > 3 else '')
+        raise CLIError(f"found no image file to score in {shown}" + (" (the problems are listed above)" if bad else ""))
+    from melanoma_nb.checkpoint import dumps
+    from melanoma_nb.training import pick_device
+    pred = _predictor(args.model, pick_device(args.device))
+    threshold = _predict_threshold(args, pred)
+    cams = _gradcam_maker(args.gradcam, pred, threshold, args)
+    n_ok, n_nan = 0, 0
+    for s in range(0, len(files), args.batch_size):
+        x, good = _read_batch(files[s:s + args.batch_size], pred, bad)
+        if not good: continue
+        if cams: p, extra = cams(x, good)                   # p from the forward pass that made the maps
+        else: p, extra = pred.proba(x, tta=args.tta, batch_size=args.batch_size), [{}] * len(good)
+        for f, v, e in zip(good, p, extra):
+            rec = {**_record(f, float(v), threshold, pred.names), **e}
+            print(dumps(rec), flush=True)
+            n_nan += rec['p_malignant'] is None
+        n_ok += len(good)
+    if n_ok == 0:
+        raise CLIError(f"none of the {n_in} input(s) could be read as an image (each is listed above with the reason)")
+    if n_nan: raise NonFiniteOutputError(f"the model gave no finite p(malignant) for {n_nan} of {n_ok} image(s) "
+                                         f"(null in the output); check {args.model} (copy it again or retrain).")
+    return 0
+
+# %% ../nbs/11_cli.ipynb #5a1aa839
+def predict_main(argv=None) -> int:
+    "`melanoma-predict --model M PATH... [--tta] [--gradcam OUT_DIR]`: one JSON line per image."
+    args = predict_parser().parse_args(argv)
+    return _run('melanoma-predict', _releasing(lambda: _predict(args)))
+
+# %% ../nbs/11_cli.ipynb #2509dbb0
 def audit_parser() -> argparse.ArgumentParser:
     r, c = PHASH_RADIUS, MATCH_MIN
     p = _Parser(prog='melanoma-audit', parents=[_progress_args()],
@@ -670,21 +759,24 @@ def audit_parser() -> argparse.ArgumentParser:
                                   "confirmation. One line per pair, then a summary. Then the artefacts (the "
                                   "dermoscope's dark corners) per split and class, with a warning line when one "
                                   "predicts the class."),
-                examples=["melanoma-audit                          # the located data", 
+                examples=["melanoma-audit                          # the located data",
                           "melanoma-audit melanoma_cancer_dataset --json leaks.json"])
     p.add_argument('data', nargs='?', type=_path, metavar='DATA',
                    help=f'a data set root (test/ against train/) or one folder; {_DATA_DEFAULT}')
     p.add_argument('--radius', type=_int_in(0, 64), default=r, metavar='D',
                    help=f'largest hash distance of a candidate pair, of 64 bits (default: {r})')
-    p.add_argument('--min-corr', type=_float_in(0, 1), default=c, metavar='R', help=f'smallest detail correlation that confirms a copy (default: {c})')
+    p.add_argument('--min-corr', type=_float_in(0, 1), default=c, metavar='R',
+                   help=f'smallest detail correlation that confirms a copy (default: {c})')
     p.add_argument('--no-dihedral', action='store_true', help='do not look for rotated or flipped copies')
     p.add_argument('--no-artefacts', action='store_true',
                    help='skip the artefact audit (it decodes every image at 96 px once; later runs reuse that cache)')
-    p.add_argument('--json', type=_path, metavar='FILE', help='also write the pairs, the artefacts and the summary to FILE')
+    p.add_argument('--json', type=_path, metavar='FILE',
+                   help='also write the pairs, the artefacts and the summary to FILE')
     return p
 
+# %% ../nbs/11_cli.ipynb #7cfbdab7
 def _audit_artefacts(index, source: str, progress: bool):
-    "The artefact report of a scanned data set (decoded at `audit.ARTEFACT_SIZE`), printed; each warning one line on stderr."
+    "The artefact report of a scanned data set (decoded at `audit.ARTEFACT_SIZE`), printed; each warning one line."
     from melanoma_nb.data import build_cache
     from melanoma_nb.audit import ARTEFACT_SIZE, artefact_report
     rep = artefact_report(build_cache(index, ARTEFACT_SIZE, 3, progress=progress, source=source))
@@ -692,27 +784,31 @@ def _audit_artefacts(index, source: str, progress: bool):
     for w in rep.warnings(): print(f"melanoma-audit: warning: {w}", file=sys.stderr)
     return rep
 
+# %% ../nbs/11_cli.ipynb #03474e9a
+def _audit(args) -> int:
+    "The work of `melanoma-audit` with parsed `args`: the leakage pairs and a summary, then the artefacts."
+    from melanoma_nb.data import DataError, locate_data, scan
+    root, source = locate_data(args.data, verbose=False)
+    index = scan(root)
+    from melanoma_nb.audit import audit_leakage
+    progress = not args.no_progress and sys.stderr.isatty()
+    leaks = audit_leakage(index, radius=args.radius, min_corr=args.min_corr, dihedral=not args.no_dihedral,
+                          progress=progress)
+    for l in leaks: print(f"{l.kind:24s} {l.distance:.4f}  {l.test}  <-  {l.train}")
+    print(leaks.summary())
+    art = None if args.no_artefacts else _audit_artefacts(index, source, progress)
+    if args.json:
+        f = Path(args.json).expanduser()
+        try: f.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e: raise DataError(f"{f}: cannot write ({e.strerror}).") from None
+        from melanoma_nb.checkpoint import write_json
+        write_json(f, {'root': str(root), 'mode': leaks.mode, 'n_test': leaks.n_test, 'n_train': leaks.n_train,
+                       'settings': leaks.settings, 'pairs': [l._asdict() for l in leaks],
+                       'skipped': [list(s) for s in leaks.skipped], 'artefacts': art.to_json() if art else None})
+    return 0
+
+# %% ../nbs/11_cli.ipynb #acd34089
 def audit_main(argv=None) -> int:
     "`melanoma-audit DATA`: the leakage pairs and a summary, then the artefacts per split and class."
     args = audit_parser().parse_args(argv)
-    def work():
-        from melanoma_nb.data import DataError, locate_data, scan
-        root, source = locate_data(args.data, verbose=False)
-        index = scan(root)
-        from melanoma_nb.audit import audit_leakage
-        progress = not args.no_progress and sys.stderr.isatty()
-        leaks = audit_leakage(index, radius=args.radius, min_corr=args.min_corr, dihedral=not args.no_dihedral,
-                              progress=progress)
-        for l in leaks: print(f"{l.kind:24s} {l.distance:.4f}  {l.test}  <-  {l.train}")
-        print(leaks.summary())
-        art = None if args.no_artefacts else _audit_artefacts(index, source, progress)
-        if args.json:
-            f = Path(args.json).expanduser()
-            try: f.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as e: raise DataError(f"{f}: cannot write ({e.strerror}).") from None
-            from melanoma_nb.checkpoint import write_json
-            write_json(f, {'root': str(root), 'mode': leaks.mode, 'n_test': leaks.n_test, 'n_train': leaks.n_train,
-                           'settings': leaks.settings, 'pairs': [l._asdict() for l in leaks],
-                           'skipped': [list(s) for s in leaks.skipped], 'artefacts': art.to_json() if art else None})
-        return 0
-    return _run('melanoma-audit', work)
+    return _run('melanoma-audit', lambda: _audit(args))

@@ -33,7 +33,7 @@ def conv_block(ni: int, nf: int) -> nn.Sequential:
 
 # %% ../nbs/04_cnn.ipynb #f547bbbe
 class MelanomaCNN(nn.Module):
-    "Three conv-BN-ReLU-max-pool blocks (32, 64, 128 filters), global average pooling, FC 256 + dropout, FC `num_classes`."
+    "Three conv-BN-ReLU-max-pool blocks (32, 64, 128 filters), average pooling, FC 256 + dropout, FC `num_classes`."
     def __init__(self, in_chans: int = 1, num_classes: int = 2, dropout: float = 0.5):
         super().__init__()
         if in_chans not in (1, 3):
@@ -65,6 +65,7 @@ def model_in_chans(model: nn.Module) -> int:
         if isinstance(mod, nn.Conv2d): return mod.in_channels
     raise TypeError(f"Cannot tell how many input channels {type(model).__name__} expects: pass in_chans.")
 
+# %% ../nbs/04_cnn.ipynb #ae224620
 def _stages(model: nn.Module) -> list:
     "(name, module) pairs whose outputs describe `model` stage by stage."
     if isinstance(getattr(model, 'features', None), nn.Sequential):
@@ -72,6 +73,7 @@ def _stages(model: nn.Module) -> list:
                 + [(n, m) for n, m in model.named_children() if n != 'features'])
     return list(model.named_children())
 
+# %% ../nbs/04_cnn.ipynb #a97faa19
 @torch.no_grad()
 def get_feature_dims(model: nn.Module, size: int = 224, in_chans: int | None = None) -> list:
     "Rows (stage name, output shape without the batch axis) for one `in_chans` x `size` x `size` image."
@@ -105,19 +107,23 @@ def receptive_field(model: nn.Module) -> int:
 def create_model(arch: str,                 # one of `ARCHS`
                  in_chans: int = 3,         # 1 (grayscale) or 3 (RGB)
                  num_classes: int = 2,
-                 pretrained: bool | str | os.PathLike = False, # pretrained backbones only: False, True or a weights file path
+                 # pretrained backbones only: False, True or a weights file path
+                 pretrained: bool | str | os.PathLike = False,
                 ) -> nn.Module:
     "Build the model called `arch`."
     if arch not in ARCHS:
         raise ValueError(f"Unknown architecture {arch!r}: choose one of {', '.join(ARCHS)}.")
     if arch in SCRATCH_ONLY and pretrained is not False and pretrained is not None:
-        raise ValueError(f"No pretrained weights exist for {arch!r} (it is trained from scratch): pass pretrained=False, "
+        raise ValueError(f"No pretrained weights exist for {arch!r} (it is trained from scratch): "
+                         f"pass pretrained=False, "
                          f"or choose a ResNet (e.g. arch='resnet18') to use ImageNet weights.")
     if arch == 'cnn': return MelanomaCNN(in_chans=in_chans, num_classes=num_classes)
     if arch == 'resnet18w32': return narrow_resnet18(32, in_chans=in_chans, num_classes=num_classes)
-    if arch in LITES: return efficientnet_lite(arch, in_chans=in_chans, num_classes=num_classes, pretrained=pretrained)
+    if arch in LITES:
+        return efficientnet_lite(arch, in_chans=in_chans, num_classes=num_classes, pretrained=pretrained)
     return resnet(arch, in_chans=in_chans, num_classes=num_classes, pretrained=pretrained)
 
+# %% ../nbs/04_cnn.ipynb #fdfcdc39
 def cam_layer(model: nn.Module) -> nn.Module:
     "The module whose output Grad-CAM should use: the last block with a spatial feature map."
     tv = sys.modules.get('torchvision')   # a torchvision ResNet exists only once torchvision is imported

@@ -1,4 +1,4 @@
-"""What every console script shares (the command-line tools and the app): the user errors, the exit statuses, `run` (one line per user error, never a traceback), and the argument parser with its checked value types. Standard library only, so `--help` is fast.
+"""What every console script shares (the commands and the app): user errors, exit statuses, `run` (one line per user error, never a traceback) and the checked argument parser. Standard library only.
 
 Docs: https://melanoma-nb.github.io/melanoma_nb/console.html.md"""
 
@@ -16,9 +16,9 @@ __all__ = ['EXIT_STATUS', 'RUN_FAILED', 'REINSTALL', 'NAME_MAX', 'PATH_MAX', 'CL
            'pair_problem', 'torch_pair_problem', 'torch_import_problem', 'run', 'fill', 'exit_help', 'Parser',
            'path_too_long', 'path_arg', 'int_in', 'float_in']
 
-# %% ../nbs/10a_console.ipynb #4d0018b0
+# %% ../nbs/10a_console.ipynb #64e8a130
 class CLIError(Exception):
-    "A user error that a console script finds itself (often before the library is imported); the message is all the user needs."
+    "A user error a console script finds itself (often before the library loads); the message is all the user needs."
 
 # %% ../nbs/10a_console.ipynb #0d2d209a
 class NonFiniteOutputError(CLIError, FloatingPointError):
@@ -41,34 +41,39 @@ RUN_FAILED = {'melanoma-train': "the training loss became NaN or infinite (the l
               'melanoma-evaluate': "the model gave a probability that is not a finite number",
               'melanoma-predict': "the model gave a probability that is not a finite number"}
 
-# %% ../nbs/10a_console.ipynb #e52e925b
-_USER_ERRORS = (('melanoma_nb.data', 'DataError'), ('melanoma_nb.checkpoint', 'CheckpointError'),   # in modules that
-                ('melanoma_nb.checkpoint', 'OutputError'), ('melanoma_nb.resnet', 'WeightsError'))   # load numpy or PyTorch
+# %% ../nbs/10a_console.ipynb #bf59e710
+_USER_ERRORS = (('melanoma_nb.data', 'DataError'), ('melanoma_nb.checkpoint', 'CheckpointError'),   # in modules
+                ('melanoma_nb.checkpoint', 'OutputError'), ('melanoma_nb.resnet', 'WeightsError'))   # that load torch
 
 def user_errors() -> tuple:
-    "The exception types a user can fix, whose message is all they need: `CLIError`, `TrainingError` (of `settings`), and those of the heavy modules imported so far."
-    return (CLIError, TrainingError, *{getattr(sys.modules[m], n) for m, n in _USER_ERRORS if hasattr(sys.modules.get(m), n)})
+    "The exception types a user can fix: `CLIError`, `TrainingError` (`settings`), and the heavy modules' imported so far."
+    return (CLIError, TrainingError,
+            *{getattr(sys.modules[m], n) for m, n in _USER_ERRORS if hasattr(sys.modules.get(m), n)})
 
-# %% ../nbs/10a_console.ipynb #963fbcc9
-_PAIR_OFFSET = {1: 1, 2: 15}   # torch major -> torchvision minor minus torch minor, for the releases that follow this rule
-_CPU_INDEX = 'https://download.pytorch.org/whl/cpu'
-REINSTALL = (f"reinstall both together: pip install --isolated --force-reinstall torch torchvision --index-url {_CPU_INDEX} "
-             f"(where that index cannot be reached: the same without --index-url, the CUDA build from PyPI)")
+# %% ../nbs/10a_console.ipynb #44e7552a
+_PAIR_OFFSET = {1: 1, 2: 15}   # torch major -> torchvision minor minus torch minor, where this rule holds
 
 def _release(v: str) -> tuple:
     "'2.14.1+cpu' -> (2, 14)."
     m = re.match(r'(\d+)\.(\d+)', v or '')
     return (int(m[1]), int(m[2])) if m else ()
 
-# %% ../nbs/10a_console.ipynb #a0f997cc
+# %% ../nbs/10a_console.ipynb #4c0beed6
+_CPU_INDEX = 'https://download.pytorch.org/whl/cpu'
+REINSTALL = (f"reinstall both together: pip install --isolated --force-reinstall torch torchvision "
+             f"--index-url {_CPU_INDEX} (where that index cannot be reached: the same without --index-url, "
+             f"the CUDA build from PyPI)")
+
 def _reinstall(torch_v: str) -> str:
     "`REINSTALL` with the pair pinned: this torch release and the torchvision release built against it."
     t = _release(torch_v)
     if not t or t[0] not in _PAIR_OFFSET: return REINSTALL
-    return REINSTALL.replace('torch torchvision', f"torch=={torch_v.split('+')[0]} torchvision==0.{t[1] + _PAIR_OFFSET[t[0]]}.*")
+    pinned = f"torch=={torch_v.split('+')[0]} torchvision==0.{t[1] + _PAIR_OFFSET[t[0]]}.*"
+    return REINSTALL.replace('torch torchvision', pinned)
 
+# %% ../nbs/10a_console.ipynb #74a751c9
 def pair_problem(torch_v: str, vision_v: str) -> str | None:
-    "None when torchvision `vision_v` belongs with torch `torch_v` (or the rule is not known); else the one-line reason."
+    "None when torchvision `vision_v` belongs with torch `torch_v` (or the rule is unknown); else the one-line reason."
     build = lambda v: v.partition('+')[2]             # '2.13.0+cpu' -> 'cpu'; PyPI's own builds have none
     if build(torch_v) != build(vision_v):
         return (f"torch {torch_v} and torchvision {vision_v} are different builds ({build(torch_v) or 'PyPI'} and "
@@ -77,8 +82,8 @@ def pair_problem(torch_v: str, vision_v: str) -> str | None:
     if not t or not v or t[0] not in _PAIR_OFFSET or v[0] != 0: return None
     want = t[1] + _PAIR_OFFSET[t[0]]
     if v[1] == want: return None
-    return (f"torch {torch_v} and torchvision {vision_v} do not belong together (torch {t[0]}.{t[1]} needs torchvision "
-            f"0.{want}); {_reinstall(torch_v)}")
+    return (f"torch {torch_v} and torchvision {vision_v} do not belong together (torch {t[0]}.{t[1]} needs "
+            f"torchvision 0.{want}); {_reinstall(torch_v)}")
 
 # %% ../nbs/10a_console.ipynb #29e9fb7c
 def torch_pair_problem() -> str | None:
@@ -97,14 +102,15 @@ def torch_import_problem() -> str | None:
         return f"{which} cannot be imported together ({first}): they come from different builds; {REINSTALL}"
     return None
 
-# %% ../nbs/10a_console.ipynb #e75aff2e
+# %% ../nbs/10a_console.ipynb #3c8f515c
 def _tolerant_streams():
-    "stdout and stderr write a file name that is not valid in their encoding (not UTF-8 on disk) escaped, never crash."
+    "stdout and stderr write a file name that is not valid in their encoding escaped, and never crash."
     for s in (sys.stdout, sys.stderr):
         if s is not None and hasattr(s, 'reconfigure'): s.reconfigure(errors='backslashreplace')
 
+# %% ../nbs/10a_console.ipynb #1a9bcc40
 class _sigterm_interrupts:
-    "Inside: SIGTERM raises KeyboardInterrupt (main thread only), so every command stops as on Ctrl-C (exit status 130)."
+    "Inside: SIGTERM raises KeyboardInterrupt (main thread only): every command stops as on Ctrl-C (exit status 130)."
     def __enter__(self):
         self.old = None
         if threading.current_thread() is threading.main_thread():
@@ -113,40 +119,42 @@ class _sigterm_interrupts:
     def __exit__(self, *exc):
         if self.old is not None: signal.signal(signal.SIGTERM, self.old)
 
-# %% ../nbs/10a_console.ipynb #18fb98f2
+# %% ../nbs/10a_console.ipynb #70806cd2
 def _interrupted(e: BaseException) -> bool:
-    "Whether `e` was caused by a Ctrl-C or SIGTERM: an import cut short by one ends as ImportError, from the interrupt."
+    "Whether `e` was caused by a Ctrl-C or SIGTERM (an import cut short ends as ImportError, from it)."
     seen = set()
     while e is not None and id(e) not in seen:
         if isinstance(e, KeyboardInterrupt): return True
         seen.add(id(e)); e = e.__cause__ or e.__context__
     return False
 
-# %% ../nbs/10a_console.ipynb #800f97b4
+# %% ../nbs/10a_console.ipynb #e3148536
 _OUTPUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS}   # a full or failing output
 
 def run(prog: str, work) -> int:
     "Call `work()`; a user error becomes one line on stderr and the exit status of `EXIT_STATUS`."
-    if sys.stdout is None:                                      # started with stdout closed (>&-): the results would vanish
-        if sys.stderr is not None: print(f"{prog}: error: standard output is closed, so the results would be lost; send "
-                                         f"them to a file or a pipe", file=sys.stderr)
+    if sys.stdout is None:                                  # started with stdout closed (>&-): the results would vanish
+        if sys.stderr is not None:
+            print(f"{prog}: error: standard output is closed, so the results would be lost; send them to a file "
+                  f"or a pipe", file=sys.stderr)
         return 2
     try:
         if (broken := torch_pair_problem()): raise CLIError(broken)    # versions read from metadata: no import, fast
         with _sigterm_interrupts(): _tolerant_streams(); return work()
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr); return 130
-    except BrokenPipeError:                                     # `melanoma-predict ... | head`: stop quietly
+    except BrokenPipeError:                                 # `melanoma-predict ... | head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno()); return 141
     except OSError as e:
-        if e.errno == errno.ENAMETOOLONG:                       # from $MELANOMA_DATA, a folder's contents, ...: a user's path
+        if e.errno == errno.ENAMETOOLONG:                   # from $MELANOMA_DATA, a folder's contents: a user's path
             where = str(e.filename or 'a path'); where = where if len(where) <= 80 else where[:60] + '...'
-            print(f"{prog}: error: {where}: {e.strerror}: a file or folder name has at most {NAME_MAX} bytes and a path "
-                  f"at most {PATH_MAX - 1}; give a shorter one", file=sys.stderr)
+            print(f"{prog}: error: {where}: {e.strerror}: a file or folder name has at most {NAME_MAX} bytes and "
+                  f"a path at most {PATH_MAX - 1}; give a shorter one", file=sys.stderr)
             return 2
-        if e.errno not in _OUTPUT_ERRNOS: raise                 # anything else is a bug: keep the traceback
+        if e.errno not in _OUTPUT_ERRNOS: raise             # anything else is a bug: keep the traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # nothing more can be written there
-        print(f"{prog}: error: cannot write the output ({e.strerror}); free some space or send it elsewhere", file=sys.stderr)
+        print(f"{prog}: error: cannot write the output ({e.strerror}); free some space or send it elsewhere",
+              file=sys.stderr)
         return 2
     except Exception as e:
         if _interrupted(e): print(f"{prog}: interrupted", file=sys.stderr); return 130
@@ -161,17 +169,17 @@ def fill(text: str) -> str:
     "`text` with its white space collapsed, wrapped at 78 columns (a --help description)."
     return textwrap.fill(' '.join(text.split()), 78)
 
-# %% ../nbs/10a_console.ipynb #ae9bd850
+# %% ../nbs/10a_console.ipynb #b1d9cb4e
 def exit_help(prog: str | None = None, statuses: dict | None = None) -> str:
     "The exit statuses for `prog`'s --help: status 1 says how that command's run can fail; `statuses` rewords some."
-    why = {**EXIT_STATUS, 1: EXIT_STATUS[1].replace('failed;', f'failed: {RUN_FAILED[prog]};', 1) if prog in RUN_FAILED
-                             else EXIT_STATUS[1], **(statuses or {})}
+    one = EXIT_STATUS[1].replace('failed;', f'failed: {RUN_FAILED[prog]};', 1) if prog in RUN_FAILED else EXIT_STATUS[1]
+    why = {**EXIT_STATUS, 1: one, **(statuses or {})}
     return 'exit status:\n' + '\n'.join(textwrap.fill(w, 78, initial_indent=f"  {k:<4} ", subsequent_indent=' ' * 7)
                                         for k, w in why.items())
 
-# %% ../nbs/10a_console.ipynb #010212ba
+# %% ../nbs/10a_console.ipynb #1d4a8bfc
 class Parser(argparse.ArgumentParser):
-    "argparse with a bad flag reported in one line (exit status 2), help kept as written, the exit statuses listed, no abbreviations."
+    "argparse with a bad flag in one line (exit status 2), help kept as written, the exit statuses, no abbreviations."
     def __init__(self, *a, examples=(), statuses=None, **kw):
         parts = ['examples:\n' + '\n'.join(f"  {e}" for e in examples) if examples else '', kw.pop('epilog', ''),
                  exit_help(kw.get('prog'), statuses)]
@@ -181,47 +189,50 @@ class Parser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
-# %% ../nbs/10a_console.ipynb #ddc39876
+# %% ../nbs/10a_console.ipynb #04e8a4f7
 def _limit(name: str, default: int) -> int:
     try: return os.pathconf('/', name)
     except (AttributeError, ValueError, OSError): return default
 
-NAME_MAX, PATH_MAX = _limit('PC_NAME_MAX', 255), _limit('PC_PATH_MAX', 4096)   # bytes in a name; in a path, with its end
+NAME_MAX, PATH_MAX = _limit('PC_NAME_MAX', 255), _limit('PC_PATH_MAX', 4096)   # bytes in a name; in a path
 
+# %% ../nbs/10a_console.ipynb #5f32768d
 def path_too_long(s) -> str | None:
     "Why the path `s` cannot exist (a name over `NAME_MAX` bytes, a path of `PATH_MAX` bytes or more), else None."
     b = os.fsencode(os.path.expanduser(s))
-    if len(b) >= PATH_MAX: return f"the path is {len(b):,} bytes long; a path can have at most {PATH_MAX - 1:,}: give a shorter one"
+    if len(b) >= PATH_MAX:
+        return f"the path is {len(b):,} bytes long; a path can have at most {PATH_MAX - 1:,}: give a shorter one"
     if (long := next((c for c in b.split(b'/') if len(c) > NAME_MAX), None)) is not None:
-        return (f"a name in the path is {len(long):,} bytes long ({os.fsdecode(long[:24])!r}...); a file or folder name can "
-                f"have at most {NAME_MAX}: give a shorter one")
+        return (f"a name in the path is {len(long):,} bytes long ({os.fsdecode(long[:24])!r}...); a file or folder "
+                f"name can have at most {NAME_MAX}: give a shorter one")
     return None
 
-# %% ../nbs/10a_console.ipynb #c9156676
+# %% ../nbs/10a_console.ipynb #6f7feb6e
 def path_arg(s: str) -> str:
-    "A path argument; an empty one is refused (Path('') is the current folder, which nobody means by it), a too long one too."
+    "A path argument; an empty one (Path('') is the current folder, which nobody means) or a too long one is refused."
     if not s.strip(): raise argparse.ArgumentTypeError("an empty path; give a file or folder name")
     if (why := path_too_long(s)): raise argparse.ArgumentTypeError(why)
     return s
 
-# %% ../nbs/10a_console.ipynb #479b4345
+# %% ../nbs/10a_console.ipynb #0d0bcb34
 def int_in(lo: int, hi: int | None = None, unit: str = ''):
     "An argparse type: a whole number in [lo, hi]."
     def check(s: str) -> int:
         try: v = int(s)
         except ValueError: raise argparse.ArgumentTypeError(f"{s!r} is not a whole number") from None
         if v < lo or (hi is not None and v > hi):
-            raise argparse.ArgumentTypeError(f"must be {f'between {lo} and {hi}' if hi is not None else f'at least {lo}'}"
-                                             f"{unit}, not {v}")
+            within = f'between {lo} and {hi}' if hi is not None else f'at least {lo}'
+            raise argparse.ArgumentTypeError(f"must be {within}{unit}, not {v}")
         return v
     return check
 
-# %% ../nbs/10a_console.ipynb #ace569e3
+# %% ../nbs/10a_console.ipynb #cbc94d2f
 def float_in(lo: float, hi: float):
     "An argparse type: a finite number in [lo, hi]."
     def check(s: str) -> float:
         try: v = float(s)
         except ValueError: v = math.nan
-        if not lo <= v <= hi: raise argparse.ArgumentTypeError(f"must be a number between {lo:g} and {hi:g}, not {s!r}")
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"must be a number between {lo:g} and {hi:g}, not {s!r}")
         return v
     return check

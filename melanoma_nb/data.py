@@ -6,7 +6,8 @@ Docs: https://melanoma-nb.github.io/melanoma_nb/data.html.md"""
 
 # %% ../nbs/00_data.ipynb #a044fe75
 from __future__ import annotations
-import errno, hashlib, importlib.resources, io, json, os, re, shutil, stat, struct, sys, tarfile, tempfile, time, zipfile
+import errno, hashlib, importlib.resources, io, json, os, re, shutil, stat, struct, sys, tarfile, tempfile, time
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ def sample_root() -> Path:
     "The real sample shipped with the package: `sample/{train,test}/{benign,malignant}/*.jpg`."
     return Path(str(importlib.resources.files('melanoma_nb')))/'sample'
 
+# %% ../nbs/00_data.ipynb #880ab1f7
 def cache_home() -> Path:
     "Where caches and extracted archives go: `$MELANOMA_CACHE`, else `~/.cache/melanoma_nb`."
     return Path(os.environ.get('MELANOMA_CACHE') or Path.home()/'.cache'/'melanoma_nb').expanduser()
@@ -62,31 +64,40 @@ def _listdir(d: Path) -> list:
         raise DataError(f"{d}: cannot list this folder ({e.strerror}). Make it readable (chmod u+rx '{d}') or move it "
                         "out of the data folder.") from None
 
-CACHE_TAG = 'CACHEDIR.TAG'     # the standard mark of a cache folder (https://bford.info/cachedir/); written by build_cache
+# %% ../nbs/00_data.ipynb #99f7020e
+# the standard mark of a cache folder (https://bford.info/cachedir/); written by build_cache
+CACHE_TAG = 'CACHEDIR.TAG'
 
 def _not_class(d: Path) -> str | None:
     "Why the folder `d` is not a class folder (hidden, macOS archive metadata, a cache), or None when it may be one."
     if d.name.startswith('.'): return 'hidden folder'
-    if d.name == '__MACOSX' or d.name.startswith('__'): return 'macOS archive metadata or a tool\'s folder (its name starts with __), not a class'
-    if os.path.lexists(d/CACHE_TAG): return f'a cache folder ({CACHE_TAG} inside), not a class: keep --cache outside the data folder'
+    if d.name == '__MACOSX' or d.name.startswith('__'):
+        return 'macOS archive metadata or a tool\'s folder (its name starts with __), not a class'
+    if os.path.lexists(d/CACHE_TAG):
+        return f'a cache folder ({CACHE_TAG} inside), not a class: keep --cache outside the data folder'
     return None
 
-def _has_images(d: Path) -> bool:
-    try: return any(f.suffix.lower() in IMAGE_EXTS for f in d.iterdir())
-    except OSError: return False
-
-def _is_split_dir(d: Path) -> bool:
-    try: subs = [s for s in d.iterdir() if _isdir(s) and not _not_class(s)] if _isdir(d) else []
-    except OSError: return False
-    return len(subs) >= 2 and all(_has_images(s) for s in subs)
-
+# %% ../nbs/00_data.ipynb #f7e093e0
 def _isdir(p: Path) -> bool:
     "`p.is_dir()`, False where it cannot be examined (a folder above it without permission raises in `Path.is_dir`)."
     try: return p.is_dir()
     except OSError: return False
 
+# %% ../nbs/00_data.ipynb #d6790d6c
+def _has_images(d: Path) -> bool:
+    try: return any(f.suffix.lower() in IMAGE_EXTS for f in d.iterdir())
+    except OSError: return False
+
+# %% ../nbs/00_data.ipynb #9032f876
+def _is_split_dir(d: Path) -> bool:
+    try: subs = [s for s in d.iterdir() if _isdir(s) and not _not_class(s)] if _isdir(d) else []
+    except OSError: return False
+    return len(subs) >= 2 and all(_has_images(s) for s in subs)
+
+# %% ../nbs/00_data.ipynb #2ab14b33
 def _is_root_dir(d: Path) -> bool: return _isdir(d/'train') and _is_split_dir(d/'train')
 
+# %% ../nbs/00_data.ipynb #a1bcf3e1
 def find_dataset_root(top: Path, depth: int = 4) -> Path | None:
     "The shallowest folder under `top` that is a data set root (preferred) or a split folder."
     top = Path(top)
@@ -109,6 +120,7 @@ def _check_member(name: str, dest: Path, archive: Path):
         raise DataError(f"{archive}: refusing to extract '{name}': it would be written outside {dest}. "
                         "The archive is unsafe; get the data set from its original source.")
 
+# %% ../nbs/00_data.ipynb #0eefe839
 @dataclass
 class _Member:
     "One archive entry, the same for zip and tar: its name, kind ('file', 'dir', 'link', 'other'), declared size."
@@ -117,50 +129,71 @@ class _Member:
     size: int
     open: object                 # () -> a binary file object with the member's bytes
 
+# %% ../nbs/00_data.ipynb #a0a21bc3
+def _check_kind(m: _Member, dest: Path, archive: Path):
+    "A `DataError` for a member that would land outside `dest`, or that is a link or a special file."
+    _check_member(m.name, dest, archive)
+    if m.kind == 'link':
+        raise DataError(f"{archive}: refusing to extract '{m.name}': links are not allowed in a data archive.")
+    if m.kind != 'file' and m.kind != 'dir':
+        raise DataError(f"{archive}: refusing to extract '{m.name}': only files and folders are allowed in a data "
+                        "archive.")
+
+# %% ../nbs/00_data.ipynb #ef8d81cf
 def _zip_members(z: zipfile.ZipFile) -> list:
     kind = lambda i: 'dir' if i.is_dir() else 'link' if stat.S_ISLNK(i.external_attr >> 16) else 'file'
     return [_Member(i.filename, kind(i), i.file_size, lambda i=i: z.open(i)) for i in z.infolist()]
 
+# %% ../nbs/00_data.ipynb #c86cbd78
 def _tar_members(t: tarfile.TarFile, archive: Path):
-    "The members of a tar opened as a stream (r|*), one at a time: each header is seen before any member's data is read."
+    ("The members of a tar opened as a stream (r|*), one at a time: each header is seen before any member's data is "
+     "read.")
     kind = lambda m: 'dir' if m.isdir() else 'file' if m.isfile() else 'link' if (m.issym() or m.islnk()) else 'other'
     for m in t: yield _Member(m.name, kind(m), m.size, lambda m=m: t.extractfile(m))
-    if t.fileobj.tell() < t.offset + tarfile.BLOCKSIZE:     # stopped at the end of the data, not at the end-of-archive mark
+    # stopped at the end of the data, not at the end-of-archive mark
+    if t.fileobj.tell() < t.offset + tarfile.BLOCKSIZE:
         raise DataError(f"{archive}: the archive ends without its end-of-archive mark: it is incomplete (cut short in "
                         "copying or downloading), so files may be missing. Download or copy it again.")
 
+# %% ../nbs/00_data.ipynb #a1245379
 def _archive_error(archive: Path, e: Exception, name: str | None = None) -> DataError:
     "One line for an archive that fails while it is listed or unpacked (`name`: the member being written)."
     at = f" at '{name}'" if name else ''
     if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-        return DataError(f"{archive}: no space left on the device while extracting{at}. Free some space, or pass --cache "
-                         "DIR (or set MELANOMA_CACHE) to a folder on a larger disk.")
+        return DataError(f"{archive}: no space left on the device while extracting{at}. Free some space, or pass "
+                         "--cache DIR (or set MELANOMA_CACHE) to a folder on a larger disk.")
     if isinstance(e, OSError) and e.errno in (errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
         return DataError(f"{archive}: cannot extract '{name}': the archive holds a file and a folder of the same name "
-                         f"({e.strerror}). The archive is malformed: re-create it, or extract it yourself and pass the folder.")
-    return DataError(f"{archive}: cannot be extracted{at} ({type(e).__name__}: {e}): the archive is damaged, incomplete "
-                     "or of an unsupported kind. Download or copy it again, or extract it yourself and pass the folder.")
+                         f"({e.strerror}). The archive is malformed: re-create it, or extract it yourself and pass "
+                         "the folder.")
+    return DataError(f"{archive}: cannot be extracted{at} ({type(e).__name__}: {e}): the archive is damaged, "
+                     "incomplete or of an unsupported kind. Download or copy it again, or extract it yourself and pass "
+                     "the folder.")
 
-# %% ../nbs/00_data.ipynb #c0ace6b6
+# %% ../nbs/00_data.ipynb #2fe06f6f
 _OPENERS = {b'\x1f\x8b': 'gzip', b'BZh': 'bz2', b'\xfd7zXZ\x00': 'lzma'}
 
 def _decompressed(archive: Path):
-    "`archive` opened for reading, decompressed as it is read, a buffer at a time (tarfile's own stream would inflate a whole chunk at once)."
+    ("`archive` opened for reading, decompressed as it is read, a buffer at a time (tarfile's own stream would "
+     "inflate a whole chunk at once).")
     import bz2, gzip, lzma
     with open(archive, 'rb') as f: head = f.read(6)
     mod = next((m for magic, m in _OPENERS.items() if head.startswith(magic)), None)
     return open(archive, 'rb') if mod is None else {'gzip': gzip, 'bz2': bz2, 'lzma': lzma}[mod].open(archive, 'rb')
 
+# %% ../nbs/00_data.ipynb #ac8317ab
 @contextmanager
 def _archive_members(archive: Path):
-    "The members of a zip (a list) or tar (read as it streams) archive, kept open while the caller reads them, or a `DataError`."
+    ("The members of a zip (a list) or tar (read as it streams) archive, kept open while the caller reads them, or a "
+     "`DataError`.")
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as z: yield _zip_members(z); return
         try: is_tar = tarfile.is_tarfile(archive)
         except (OSError, EOFError): is_tar = False
         if is_tar:
-            with _decompressed(archive) as raw, tarfile.open(fileobj=raw, mode='r|') as t: yield _tar_members(t, archive); return
+            with _decompressed(archive) as raw, tarfile.open(fileobj=raw, mode='r|') as t:
+                yield _tar_members(t, archive); return
     except DataError: raise
     except Exception as e: raise _archive_error(archive, e) from None
     raise DataError(f"{archive}: not a zip or tar archive that can be read (is it damaged or incomplete?). Pass the "
@@ -173,30 +206,37 @@ def _parse_size(v, what: str) -> int:
     if m is None: raise DataError(f"{what}={v!r} is not a size: give bytes, or a number with K, M, G or T (e.g. 40G).")
     return int(float(m[1]) * 1024 ** ' kmgt'.index(m[2].lower() or ' '))
 
+# %% ../nbs/00_data.ipynb #6208005a
 def _gib(n: int) -> str: return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
+# %% ../nbs/00_data.ipynb #7187c80d
 UNPACK_RATIO, UNPACK_MIN = 20, 256 * 2**20
 
 def unpack_limit(archive, max_unpacked=None) -> tuple[int, str]:
-    "(bytes an archive may unpack to, where that limit comes from): `max_unpacked`, `$MELANOMA_MAX_UNPACKED`, else automatic."
+    ("(bytes an archive may unpack to, where that limit comes from): `max_unpacked`, `$MELANOMA_MAX_UNPACKED`, else "
+     "automatic.")
     if max_unpacked is not None: return _parse_size(max_unpacked, 'max_unpacked'), 'max_unpacked'
     if env := os.environ.get('MELANOMA_MAX_UNPACKED', '').strip():
         return _parse_size(env, 'MELANOMA_MAX_UNPACKED'), 'MELANOMA_MAX_UNPACKED'
     return (max(UNPACK_MIN, UNPACK_RATIO * Path(archive).stat().st_size),
             f'the default: {UNPACK_RATIO}x the archive size, at least {_gib(UNPACK_MIN)}')
 
+# %% ../nbs/00_data.ipynb #0ffd5d5a
 def _too_big(archive: Path, what: str, limit: int, how: str) -> DataError:
     return DataError(f"{archive}: {what}, over the limit of {_gib(limit)} ({how}); a possible zip bomb. If you trust "
-                     "the archive, raise the limit (MELANOMA_MAX_UNPACKED=40G, or prepare(..., max_unpacked='40G')), or "
-                     "extract it yourself and pass the folder.")
+                     "the archive, raise the limit (MELANOMA_MAX_UNPACKED=40G, or prepare(..., "
+                     "max_unpacked='40G')), or extract it yourself and pass the folder.")
 
+# %% ../nbs/00_data.ipynb #e4b05d4f
 def _unpack(members, tmp: Path, dest: Path, archive: Path, limit: int, how: str):
     "Check then write each member under `tmp`, counting the sizes declared and the bytes written against `limit`."
     total, declared = 0, 0
     for m in members:
         _check_kind(m, dest, archive)
         declared += m.size if m.kind == 'file' else 0        # a tar's header, seen before its data is decompressed
-        if declared > limit: raise _too_big(archive, f"would unpack to more than {_gib(declared)} (the sizes its headers declare)", limit, how)
+        if declared > limit:
+            raise _too_big(archive, f"would unpack to more than {_gib(declared)} (the sizes its headers declare)",
+                           limit, how)
         target = tmp/m.name
         try:
             if m.kind == 'dir': target.mkdir(parents=True, exist_ok=True); continue
@@ -205,7 +245,9 @@ def _unpack(members, tmp: Path, dest: Path, archive: Path, limit: int, how: str)
             with m.open() as src, open(target, 'wb') as dst:
                 while chunk := src.read(1 << 20):
                     n += len(chunk); total += len(chunk)
-                    if total > limit: raise _too_big(archive, f"unpacks to more than {_gib(total)} (its header declared less)", limit, how)
+                    if total > limit:
+                        raise _too_big(archive, f"unpacks to more than {_gib(total)} (its header declared less)",
+                                       limit, how)
                     dst.write(chunk)
             if n != m.size: raise EOFError(f"'{m.name}' holds {n:,} bytes, its header says {m.size:,}")
         except DataError: raise
@@ -217,8 +259,8 @@ def _locked(lock: Path, doing: str):
     "Hold an exclusive lock on the file `lock` (created if need be); while another process holds it, say so and wait."
     try: fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as e:
-        raise DataError(f"{lock}: cannot create the lock file ({e.strerror}). Pass --cache DIR or set MELANOMA_CACHE to "
-                        "a writable folder.") from None
+        raise DataError(f"{lock}: cannot create the lock file ({e.strerror}). Pass --cache DIR or set "
+                        "MELANOMA_CACHE to a writable folder.") from None
     try:
         if fcntl is not None:
             try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -230,28 +272,26 @@ def _locked(lock: Path, doing: str):
     finally: os.close(fd)                    # closing releases the lock (so does the process ending, however it ends)
 
 # %% ../nbs/00_data.ipynb #e49412d2
-def _check_kind(m: _Member, dest: Path, archive: Path):
-    "A `DataError` for a member that would land outside `dest`, or that is a link or a special file."
-    _check_member(m.name, dest, archive)
-    if m.kind == 'link': raise DataError(f"{archive}: refusing to extract '{m.name}': links are not allowed in a data archive.")
-    if m.kind != 'file' and m.kind != 'dir':
-        raise DataError(f"{archive}: refusing to extract '{m.name}': only files and folders are allowed in a data archive.")
-
 def safe_extract(archive, dest, max_unpacked=None) -> Path:
-    "Extract a zip or tar `archive` into `dest` (new or empty): checked first, unpacked into a temporary folder, renamed when complete."
+    ("Extract a zip or tar `archive` into `dest` (new or empty): checked first, unpacked into a temporary folder, "
+     "renamed when complete.")
     archive, dest = Path(archive), Path(dest)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise DataError(f"{dest}: already exists and is not an empty folder; extract {archive.name} into a new folder.")
     limit, how = unpack_limit(archive, max_unpacked)
     try: dest.mkdir(parents=True, exist_ok=True)      # (left empty when the archive is refused)
-    except OSError as e: raise DataError(f"{dest}: cannot create the folder to extract {archive.name} into ({e.strerror}).") from None
+    except OSError as e:
+        raise DataError(f"{dest}: cannot create the folder to extract {archive.name} into ({e.strerror}).") from None
     with _archive_members(archive) as members:
         if isinstance(members, list):        # a zip lists every member first: refuse it before writing anything
             for m in members: _check_kind(m, dest, archive)
             declared = sum(m.size for m in members if m.kind == 'file')
-            if declared > limit: raise _too_big(archive, f"would unpack to {_gib(declared)} (the sizes its header declares)", limit, how)
+            if declared > limit:
+                raise _too_big(archive, f"would unpack to {_gib(declared)} (the sizes its header declares)", limit, how)
         try: tmp = Path(tempfile.mkdtemp(prefix=f'.{dest.name}.partial-', dir=dest.parent))
-        except OSError as e: raise DataError(f"{dest.parent}: cannot create a folder to extract {archive.name} into ({e.strerror}).") from None
+        except OSError as e:
+            raise DataError(f"{dest.parent}: cannot create a folder to extract {archive.name} into "
+                            f"({e.strerror}).") from None
         try: _unpack(members, tmp, dest, archive, limit, how)
         except BaseException: shutil.rmtree(tmp, ignore_errors=True); raise
     try:
@@ -274,10 +314,11 @@ def download_data() -> Path:
                         f"Kaggle: Settings > Internet on). Or: {how} Or set MELANOMA_DATA=sample to run on the bundled "
                         "sample.") from None
     root = find_dataset_root(got)
-    if root is None: raise DataError(f"{got}: downloaded, but no train/benign, train/malignant folders inside. {LAYOUT_HELP}")
+    if root is None:
+        raise DataError(f"{got}: downloaded, but no train/benign, train/malignant folders inside. {LAYOUT_HELP}")
     return root
 
-# %% ../nbs/00_data.ipynb #728fc583
+# %% ../nbs/00_data.ipynb #cbce49bd
 def _content_hash(archive: Path, memo_dir: Path) -> str:
     """sha256 of `archive`'s bytes; remembered in `memo_dir` against its path, size, mtime, ctime and inode, so an
     unchanged file is read once. A replaced file (same size and mtime: `cp -p`, `rsync -t`) has a new ctime: read again."""
@@ -293,19 +334,24 @@ def _content_hash(archive: Path, memo_dir: Path) -> str:
         with open(archive, 'rb') as f:
             while chunk := f.read(1 << 20): h.update(chunk)
     except OSError as e: raise DataError(f"{archive}: cannot read the archive ({e.strerror}).") from None
-    if (memo_dir/f"{archive.name.split('.')[0]}-{h.hexdigest()[:16]}").is_dir():   # remembered once extracted (a refused
+    # remembered once extracted (a refused
+    if (memo_dir/f"{archive.name.split('.')[0]}-{h.hexdigest()[:16]}").is_dir():
         try:                                                                      # archive leaves nothing behind)
-            tmp = memo.with_name(memo.name + f'.{os.getpid()}'); tmp.write_text(json.dumps({'stat': stamp, 'sha256': h.hexdigest()}))
+            tmp = memo.with_name(memo.name + f'.{os.getpid()}')
+            tmp.write_text(json.dumps({'stat': stamp, 'sha256': h.hexdigest()}))
             os.replace(tmp, memo)
         except OSError: pass                 # (not remembered: read again next time)
     return h.hexdigest()
 
+# %% ../nbs/00_data.ipynb #01b91096
 def _extracted_dir(archive: Path, cache_dir=None) -> Path:
-    "Where `archive` is extracted: under the cache folder, keyed on its content (`_content_hash`), never on its path or dates."
+    ("Where `archive` is extracted: under the cache folder, keyed on its content (`_content_hash`), never on its path "
+     "or dates.")
     base = Path(cache_dir).expanduser() if cache_dir else cache_home()
     key = _content_hash(archive, base/'extracted')[:16]
     return base/'extracted'/f"{archive.name.split('.')[0]}-{key}"
 
+# %% ../nbs/00_data.ipynb #8663e9cc
 def _extract_once(archive: Path, cache_dir=None, max_unpacked=None) -> Path:
     "The extracted copy of `archive`, extracted now unless a complete one exists (one process at a time)."
     dest = _extracted_dir(archive, cache_dir)
@@ -317,13 +363,15 @@ def _extract_once(archive: Path, cache_dir=None, max_unpacked=None) -> Path:
                         "DIR or set MELANOMA_CACHE to a writable folder.") from None
     with _locked(dest.with_name(dest.name + '.lock'), f'extracting {archive}'):
         if not done():
-            for old in dest.parent.glob(f'.{dest.name}.partial-*'): shutil.rmtree(old, ignore_errors=True)  # a killed run's
+            # a killed run's
+            for old in dest.parent.glob(f'.{dest.name}.partial-*'): shutil.rmtree(old, ignore_errors=True)
             try: safe_extract(archive, dest, max_unpacked)
             except DataError:
                 if dest.is_dir() and not any(dest.iterdir()): dest.rmdir()
                 raise
     return dest
 
+# %% ../nbs/00_data.ipynb #8176209c
 def _resolve(path: Path, cache_dir=None, max_unpacked=None) -> Path:
     "A folder as given, or an archive extracted (safely) under the cache folder."
     if path.is_file(): path = _extract_once(path, cache_dir, max_unpacked)
@@ -333,27 +381,33 @@ def _resolve(path: Path, cache_dir=None, max_unpacked=None) -> Path:
     if _is_root_dir(path) or _is_split_dir(path): return path
     return find_dataset_root(path, depth=2) or path     # scan() explains what is wrong with it
 
-# %% ../nbs/00_data.ipynb #cbce49bd
+# %% ../nbs/00_data.ipynb #a9d5e9b1
 def hosted_notebook() -> str | None:
     "'colab' or 'kaggle' when running in a Colab or Kaggle notebook, else None."
     if 'google.colab' in sys.modules or os.environ.get('COLAB_RELEASE_TAG'): return 'colab'
     if os.environ.get('KAGGLE_KERNEL_RUN_TYPE'): return 'kaggle'
     return None
 
-def locate_data(path=None, verbose=True, download: bool | None = None, cache_dir=None, max_unpacked=None) -> tuple[Path, str]:
-    "Find the data: `path`, `$MELANOMA_DATA`, `./melanoma_cancer_dataset`, the Kaggle input folder, a download, the sample."
-    resolve = lambda p: _resolve(Path(p).expanduser(), cache_dir, max_unpacked)   # archives: extracted under `cache_dir`
+# %% ../nbs/00_data.ipynb #1675c183
+def locate_data(path=None, verbose=True, download: bool | None = None, cache_dir=None,
+                max_unpacked=None) -> tuple[Path, str]:
+    ("Find the data: `path`, `$MELANOMA_DATA`, `./melanoma_cancer_dataset`, the Kaggle input folder, a download, the "
+     "sample.")
+    # archives: extracted under `cache_dir`
+    resolve = lambda p: _resolve(Path(p).expanduser(), cache_dir, max_unpacked)
     env = os.environ.get('MELANOMA_DATA', '').strip()
     if download is None: download = env == 'download' or hosted_notebook() is not None
     if path is not None: found, source = resolve(path), 'argument'
     elif env == 'sample': found, source = sample_root(), 'sample'
     elif env and env != 'download': found, source = resolve(env), 'MELANOMA_DATA'
-    elif Path('melanoma_cancer_dataset').is_dir(): found, source = resolve('melanoma_cancer_dataset'), './melanoma_cancer_dataset'
+    elif Path('melanoma_cancer_dataset').is_dir():
+        found, source = resolve('melanoma_cancer_dataset'), './melanoma_cancer_dataset'
     elif KAGGLE_INPUT.is_dir() and (k := find_dataset_root(KAGGLE_INPUT)) is not None: found, source = k, 'kaggle'
     elif download: found, source = download_data(), 'kagglehub'
     else: found, source = sample_root(), 'sample'
     if verbose:
-        note = ' (the small sample bundled with melanoma_nb; set MELANOMA_DATA or pass a path for the full data set)' if source == 'sample' else ''
+        note = (' (the small sample bundled with melanoma_nb; set MELANOMA_DATA or pass a path for the full data set)'
+                if source == 'sample' else '')
         print(f"Data: {found} [from {source}]{note}")
     return found, source
 
@@ -370,10 +424,12 @@ class ImageIndex:
     skipped: list = field(default_factory=list)   # (path, reason)
     def __len__(self): return len(self.paths)
 
+# %% ../nbs/00_data.ipynb #436f0d9a
 def _kind(mode: int) -> str:
     return ('a named pipe (FIFO)' if stat.S_ISFIFO(mode) else 'a socket' if stat.S_ISSOCK(mode) else
             'a device' if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else 'a special file')
 
+# %% ../nbs/00_data.ipynb #bc37e7f9
 def _not_regular(f: Path) -> str | None:
     "Why `f` cannot be read as an image file (following links), or None when it is a regular file."
     try: mode = os.stat(f).st_mode
@@ -386,33 +442,41 @@ def _not_regular(f: Path) -> str | None:
     if stat.S_ISDIR(mode): return 'is a folder, not a file'
     return f'is {_kind(mode)}, not a regular file: only regular files are read'
 
-# %% ../nbs/00_data.ipynb #b3c65d68
+# %% ../nbs/00_data.ipynb #ad60b53d
 def _beside(d: Path, entries: list, what: str) -> list:
-    "(path, reason) for each entry of `d` that is not read: images beside the class folders, folders that are not classes."
+    ("(path, reason) for each entry of `d` that is not read: images beside the class folders, folders that are not "
+     "classes.")
     out = []
     for f in entries:
         if _isdir(f): why = None if f.name.startswith('.') else _not_class(f)
-        elif f.suffix.lower() in IMAGE_EXTS and not f.name.startswith('.'): why = f'an image {what}: it has no class, so it is not read'
+        elif f.suffix.lower() in IMAGE_EXTS and not f.name.startswith('.'):
+            why = f'an image {what}: it has no class, so it is not read'
         else: why = None                 # notes, licences, .DS_Store: not data
         if why: out.append((str(f), why))
     return out
 
+# %% ../nbs/00_data.ipynb #42823017
 def _scan_split(d: Path, split: str, classes=None):
     entries = _listdir(d)
     class_dirs = [s for s in entries if _isdir(s) and not _not_class(s)]
     names = [c.name for c in class_dirs]
-    if len(names) < 2: raise DataError(f"{d}: found {len(names)} class folder(s) {names}, need at least 2. {LAYOUT_HELP}")
+    if len(names) < 2:
+        raise DataError(f"{d}: found {len(names)} class folder(s) {names}, need at least 2. {LAYOUT_HELP}")
     if classes is not None and names != classes:
-        raise DataError(f"{d}: class folders {names} differ from train/'s {classes}. Use the same class folders in every split.")
+        raise DataError(f"{d}: class folders {names} differ from train/'s {classes}. Use the same class folders in "
+                        "every split.")
     paths, labels, skipped = [], [], _beside(d, entries, f'beside the class folders in {d.name}/')
     for label, cd in enumerate(class_dirs):
         n = 0
         for f in _listdir(cd):
             if f.name.startswith('.'): skipped.append((str(f), 'hidden file')); continue
-            if f.suffix.lower() not in IMAGE_EXTS: skipped.append((str(f), f"not an image file (extension '{f.suffix}')")); continue
+            if f.suffix.lower() not in IMAGE_EXTS:
+                skipped.append((str(f), f"not an image file (extension '{f.suffix}')")); continue
             if why := _not_regular(f): skipped.append((str(f), why)); continue
             paths.append(f); labels.append(label); n += 1
-        if n == 0: raise DataError(f"{cd}: class folder '{cd.name}' holds no images. Add images or remove the folder. {LAYOUT_HELP}")
+        if n == 0:
+            raise DataError(f"{cd}: class folder '{cd.name}' holds no images. Add images or remove the folder. "
+                            f"{LAYOUT_HELP}")
     return names, paths, labels, skipped
 
 # %% ../nbs/00_data.ipynb #226ed006
@@ -425,14 +489,16 @@ def scan(root) -> ImageIndex:
     else: layout, parts = 'split', [('train', root)]
     classes, paths, labels, splits, skipped = None, [], [], [], []
     if layout == 'root':                 # what lies beside train/ and test/ is not read: say so
-        skipped += _beside(root, [f for f in _listdir(root) if f.name not in ('train', 'test')], 'beside train/ and test/')
+        others = [f for f in _listdir(root) if f.name not in ('train', 'test')]
+        skipped += _beside(root, others, 'beside train/ and test/')
     for split, d in parts:
         classes, p, l, s = _scan_split(d, split, classes)
         paths += p; labels += l; splits += [split]*len(p); skipped += s
     return ImageIndex(root, paths, np.array(labels, dtype=np.int64), np.array(splits), classes, layout, skipped)
 
 # %% ../nbs/00_data.ipynb #8a578878
-MAX_PIXELS = int(os.environ.get('MELANOMA_MAX_PIXELS', 80_000_000))   # (OpenCV is given the same limit on import, above)
+# (OpenCV is given the same limit on import, above)
+MAX_PIXELS = int(os.environ.get('MELANOMA_MAX_PIXELS', 80_000_000))
 
 def _exif_orientation(app1: bytes) -> int:
     "The EXIF orientation tag (1-8) in an APP1 segment's payload; 1 when there is none, 0 when it cannot be read."
@@ -448,6 +514,7 @@ def _exif_orientation(app1: bytes) -> int:
     except struct.error: return 0
     return 1
 
+# %% ../nbs/00_data.ipynb #e5a0a242
 def _jpeg_header(buf: bytes):
     "(width, height, EXIF orientation) from a JPEG's markers, or None; a few microseconds, no decoding."
     i, n, orient, exif = 2, len(buf), 1, False
@@ -457,13 +524,14 @@ def _jpeg_header(buf: bytes):
         if m == 0xFF: i += 1; continue
         if m in (0xD8, 0x01) or 0xD0 <= m <= 0xD7: i += 2; continue
         seg = struct.unpack('>H', buf[i+2:i+4])[0]
-        if m == 0xE1 and buf[i+4:i+10] == b'Exif\0\0' and not exif: orient, exif = _exif_orientation(buf[i+4:i+2+seg]), True
+        if m == 0xE1 and buf[i+4:i+10] == b'Exif\0\0' and not exif:
+            orient, exif = _exif_orientation(buf[i+4:i+2+seg]), True
         if m in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
             h, w = struct.unpack('>HH', buf[i+5:i+9]); return w, h, orient
         i += 2 + seg
     return None
 
-# %% ../nbs/00_data.ipynb #7c90cfb0
+# %% ../nbs/00_data.ipynb #2d500007
 def _tiff_header(buf: bytes):
     "(width, height, bits per sample, sample format: 1 unsigned, 2 signed, 3 float) from a TIFF's first IFD, or None."
     e = {b'II*\0': '<', b'MM\0*': '>'}.get(buf[:4])
@@ -482,13 +550,15 @@ def _tiff_header(buf: bytes):
     if 256 not in tags or 257 not in tags: return None
     return tags[256], tags[257], tags.get(258, 1), tags.get(339, 1)
 
+# %% ../nbs/00_data.ipynb #e3086d83
 _CONTRADICTORY = ('damaged or crafted TIFF: its width or height is given twice, with two values, so its true size '
                   '(and the memory decoding it takes) cannot be known; convert it to PNG or JPEG')
 
 def image_size(path, buf: bytes):
     "(width, height) read from the header only; `ImageReadError` when it is not an image."
     if buf[:2] == b'\xff\xd8' and (whr := _jpeg_header(buf)) is not None: return whr[:2]
-    if len(buf) >= 24 and buf[:8] == b'\x89PNG\r\n\x1a\n' and buf[12:16] == b'IHDR': return struct.unpack('>II', buf[16:24])
+    if len(buf) >= 24 and buf[:8] == b'\x89PNG\r\n\x1a\n' and buf[12:16] == b'IHDR':
+        return struct.unpack('>II', buf[16:24])
     if (tif := _tiff_header(buf)) == 'contradictory': raise ImageReadError(path, _CONTRADICTORY)
     if tif is not None: return tif[:2]   # (PIL cannot open float RGB TIFFs)
     if buf[:4] in (b'II*\0', b'MM\0*'): raise ImageReadError(path, 'damaged TIFF (its image directory cannot be read)')
@@ -498,10 +568,11 @@ def image_size(path, buf: bytes):
     except Image.DecompressionBombError as e:
         raise ImageReadError(path, f'{e}: over the limit of {MAX_PIXELS:,} pixels (a possible decompression bomb); '
                                    'resize it first') from None
-    except UnidentifiedImageError: raise ImageReadError(path, 'not a recognised image format (is it really an image?)') from None
+    except UnidentifiedImageError:
+        raise ImageReadError(path, 'not a recognised image format (is it really an image?)') from None
     except Exception as e: raise ImageReadError(path, f'unreadable image header ({type(e).__name__}: {e})') from None
 
-# %% ../nbs/00_data.ipynb #e5a0a242
+# %% ../nbs/00_data.ipynb #c7298ead
 _NONBLOCK = getattr(os, 'O_NONBLOCK', 0)
 MAX_FILE_BYTES = int(float(os.environ.get('MELANOMA_MAX_FILE_MB') or 512) * 2**20)   # no image file is read past this
 
@@ -516,17 +587,20 @@ def _read_bytes(path: Path) -> bytes:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode): raise ImageReadError(path, f'is {_kind(st.st_mode)}, not a regular file')
             if st.st_size > MAX_FILE_BYTES:
-                raise ImageReadError(path, f'the file is {_gib(st.st_size)}, over the limit of {_gib(MAX_FILE_BYTES)} for one '
-                                           'image; resize it, or raise MELANOMA_MAX_FILE_MB if you trust the file')
+                raise ImageReadError(path, f'the file is {_gib(st.st_size)}, over the limit of {_gib(MAX_FILE_BYTES)} '
+                                           'for one image; resize it, or raise MELANOMA_MAX_FILE_MB if you trust the '
+                                           'file')
             return os.read(fd, min(st.st_size, MAX_FILE_BYTES) + 1)
         finally: os.close(fd)
     except FileNotFoundError:
         raise ImageReadError(path, 'broken symbolic link (its target does not exist)' if os.path.islink(path)
                                    else 'no such file') from None
     except OSError as e:
-        if e.errno == errno.ELOOP: raise ImageReadError(path, 'symbolic link loop (the link leads back to itself)') from None
+        if e.errno == errno.ELOOP:
+            raise ImageReadError(path, 'symbolic link loop (the link leads back to itself)') from None
         raise ImageReadError(path, f'cannot be read ({e.strerror})') from None
 
+# %% ../nbs/00_data.ipynb #061d50ad
 # libjpeg's warnings that mean lost or garbled image data (it would go on and fill the rest with gray)
 _JPEG_DAMAGE = ('Corrupt JPEG data', 'Premature end of JPEG file', 'Bogus', 'Inconsistent progression')
 
@@ -535,32 +609,37 @@ def _jpeg_decode(path, buf: bytes, channels: int):
     cs = 'GRAY' if channels == 1 else 'RGB'
     try: return simplejpeg.decode_jpeg(buf, colorspace=cs, strict=True)
     except ValueError as e: msg = str(e)
-    harmless = 'before marker 0xd9' in msg or 'bad ICC marker' in msg   # junk after the last block, a broken colour profile
+    # junk after the last block, a broken colour profile
+    harmless = 'before marker 0xd9' in msg or 'bad ICC marker' in msg
     if any(k in msg for k in _JPEG_DAMAGE) and not harmless:
         raise ImageReadError(path, f'damaged JPEG data ({msg}): part of the image would come out gray or garbled; '
                                    'replace the file with an intact copy')
     try: return simplejpeg.decode_jpeg(buf, colorspace=cs, strict=False)       # a harmless warning
-    except ValueError: return msg           # a kind simplejpeg cannot decode: OpenCV tries (the message if it fails too)
+    # a kind simplejpeg cannot decode: OpenCV tries (the message if it fails too)
+    except ValueError: return msg
 
+# %% ../nbs/00_data.ipynb #9678acae
 _ORIENT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1], 5: lambda a: a.swapaxes(0, 1),
            6: lambda a: np.rot90(a, -1), 7: lambda a: a.swapaxes(0, 1)[::-1, ::-1], 8: lambda a: np.rot90(a, 1)}
 
-# %% ../nbs/00_data.ipynb #c7298ead
 def _upright(img: np.ndarray, orientation: int) -> np.ndarray:
     "The image turned as its EXIF `orientation` (1-8) says it should be shown."
     f = _ORIENT.get(orientation)
     return img if f is None else np.ascontiguousarray(f(img))
 
-# %% ../nbs/00_data.ipynb #2e6faa35
+# %% ../nbs/00_data.ipynb #9a04b5f6
 def _deep_tiff(path, buf: bytes, bits: int, fmt: int, channels: int) -> np.ndarray:
-    "A float or 32-bit TIFF as 8-bit gray or BGR (what `cv2.imdecode` gives for ordinary files): floats in 0-1 are scaled."
+    ("A float or 32-bit TIFF as 8-bit gray or BGR (what `cv2.imdecode` gives for ordinary files): floats in 0-1 are "
+     "scaled.")
     what = f"{bits}-bit {'float' if fmt == 3 else 'integer'} TIFF"
     if fmt != 3: raise ImageReadError(path, f'{what} is not supported: convert it to 8 or 16 bits per channel')
     img = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None or img.size == 0: raise ImageReadError(path, f'{what} that cannot be decoded: convert it to 8-bit')
-    if not np.isfinite(img).all(): raise ImageReadError(path, f'{what} holding NaN or infinite values: convert it to 8-bit')
+    if not np.isfinite(img).all():
+        raise ImageReadError(path, f'{what} holding NaN or infinite values: convert it to 8-bit')
     lo, hi = float(img.min()), float(img.max())
-    if -0.05 <= lo and hi <= 1.05: img = img * 255          # the usual float convention, 0-1 (a little overshoot clipped)
+    # the usual float convention, 0-1 (a little overshoot clipped)
+    if -0.05 <= lo and hi <= 1.05: img = img * 255
     elif not (0 <= lo and 16 <= hi <= 255):                  # 0-255 stored as floats is read as it is; anything else:
         raise ImageReadError(path, f'{what} with values from {lo:g} to {hi:g}: neither 0-1 nor 0-255, so how bright it '
                                    'is cannot be known; convert it to 8-bit')
@@ -570,6 +649,7 @@ def _deep_tiff(path, buf: bytes, bits: int, fmt: int, channels: int) -> np.ndarr
     if channels == 1: return img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
     return img if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
 
+# %% ../nbs/00_data.ipynb #c6305ce5
 @contextmanager
 def _cv2_silent():
     "OpenCV's own log lines (which name no file) off while it decodes: its failures become `ImageReadError`s instead."
@@ -579,7 +659,12 @@ def _cv2_silent():
     try: yield
     finally: log.setLogLevel(old)
 
-# %% ../nbs/00_data.ipynb #c6305ce5
+# %% ../nbs/00_data.ipynb #4dfa47fe
+def _into(res, dst):
+    "OpenCV writes into `dst` when it can; where it made a new array instead, copy it in."
+    if not np.shares_memory(res, dst): dst[...] = res
+
+# %% ../nbs/00_data.ipynb #05a6b2d8
 def _fit(img: np.ndarray, out: np.ndarray, size: int, bgr: bool = False):
     "Resize a decoded image (gray, RGB, or BGR with `bgr`) into `out`, `(size, size, channels)` RGB or gray."
     ih, iw = img.shape[:2]
@@ -594,11 +679,13 @@ def _fit(img: np.ndarray, out: np.ndarray, size: int, bgr: bool = False):
     elif (ih, iw) == (size, size): out[...] = img
     else: _into(cv2.resize(img, (size, size), dst=out, interpolation=interp), out)
 
-def _into(res, dst):
-    "OpenCV writes into `dst` when it can; where it made a new array instead, copy it in."
-    if not np.shares_memory(res, dst): dst[...] = res
+# %% ../nbs/00_data.ipynb #2105d728
+def _is_truncated(buf: bytes) -> bool:
+    ("A JPEG whose data stops early has no end-of-image marker after its scan (data after the marker, as phones "
+     "write: fine).")
+    return buf[:2] == b'\xff\xd8' and buf.rfind(b'\xff\xd9') < buf.find(b'\xff\xda')
 
-# %% ../nbs/00_data.ipynb #4dfa47fe
+# %% ../nbs/00_data.ipynb #c9ef89b0
 def decode_into(path, out: np.ndarray, size: int = 224, channels: int = 3) -> np.ndarray:
     "Decode `path` straight into `out`, a `(size, size, channels)` uint8 array (e.g. one row of the cache)."
     if channels not in (1, 3): raise ValueError(f"channels must be 1 or 3, not {channels}")
@@ -610,29 +697,29 @@ def decode_into(path, out: np.ndarray, size: int = 224, channels: int = 3) -> np
     w, h = hdr[:2] if hdr else tif[:2] if tif else image_size(path, buf)
     if w < 1 or h < 1: raise ImageReadError(path, f'the header says {w}x{h} pixels: damaged image')
     if w * h > MAX_PIXELS:
-        raise ImageReadError(path, f'{w}x{h} pixels is over the limit of {MAX_PIXELS:,} (a possible decompression bomb); '
-                                   'resize it first, or raise MELANOMA_MAX_PIXELS if you trust the file')
+        raise ImageReadError(path, f'{w}x{h} pixels is over the limit of {MAX_PIXELS:,} (a possible decompression '
+                                   'bomb); resize it first, or raise MELANOMA_MAX_PIXELS if you trust the file')
     if _is_truncated(buf): raise ImageReadError(path, 'truncated image (the file ends before the image data does)')
     img = _jpeg_decode(path, buf, channels) if hdr else None
     if isinstance(img, np.ndarray): _fit(_upright(img, hdr[2]), out, size); return out
-    if tif and (tif[3] == 3 or tif[2] > 16): _fit(_deep_tiff(path, buf, tif[2], tif[3], channels), out, size, bgr=True); return out
+    if tif and (tif[3] == 3 or tif[2] > 16):
+        _fit(_deep_tiff(path, buf, tif[2], tif[3], channels), out, size, bgr=True); return out
     try: dec = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR)
     except cv2.error as e:                   # OpenCV raises on some damaged headers instead of returning None
-        if 'MAX_IMAGE_PIXELS' in str(e): raise ImageReadError(path, f'over the limit of {MAX_PIXELS:,} pixels, by the size its '
-                                                              'decoder reads (a possible decompression bomb); resize it first') from None
+        if 'MAX_IMAGE_PIXELS' in str(e):
+            raise ImageReadError(path, f'over the limit of {MAX_PIXELS:,} pixels, by the size its decoder reads '
+                                       '(a possible decompression bomb); resize it first') from None
         dec = None
     if dec is None or dec.size == 0:
-        raise ImageReadError(path, 'could not be decoded (corrupt or unsupported image' + (f'; libjpeg: {img})' if img else ')'))
+        raise ImageReadError(path, 'could not be decoded (corrupt or unsupported image'
+                                   + (f'; libjpeg: {img})' if img else ')'))
     _fit(dec, out, size, bgr=True)
     return out
 
+# %% ../nbs/00_data.ipynb #6dc6131b
 def read_image(path, size: int = 224, channels: int = 3) -> np.ndarray:
     "Decode `path` to a `(size, size, channels)` uint8 array (RGB or gray), or raise `ImageReadError` saying why."
     with _cv2_silent(): return decode_into(Path(path), np.empty((size, size, channels), np.uint8), size, channels)
-
-def _is_truncated(buf: bytes) -> bool:
-    "A JPEG whose data stops early has no end-of-image marker after its scan (data after the marker, as phones write: fine)."
-    return buf[:2] == b'\xff\xd8' and buf.rfind(b'\xff\xd9') < buf.find(b'\xff\xda')
 
 # %% ../nbs/00_data.ipynb #e8191a67
 LINE_EVERY = 10   # seconds between progress lines off a terminal (a log file, CI)
@@ -645,8 +732,10 @@ class _Lines:
         if s: self.f.write(s + '\n'); self.f.flush()
     def flush(self): self.f.flush()
 
+# %% ../nbs/00_data.ipynb #d837cf72
 def progress_bar(iterable=None, progress: bool = True, **kw):
-    "A tqdm bar with rate and time left: live on a terminal or in a notebook; elsewhere a line every `LINE_EVERY` s (none for shorter work)."
+    ("A tqdm bar with rate and time left: live on a terminal or in a notebook; elsewhere a line every `LINE_EVERY` s "
+     "(none for shorter work).")
     f = sys.stderr
     if not progress or f is None: return tqdm(iterable, disable=True, **kw)
     if type(f).__name__ == 'OutStream': return tqdm(iterable, leave=False, **kw)          # a Jupyter kernel: its widget
@@ -691,7 +780,7 @@ class ImageCache:
         return '\n'.join(lines)
     def __repr__(self): return self.report()
 
-# %% ../nbs/00_data.ipynb #0aedebc9
+# %% ../nbs/00_data.ipynb #2bf21606
 def _fingerprint(index: ImageIndex) -> list:
     out = []
     for p in index.paths:
@@ -700,11 +789,13 @@ def _fingerprint(index: ImageIndex) -> list:
         out.append([str(p), st.st_size, st.st_mtime_ns])
     return out
 
+# %% ../nbs/00_data.ipynb #d249ec88
 def _cache_dir(index: ImageIndex, size: int, channels: int, cache_dir) -> Path:
     base = Path(cache_dir).expanduser() if cache_dir else cache_home()
     key = hashlib.sha1(f"{Path(index.root).resolve()}|{size}|{channels}|{CACHE_VERSION}".encode()).hexdigest()[:12]
     return base/f"{Path(index.root).resolve().name}-{size}px-{channels}ch-{key}"
 
+# %% ../nbs/00_data.ipynb #b7288863
 def _decode_all(paths, out, size, channels, workers, progress):
     "Decode `paths` into `out` with a pool of threads; returns {position: reason} for the failures."
     failed, n = {}, len(paths)
@@ -718,7 +809,8 @@ def _decode_all(paths, out, size, channels, workers, progress):
     cv_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)             # one OpenCV thread per worker: the workers are the parallelism
     try:
-        with _cv2_silent(), ThreadPoolExecutor(workers) as ex, progress_bar(total=n, desc='decode', unit='img', progress=progress) as bar:
+        with (_cv2_silent(), ThreadPoolExecutor(workers) as ex,
+              progress_bar(total=n, desc='decode', unit='img', progress=progress) as bar):
             for k, bad in ex.map(work, range(0, n, chunk)):
                 failed.update(bad); bar.update(k)
     finally: cv2.setNumThreads(cv_threads)
@@ -732,16 +824,20 @@ def _fsync(path: Path):
     except OSError: pass                     # (some file systems cannot sync a folder)
     finally: os.close(fd)
 
+# %% ../nbs/00_data.ipynb #ad4908b5
 def _cache_write_error(f: Path, e: OSError) -> DataError:
     "One line for a cache that cannot be written: free space only when space is what ran out."
     if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG): what = 'Free some disk space or pass'
     elif e.errno in (errno.EISDIR, errno.ENOTDIR, errno.EEXIST):
         what = f"Something that is not the cache's own file is in the way ({e.filename}): remove it, or pass"
     else: what = 'Check the permissions of that folder, or pass'
-    return DataError(f"{f}: cannot write the cache ({e.strerror}). {what} --cache DIR (or set MELANOMA_CACHE) to another folder.")
+    return DataError(f"{f}: cannot write the cache ({e.strerror}). {what} --cache DIR (or set MELANOMA_CACHE) to "
+                     "another folder.")
 
+# %% ../nbs/00_data.ipynb #7a8840f0
 def _new_array(f: Path, shape: tuple) -> np.ndarray:
-    "A memory-mapped uint8 .npy of `shape`, its disk space reserved now: a full disk is an error here, not a crash later."
+    ("A memory-mapped uint8 .npy of `shape`, its disk space reserved now: a full disk is an error here, not a crash "
+     "later.")
     try:
         a = np.lib.format.open_memmap(f, mode='w+', dtype=np.uint8, shape=shape)
         if hasattr(os, 'posix_fallocate') and a.size:
@@ -762,11 +858,15 @@ def _open_cached(d: Path, meta: dict, index: ImageIndex, source: str, quiet: boo
     try: man = json.loads(man_f.read_text())
     except FileNotFoundError: return None
     except (OSError, ValueError): man = None
-    problem = None if isinstance(man, dict) and {'keep', 'skipped'} <= set(man) else f'its manifest {man_f} is unreadable'
+    readable = isinstance(man, dict) and {'keep', 'skipped'} <= set(man)
+    problem = None if readable else f'its manifest {man_f} is unreadable'
     if problem is None and not all(man.get(k) == v for k, v in meta.items()): return None   # the inputs changed
     if problem is None:
-        try: keep, skipped = np.array(man['keep'], dtype=np.int64).reshape(-1), [(str(p), str(r)) for p, r in man['skipped']]
-        except (TypeError, ValueError, OverflowError): problem, keep = f'its manifest {man_f} is damaged (wrong types)', None
+        try:
+            keep = np.array(man['keep'], dtype=np.int64).reshape(-1)
+            skipped = [(str(p), str(r)) for p, r in man['skipped']]
+        except (TypeError, ValueError, OverflowError):
+            problem, keep = f'its manifest {man_f} is damaged (wrong types)', None
     if problem is None:
         want = (len(keep), meta['size'], meta['size'], meta['channels'])
         try:
@@ -775,12 +875,13 @@ def _open_cached(d: Path, meta: dict, index: ImageIndex, source: str, quiet: boo
                 problem = f'{img_f} holds {images.dtype} {images.shape}, its manifest says uint8 {want}'
         except FileNotFoundError: problem = f'{img_f} is missing'
         except (OSError, ValueError, EOFError) as e: problem = f'{img_f} is damaged ({e})'
-        if problem is None and len(keep) and not 0 <= keep.min() <= keep.max() < len(index): problem = f'{man_f} is damaged'
+        if problem is None and len(keep) and not 0 <= keep.min() <= keep.max() < len(index):
+            problem = f'{man_f} is damaged'
     if problem:
         if not quiet: print(f"Cache {d} cannot be used: {problem}. Rebuilding it.", file=sys.stderr, flush=True)
         return None
-    return ImageCache(images, index.labels[keep], index.splits[keep], [str(index.paths[i]) for i in keep], index.classes,
-                      meta['size'], meta['channels'], skipped, str(index.root), index.layout,
+    return ImageCache(images, index.labels[keep], index.splits[keep], [str(index.paths[i]) for i in keep],
+                      index.classes, meta['size'], meta['channels'], skipped, str(index.root), index.layout,
                       source, str(d), 0.0, True)
 
 # %% ../nbs/00_data.ipynb #0d5992a5
@@ -820,11 +921,13 @@ def _write_cache(d: Path, meta: dict, index: ImageIndex, workers, progress, sour
 
 # %% ../nbs/00_data.ipynb #a0857e39
 def _tag_cache(base: Path):
-    "Mark the folder `base` as a cache (CACHEDIR.TAG): backup tools skip it, and `scan` never takes it for a class or data."
+    ("Mark the folder `base` as a cache (CACHEDIR.TAG): backup tools skip it, and `scan` never takes it for a class "
+     "or data.")
     tag = base/CACHE_TAG
     if not os.path.lexists(tag):
         tag.write_text('Signature: 8a477f597d28d172789f06886806bc55\n# melanoma_nb image caches: safe to delete.\n')
 
+# %% ../nbs/00_data.ipynb #3e2b1c77
 def build_cache(index: ImageIndex, size: int = 224, channels: int = 3, cache_dir=None, workers=None,
                 progress=True, source='') -> ImageCache:
     "Decode every image of `index` once into a memory-mapped uint8 cache; reuse it when the files are unchanged."
@@ -836,7 +939,9 @@ def build_cache(index: ImageIndex, size: int = 224, channels: int = 3, cache_dir
     try:                                  # the tag goes into the cache folder itself: --cache may be the data folder
         d.mkdir(parents=True, exist_ok=True); _tag_cache(d)
         if not Path(index.root).resolve().is_relative_to(d.parent.resolve()): _tag_cache(d.parent)   # never the data
-    except OSError as e: raise DataError(f"{d}: cannot create the cache folder ({e.strerror}). Pass --cache DIR or set MELANOMA_CACHE to a writable folder.") from None
+    except OSError as e:
+        raise DataError(f"{d}: cannot create the cache folder ({e.strerror}). Pass --cache DIR or set MELANOMA_CACHE "
+                        "to a writable folder.") from None
     with _locked(d/'lock', f'building the cache {d}'):    # one builder at a time; the others wait, then reuse its work
         if (cache := _open_cached(d, meta, index, source, quiet=True)) is not None: return cache
         return _write_cache(d, meta, index, workers, progress, source)

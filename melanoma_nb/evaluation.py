@@ -34,7 +34,7 @@ __all__ = ['RING_PROBES', 'dihedral', 'predict_proba', 'evaluate', 'predictor_pr
 
 # %% ../nbs/08_evaluation.ipynb #6a9ba72b
 def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
-    "View `k` of the 8 symmetries of the square for NCHW `x` (or HW... last two axes): `k % 4` quarter turns, then a left-right flip if `k >= 4`."
+    "View `k` of the square's 8 symmetries on `x`'s last two axes: `k % 4` quarter turns, then a flip if `k >= 4`."
     x = torch.rot90(x, k % 4, dims=(-2, -1))
     return x.flip(-1) if k >= 4 else x
 
@@ -43,19 +43,24 @@ def _views(tta) -> tuple:
     if tta is True: return DIHEDRAL
     if tta is False or tta is None: return (0,)
     views = tuple(int(k) for k in tta)
-    if not views or any(k not in DIHEDRAL for k in views): raise ValueError(f"tta views must be among {DIHEDRAL}, not {tta!r}")
+    if not views or any(k not in DIHEDRAL for k in views):
+        raise ValueError(f"tta views must be among {DIHEDRAL}, not {tta!r}")
     return views
 
+# %% ../nbs/08_evaluation.ipynb #f4d688e2
 def predict_proba(model: torch.nn.Module, images, mean, std, tta=False, batch_size: int = 64, device=None,
                   positive: int = 1, progress: bool = False, temperature: float = 1.0) -> np.ndarray:
-    "p(class `positive`) = softmax(logits / temperature), in float64, for uint8 `images` (N, H, W, C); TTA: the mean over views."
-    if images.dtype != np.uint8: raise TypeError(f"predict_proba expects uint8 images (a cache's images), got {images.dtype}")
+    "p(class `positive`) = softmax(logits / temperature) in float64 for uint8 `images` (N, H, W, C); TTA: views' mean."
+    if images.dtype != np.uint8:
+        raise TypeError(f"predict_proba expects uint8 images (a cache's images), got {images.dtype}")
     if images.ndim == 3: images = images[..., None]
     if images.ndim != 4: raise ValueError(f"images must be (N, H, W, C), got shape {tuple(images.shape)}")
     c, want = images.shape[-1], model_in_chans(model)
     if c != want:
-        raise ValueError(f"The images have {c} channel(s) but the model takes {want}: build the cache with channels={want}.")
-    if len(mean) != c or len(std) != c: raise ValueError(f"mean/std have {len(mean)}/{len(std)} values for {c}-channel images")
+        raise ValueError(f"The images have {c} channel(s) but the model takes {want}: "
+                         f"build the cache with channels={want}.")
+    if len(mean) != c or len(std) != c:
+        raise ValueError(f"mean/std have {len(mean)}/{len(std)} values for {c}-channel images")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device)
     tf, views, was_training = BatchTransform(mean, std).to(device), _views(tta), model.training
@@ -66,7 +71,8 @@ def predict_proba(model: torch.nn.Module, images, mean, std, tta=False, batch_si
             for s in tqdm(range(0, len(images), batch_size), desc='predict', disable=not progress, leave=False):
                 x = torch.from_numpy(np.ascontiguousarray(images[s:s + batch_size])).to(device).permute(0, 3, 1, 2)
                 x = tf(x)
-                p = sum((model(dihedral(x, k)).double() / temperature).softmax(1) for k in views) / len(views)   # no ties at 1
+                # no ties at 1
+                p = sum((model(dihedral(x, k)).double() / temperature).softmax(1) for k in views) / len(views)
                 out[s:s + len(x)] = p[:, positive].cpu().numpy()
     finally: model.train(was_training)
     return out
@@ -84,6 +90,7 @@ def evaluate(model, images, labels, mean, std, threshold: float = 0.5, tta=False
 # %% ../nbs/08_evaluation.ipynb #8c00eb1c
 def _real(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
+# %% ../nbs/08_evaluation.ipynb #74b4db22
 def predictor_problem(meta: dict) -> str | None:
     "What is wrong with the metadata a `Predictor` reads beyond `meta_problem`'s (TTA threshold, data), or None."
     if (why := meta_problem(meta)): return why
@@ -99,8 +106,8 @@ class Predictor:
     def __init__(self, model: torch.nn.Module, meta: dict, path=None, device=None):
         self.path = None if path is None else Path(path)
         if (why := predictor_problem(meta)):
-            raise CheckpointError(f"{self.path or 'the checkpoint'}: its metadata is invalid ({why}); the file was edited "
-                                  f"or damaged. Retrain, or copy it again.")
+            raise CheckpointError(f"{self.path or 'the checkpoint'}: its metadata is invalid ({why}); "
+                                  f"the file was edited or damaged. Retrain, or copy it again.")
         m = self.meta = dict(meta)
         self.arch, self.size, self.channels = m['arch'], m['size'], m['in_chans']
         self.mean, self.std, self.classes = tuple(m['mean']), tuple(m['std']), list(m['classes'])
@@ -120,9 +127,9 @@ class Predictor:
         path = Path(path).expanduser()
         model, meta = load_checkpoint(path, device=device or 'cpu')
         bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
-        if bad: raise CheckpointError(f"{path}: its weights hold numbers that are not finite (NaN or infinity, in {bad[0]}"
-                                      f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}), so every probability "
-                                      f"would be NaN. Copy the file again or retrain.")
+        if bad: raise CheckpointError(f"{path}: its weights hold numbers that are not finite (NaN or infinity, "
+                                      f"in {bad[0]}{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}), "
+                                      f"so every probability would be NaN. Copy the file again or retrain.")
         return cls(model, meta, path, device)
 
     @property
@@ -130,17 +137,19 @@ class Predictor:
         "The recipe the model was trained with (as run: the epochs a budget planned)."
         try: return Recipe.from_dict(self.meta['recipe'])
         except (TypeError, ValueError, KeyError) as e:   # an edited or damaged checkpoint: say so in one line
-            raise ValueError(f"{self.path or 'the checkpoint'}: its recipe cannot be read ({type(e).__name__}: {e}); the "
-                             f"file was edited or damaged: retrain, or give the threshold with --threshold") from None
+            raise ValueError(f"{self.path or 'the checkpoint'}: its recipe cannot be read ({type(e).__name__}: {e}); "
+                             f"the file was edited or damaged: retrain, or give the threshold with "
+                             f"--threshold") from None
 
     def __repr__(self):
-        return (f"Predictor({self.arch}, {self.channels} channel(s) at {self.size} px, classes {self.classes}, positive "
-                f"{self.positive!r}, threshold {self.threshold_single:.3f}, T {self.temperature:.2f}, on {self.device})")
+        return (f"Predictor({self.arch}, {self.channels} channel(s) at {self.size} px, classes {self.classes}, "
+                f"positive {self.positive!r}, threshold {self.threshold_single:.3f}, T {self.temperature:.2f}, "
+                f"on {self.device})")
 
 # %% ../nbs/08_evaluation.ipynb #553f70e6
 @patch
 def proba(self: Predictor, images, tta=False, batch_size: int = 64, progress: bool = False) -> np.ndarray:
-    "Calibrated p(positive class), float64, for uint8 `images` (N, H, W, C); averaged over the dihedral views when `tta`."
+    "Calibrated p(positive class), float64, for uint8 `images` (N, H, W, C); the dihedral views' mean when `tta`."
     return predict_proba(self.model, images, self.mean, self.std, tta=tta, batch_size=batch_size, device=self.device,
                          positive=self.pos, progress=progress, temperature=self.temperature)
 
@@ -171,36 +180,40 @@ def training_note(self: Predictor) -> str | None:
     why = ([f"on {n} images"] if isinstance(n, int) and n < 1000 else []) + \
           ([f"for {ep} epoch(s)"] if isinstance(ep, int) and ep < 5 else [])
     if not why: return None
-    return (f"{self.path or 'this model'} was trained {' and '.join(why)}, far short of the presets' plans (thousands of "
-            f"images, 10 or more epochs): a demonstration model, whose figures say little about the recipe")
+    return (f"{self.path or 'this model'} was trained {' and '.join(why)}, far short of the presets' plans "
+            f"(thousands of images, 10 or more epochs): a demonstration model, "
+            f"whose figures say little about the recipe")
 
 # %% ../nbs/08_evaluation.ipynb #b16d8203
 def _tta_threshold(pred, cache, tta, target: float, batch_size: int = 64) -> float:
     "The threshold reaching sensitivity `target` on `pred`'s validation images in `cache`, with the views of `tta`."
     if len(cache.indices('train')) == 0:
-        raise ValueError(f"{cache.root}: --tta with a threshold chosen for a sensitivity needs the train/ split the model "
-                         f"was trained on (its validation part); give the data set root, not only the test folder")
+        raise ValueError(f"{cache.root}: --tta with a threshold chosen for a sensitivity needs the train/ split "
+                         f"the model was trained on (its validation part); "
+                         f"give the data set root, not only the test folder")
     tr, va, _ = validation_split(cache, pred.recipe)
     if pred.fingerprint is not None and pred.fingerprint != data_fingerprint(cache, tr, va):   # another train/
-        raise ValueError(f"{cache.root}: its train/ split is not the data the model was trained on (the fingerprint of its "
-                         f"training and validation images differs from the checkpoint's), so its validation images cannot be "
-                         f"rebuilt to choose the TTA threshold. Give the data set the model was trained on, or --threshold T.")
+        raise ValueError(f"{cache.root}: its train/ split is not the data the model was trained on (the fingerprint "
+                         f"of its training and validation images differs from the checkpoint's), "
+                         f"so its validation images cannot be rebuilt to choose the TTA threshold. "
+                         f"Give the data set the model was trained on, "
+                         f"or --threshold T.")
     p = pred.proba(cache.images[va], tta=tta, batch_size=batch_size)
     return float(choose_threshold((cache.labels[va] == pred.pos).astype(int), p, target).threshold)
-
 
 # %% ../nbs/08_evaluation.ipynb #f87b19d2
 @patch
 def threshold(self: Predictor, tta=False, cache=None, batch_size: int = 64) -> float:
-    "The threshold on p: the stored one; under `tta` the stored TTA one, else (one chosen for a sensitivity on single\n    views) chosen again on `cache`'s validation images with the same views."
+    "The threshold on p: the stored one; under `tta` the stored TTA one, or one chosen again on `cache` with its views."
     want = self.recipe.target_sensitivity        # a recipe that cannot be read is refused here, whatever the views
     if not tta: return self.threshold_single
     if self.threshold_tta is not None: return self.threshold_tta
     if want is None: return self.threshold_single                 # the arg-max threshold needs no choice
     if cache is None:
-        raise ValueError(f"the threshold in {self.path or 'the checkpoint'} ({self.threshold_single:.3f}) was chosen for "
-                         f"sensitivity {want} on single views, and TTA's averaged probabilities need their own. Give it "
-                         f"with --threshold T (melanoma-evaluate --tta prints the TTA threshold), or leave out --tta.")
+        raise ValueError(f"the threshold in {self.path or 'the checkpoint'} ({self.threshold_single:.3f}) was chosen "
+                         f"for sensitivity {want} on single views, and TTA's averaged probabilities need their own. "
+                         f"Give it with --threshold T (melanoma-evaluate --tta prints the TTA threshold), "
+                         f"or leave out --tta.")
     return _tta_threshold(self, cache, tta, want, batch_size)
 
 # %% ../nbs/08_evaluation.ipynb #904cd4ac
@@ -215,6 +228,7 @@ def _finish(fig, fname=None):
         fig.savefig(fname, dpi=120, bbox_inches='tight')
     return fig
 
+# %% ../nbs/08_evaluation.ipynb #ebbf42e9
 def plot_confusion(y_true, p, threshold: float = 0.5, classes=('benign', 'malignant'), fname=None, ax=None):
     "The confusion matrix at `threshold`: counts and the fraction of each true class."
     import matplotlib.pyplot as plt
@@ -231,6 +245,7 @@ def plot_confusion(y_true, p, threshold: float = 0.5, classes=('benign', 'malign
     ax.set_title(f"Confusion matrix (p({classes[1]}) ≥ {threshold:.2f} → called {classes[1]})", fontsize=10)
     return _finish(fig, fname)
 
+# %% ../nbs/08_evaluation.ipynb #709100d9
 def plot_curves(y_true, p, threshold: float = 0.5, fname=None):
     "ROC and precision-recall curves, with the operating point at `threshold` marked."
     import matplotlib.pyplot as plt
@@ -242,11 +257,13 @@ def plot_curves(y_true, p, threshold: float = 0.5, fname=None):
     a.plot(fpr, tpr, lw=2, label=f"ROC, AUC = {m['roc_auc']:.3f}")
     a.plot([0, 1], [0, 1], ls=':', c='gray', label='chance')
     a.plot([1 - m['specificity']], [m['sensitivity']], 'o', c='crimson', ms=8, label=f"t = {threshold:.2f}")
-    a.set(xlabel='1 − specificity (false positive rate)', ylabel='sensitivity (true positive rate)', title='ROC', xlim=(-.01, 1.01), ylim=(-.01, 1.01))
+    a.set(xlabel='1 − specificity (false positive rate)', ylabel='sensitivity (true positive rate)', title='ROC',
+          xlim=(-.01, 1.01), ylim=(-.01, 1.01))
     b.step(rec, prec, where='post', lw=2, label=f"PR, AP = {m['pr_auc']:.3f}")
     b.axhline(y.mean(), ls=':', c='gray', label=f'prevalence {y.mean():.2f}')
     b.plot([m['sensitivity']], [m['precision']], 'o', c='crimson', ms=8, label=f"t = {threshold:.2f}")
-    b.set(xlabel='recall (sensitivity)', ylabel='precision', title='Precision–recall', xlim=(-.01, 1.01), ylim=(-.01, 1.01))
+    b.set(xlabel='recall (sensitivity)', ylabel='precision', title='Precision–recall',
+          xlim=(-.01, 1.01), ylim=(-.01, 1.01))
     for ax in (a, b):   # legends below the axes, off the curves
         ax.legend(loc='upper center', bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8, frameon=False); ax.grid(alpha=.3)
     fig.suptitle(f"p(malignant) on {len(y)} images ({int(y.sum())} malignant): ROC and precision–recall, "
@@ -267,7 +284,8 @@ def plot_predictions(images, y_true, p, classes=('benign', 'malignant'), thresho
     for ax in axs.flat: ax.axis('off')
     for ax, i in zip(axs.flat, idx):
         im = np.asarray(images[i])
-        ax.imshow(im[..., 0] if im.shape[-1] == 1 else im, cmap='gray' if im.shape[-1] == 1 else None, interpolation='nearest')
+        gray = im.shape[-1] == 1
+        ax.imshow(im[..., 0] if gray else im, cmap='gray' if gray else None, interpolation='nearest')
         right = int(p[i] >= threshold) == y[i]
         ax.set_title(f"true: {classes[y[i]]}\np = {p[i]:.2f}", fontsize=8, color='green' if right else 'red')
         ax.axis('on'); ax.set_xticks([]); ax.set_yticks([])
@@ -282,6 +300,7 @@ def plot_predictions(images, y_true, p, classes=('benign', 'malignant'), thresho
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return _finish(fig, fname)
 
+# %% ../nbs/08_evaluation.ipynb #539eab76
 def confident_errors(y_true, p, threshold: float = 0.5, k: int = 8) -> np.ndarray:
     "Indices of the `k` wrong decisions made with the most confidence (p for false positives, 1-p for false negatives)."
     y, p = _check(y_true, p)
@@ -290,6 +309,7 @@ def confident_errors(y_true, p, threshold: float = 0.5, k: int = 8) -> np.ndarra
     conf = np.where(pred[wrong] == 1, p[wrong], 1 - p[wrong])
     return wrong[np.argsort(-conf, kind='stable')][:k]
 
+# %% ../nbs/08_evaluation.ipynb #e9afe26e
 def plot_confident_errors(images, y_true, p, classes=('benign', 'malignant'), threshold: float = 0.5, k: int = 8,
                           ncols: int = 8, fname=None):
     "The `k` most confidently wrong images."
@@ -327,36 +347,42 @@ def subgroup_metrics(y, p, groups: dict, threshold: float = 0.5, n_boot: int = 1
     return out
 
 # %% ../nbs/08_evaluation.ipynb #91ef7e51
-RING_PROBES = ((0.8, 0.0), (0.9, 0.0), (1.0, 0.0), (1.1, 0.0), (1.2, 0.0), (0.9, 0.15), (1.05, 0.15))   # (radius, softness)
+# (radius, softness)
+RING_PROBES = ((0.8, 0.0), (0.9, 0.0), (1.0, 0.0), (1.1, 0.0), (1.2, 0.0), (0.9, 0.15), (1.05, 0.15))
 
 def with_ring(images: np.ndarray, radius: float, softness: float = 0.0) -> np.ndarray:
-    "uint8 (N, H, W, C) copies of `images` with every pixel outside a centred circle (`radius` in half-sides) set to black."
+    "uint8 (N, H, W, C) copies of `images` with every pixel outside a centred circle (`radius`: half-sides) made black."
     m = ring_mask(1, images.shape[1], radius, softness)[0, 0].numpy()[None, :, :, None]
     return np.rint(images.astype(np.float32) * m).astype(np.uint8)
 
+# %% ../nbs/08_evaluation.ipynb #6e4a3a40
 def ring_flips(predict, images: np.ndarray, threshold: float, probes=RING_PROBES, p0=None) -> list:
-    "For each (radius, softness) probe: the share of `images` called positive (`predict(images) >= threshold`) with that ring, and the mean p; `p0`: their scores as they are, if known."
+    "Per (radius, softness) probe: the share of `images` called positive with that ring, the mean p (`p0`: unringed)."
     p0 = predict(images) if p0 is None else np.asarray(p0)
     rows = [dict(radius=None, softness=None, called_positive=float((p0 >= threshold).mean()), mean_p=float(p0.mean()))]
     for radius, soft in probes:
         p = predict(with_ring(images, radius, soft))
-        rows.append(dict(radius=radius, softness=soft, called_positive=float((p >= threshold).mean()), mean_p=float(p.mean()),
+        rows.append(dict(radius=radius, softness=soft, called_positive=float((p >= threshold).mean()),
+                         mean_p=float(p.mean()),
                          flipped=float(((p >= threshold) & (p0 < threshold)).sum() / max(1, (p0 < threshold).sum()))))
     return rows
 
 # %% ../nbs/08_evaluation.ipynb #0032e5a2
 def ring_region(image: np.ndarray, level: int = DARK_LEVEL) -> np.ndarray:
-    "Boolean (H, W): the dark pixels of `image` connected to its border (the ring), slightly widened over its soft edge."
+    "Boolean (H, W): the dark pixels of `image` connected to its border (the ring), slightly widened over its edge."
     gray = image.mean(-1) if image.ndim == 3 else image
     dark = (gray < level).astype(np.uint8)
     n, lab = cv2.connectedComponents(dark, connectivity=8)
     border = np.unique(np.r_[lab[0], lab[-1], lab[:, 0], lab[:, -1]])
     ring = np.isin(lab, border[border > 0])
+    if not ring.any(): return ring
     k = max(1, image.shape[0] // 48)
-    return cv2.dilate(ring.astype(np.uint8), np.ones((2 * k + 1, 2 * k + 1), np.uint8)).astype(bool) if ring.any() else ring
+    return cv2.dilate(ring.astype(np.uint8), np.ones((2 * k + 1, 2 * k + 1), np.uint8)).astype(bool)
 
+# %% ../nbs/08_evaluation.ipynb #29d37d34
 def unring(image: np.ndarray, how: str = 'fill') -> np.ndarray:
-    "`image` (uint8 H, W, C) without its ring: filled with the median colour of the skin beside it, or `how='crop'`: the largest centred square inside it, resized back."
+    "`image` (uint8 H, W, C) without its ring: filled with the skin's median colour beside it, or (`'crop'`) cropped."
+    # crop: the largest centred square inside the ring, resized back
     ring = ring_region(image)
     if not ring.any(): return image.copy()
     n = image.shape[0]
@@ -375,7 +401,7 @@ def unring(image: np.ndarray, how: str = 'fill') -> np.ndarray:
 
 # %% ../nbs/08_evaluation.ipynb #98f31a73
 def unring_changes(predict, images: np.ndarray, threshold: float, p0=None) -> dict:
-    "For images with a ring: the share whose call changes once the ring is filled with skin colour, and once cropped away; `p0`: their scores, if known."
+    "For images with a ring: the share whose call changes once the ring is filled, and once cropped (`p0`: their p)."
     p0 = (predict(images) if p0 is None else np.asarray(p0)) >= threshold
     out = dict(n=len(images))
     for how in ('fill', 'crop'):
@@ -383,9 +409,10 @@ def unring_changes(predict, images: np.ndarray, threshold: float, p0=None) -> di
         out[how] = float((p != p0).mean()) if len(images) else None
     return out
 
+# %% ../nbs/08_evaluation.ipynb #75c61355
 def ring_report(predict, images: np.ndarray, y: np.ndarray, threshold: float, n_boot: int = 1000, seed: int = 0,
                 positive: int = 1) -> dict:
-    "The three ring measurements for uint8 `images` with labels `y` (`positive` is the class a ring should not predict)."
+    "The three ring measurements for uint8 `images` with labels `y` (`positive`: the class a ring should not predict)."
     y = np.asarray(y); ring = has_dark_corners(images); pos = (y == positive).astype(int)
     p = predict(images)
     def share(m): return float(ring[m].mean()) if m.any() else None
@@ -402,13 +429,17 @@ def ring_table(rep: dict, names=('benign', 'malignant')) -> str:
     neg, pos = names
     dc = rep['dark_corners']
     lines = [f"  Dark corners (the dermoscope's black ring) are in {pct(dc['share_positive'])} of the {pos} and "
-             f"{pct(dc['share_negative'])} of the {neg} images; a ring that comes with one class is a shortcut a model can learn.",
-             f"  Each subgroup's figures (the images without dark corners are where the model must read the lesion itself):"]
+             f"{pct(dc['share_negative'])} of the {neg} images; "
+             f"a ring that comes with one class is a shortcut a model can learn.",
+             f"  Each subgroup's figures "
+             f"(the images without dark corners are where the model must read the lesion itself):"]
     for k, v in rep['subgroups'].items():
-        lines.append(f"  {k:16s} n={v['n']:4d}  accuracy {v['accuracy']:.3f} [{v['ci']['accuracy'][0]:.3f}, {v['ci']['accuracy'][1]:.3f}]"
+        ci = v['ci']['accuracy']
+        lines.append(f"  {k:16s} n={v['n']:4d}  accuracy {v['accuracy']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
                      f"  sensitivity {v['sensitivity']:.3f}  specificity {v['specificity']:.3f}")
     if rep['ring_added']:
-        lines.append(f"  A black ring drawn on the {neg} images (r: its inner radius in half-sides, 1.00 touches the edges; "
+        lines.append(f"  A black ring drawn on the {neg} images "
+                     f"(r: its inner radius in half-sides, 1.00 touches the edges; "
                      f"soft: the width of its blurred edge), and how many are then called {pos}:")
     for r in rep['ring_added']:
         what = 'as they are' if r['radius'] is None else f"ring r={r['radius']:.2f} soft={r['softness']:.2f}"
@@ -416,5 +447,6 @@ def ring_table(rep: dict, names=('benign', 'malignant')) -> str:
         lines.append(f"  {neg} {what:24s} called {pos} {r['called_positive']:.1%}  mean p {r['mean_p']:.3f}{flip}")
     rm = rep['ring_removed']
     lines.append(f"  {pos} images with dark corners (n={rm['n']}) whose call changed when the ring is filled with skin "
-                 f"colour: {pct(rm['fill'])}, cropped away: {pct(rm['crop'])} (a model that reads the lesion keeps its call).")
+                 f"colour: {pct(rm['fill'])}, cropped away: {pct(rm['crop'])} "
+                 f"(a model that reads the lesion keeps its call).")
     return '\n'.join(lines)

@@ -11,7 +11,7 @@ __all__ = ['METHODS', 'METHOD_NAMES', 'GRADCAM_DEFAULTS', 'Deletion', 'inference
            'upscale', 'text_band', 'annotate', 'overlay_text', 'draw_overlay', 'colour_scale', 'gradcam_panel',
            'save_overlay', 'show_gradcam', 'explain', 'Maps', 'deletion_order', 'random_order', 'mean_fill',
            'perturbation_curve', 'deletion_curve', 'insertion_curve', 'auc_ratio', 'Curves', 'deletion_score',
-           'insertion_score', 'plot_deletion', 'GradCAMChoice', 'faithfulness_row', 'choose_gradcam', 'choice_table',
+           'insertion_score', 'plot_deletion', 'GradCAMChoice', 'faithfulness_row', 'choice_table', 'choose_gradcam',
            'store_gradcam_choice', 'lesion_mask', 'map_peaks', 'share_ci', 'peak_on_lesion', 'lesion_check']
 
 # %% ../nbs/09_gradcam.ipynb #34f0af5c
@@ -42,7 +42,7 @@ from .evaluation import Predictor
 # %% ../nbs/09_gradcam.ipynb #8fb54639
 @contextmanager
 def inference_state(model: nn.Module, freeze: bool = True):
-    "Put `model` in eval mode (and freeze its parameters) inside the block; restore every module's mode and every flag after."
+    "Put `model` in eval mode (and freeze its parameters) inside the block; restore every mode and flag after."
     modes = [(m, m.training) for m in model.modules()]
     flags = [(p, p.requires_grad) for p in model.parameters()]
     try:
@@ -62,21 +62,23 @@ def minmax_scale(cam: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
 
 # %% ../nbs/09_gradcam.ipynb #3e764f17
 def _as_targets(targets, logits: torch.Tensor) -> torch.Tensor:
-    "One class per sample: `None` -> the predicted one, an int -> that for all, a function of the logits, or a sequence."
+    "One class per sample: `None` (the predicted one), an int (for all), a function of the logits, or a sequence."
     n, n_classes = logits.shape
     if targets is None: return logits.argmax(1)
     if callable(targets): targets = targets(logits.detach())   # chosen from this very forward pass (`Predictor.maps`)
     t = torch.as_tensor(targets, device=logits.device).long().reshape(-1)
     if t.numel() == 1: t = t.expand(n)
     if t.numel() != n:
-        raise ValueError(f"Got {t.numel()} target classes for a batch of {n} images: pass one per image, one int for all, or None.")
+        raise ValueError(f"Got {t.numel()} target classes for a batch of {n} images: "
+                         f"pass one per image, one int for all, or None.")
     if ((t < 0) | (t >= n_classes)).any():
-        raise ValueError(f"Target classes {t.tolist()} out of range: the model has {n_classes} outputs (0..{n_classes - 1}).")
+        raise ValueError(f"Target classes {t.tolist()} out of range: "
+                         f"the model has {n_classes} outputs (0..{n_classes - 1}).")
     return t
 
 # %% ../nbs/09_gradcam.ipynb #55677331
 class MapMaker:
-    "What every map method shares: a `with` block that ends it, the last call's logits and classes, and the input checks."
+    "What every map method shares: a `with` block that ends it, the last call's logits and classes, the input checks."
     name = 'map'              # as figures and the app write it
     needs_layer = True        # made at a layer of the network (False: at the input, any layer given is ignored)
     logits = targets = None   # of the last call, detached
@@ -90,7 +92,8 @@ class MapMaker:
         self.logits = self.targets = None; self._closed = True
 
     def _check(self, x: torch.Tensor):
-        if self._closed: raise RuntimeError(f"This {type(self).__name__} was closed (it left its `with` block); create a new one.")
+        if self._closed:
+            raise RuntimeError(f"This {type(self).__name__} was closed (it left its `with` block); create a new one.")
         if x.dim() != 4: raise ValueError(f"Expected a batch (N, C, H, W); got a tensor of shape {tuple(x.shape)}.")
 
     @property
@@ -98,16 +101,16 @@ class MapMaker:
         "Softmax probabilities of the last call (N, n_classes)."
         return None if self.logits is None else self.logits.softmax(1)
 
-
 # %% ../nbs/09_gradcam.ipynb #815edaa1
 class GradCAM(MapMaker):
-    "Grad-CAM maps of `model` at `target_layer` (default: `cam_layer(model)`) for a batch, one target class per image."
+    "Grad-CAM maps of `model` at `target_layer` (default `cam_layer(model)`) for a batch, one class per image."
     name, eps = 'Grad-CAM', 1e-7   # eps: min-max scaling of the maps (as pytorch-grad-cam)
 
     def __init__(self, model: nn.Module, target_layer: nn.Module | None = None):
         if target_layer is None: target_layer = cam_layer(model)
         if not any(m is target_layer for m in model.modules()):
-            raise ValueError(f"The target layer {type(target_layer).__name__} is not a module of the model: pass one of model.modules().")
+            raise ValueError(f"The target layer {type(target_layer).__name__} is not a module of the model: "
+                             f"pass one of model.modules().")
         self.model, self.target_layer = model, target_layer
         self._handles, self._acts = [], []
 
@@ -118,9 +121,11 @@ class GradCAM(MapMaker):
         super().close()
 
     def _capture(self, module, inputs, output):
-        # Replace the layer's output by a leaf we own: grads are taken w.r.t. it; the network gets (and may modify in place) a copy.
+        # Replace the layer's output by a leaf we own: grads are taken w.r.t. it;
+        # the network gets (and may modify in place) a copy.
         if not isinstance(output, torch.Tensor) or output.dim() != 4:
-            raise TypeError(f"Grad-CAM needs a layer whose output is an (N, C, H, W) tensor; {type(module).__name__} returned {type(output).__name__}.")
+            raise TypeError(f"Grad-CAM needs a layer whose output is an (N, C, H, W) tensor; "
+                            f"{type(module).__name__} returned {type(output).__name__}.")
         leaf = output.detach().requires_grad_(True)
         self._acts.append(leaf)
         return leaf.clone()
@@ -140,10 +145,12 @@ class GradCAM(MapMaker):
             with inference_state(self.model), torch.enable_grad():
                 logits = self.model(x.detach())
                 if len(self._acts) != 1:
-                    raise RuntimeError(f"The target layer ran {len(self._acts)} times in one forward pass; Grad-CAM needs a layer that runs exactly once.")
+                    raise RuntimeError(f"The target layer ran {len(self._acts)} times in one forward pass; "
+                                       f"Grad-CAM needs a layer that runs exactly once.")
                 A = self._acts[0]
                 t = _as_targets(targets, logits)
-                score = logits.gather(1, t[:, None]).sum()  # samples are independent in eval mode: one backward for the batch
+                # samples are independent in eval mode: one backward for the batch
+                score = logits.gather(1, t[:, None]).sum()
                 grads, = torch.autograd.grad(score, A)
             A, grads = A.detach().float(), grads.float()
             w = self.channel_weights(A, grads)                              # alpha_k^c  (N, K)
@@ -155,8 +162,6 @@ class GradCAM(MapMaker):
         finally:
             for h in self._handles: h.remove()
             self._handles.clear(); self._acts.clear()
-
-
 
 # %% ../nbs/09_gradcam.ipynb #65d346c0
 class GradCAMPlusPlus(GradCAM):
@@ -172,20 +177,24 @@ class GradCAMPlusPlus(GradCAM):
 
 # %% ../nbs/09_gradcam.ipynb #7a621b64
 def blurred(x: torch.Tensor, sigma: float | None = None) -> torch.Tensor:
-    "`x` (N, C, H, W) under a Gaussian blur of `sigma` pixels (default: a twentieth of the side): what occlusion puts in, and where an insertion test starts."
+    "`x` (N, C, H, W) under a Gaussian blur of `sigma` pixels (default: a twentieth of the side)."
     h, w = x.shape[-2:]
     s = float(sigma or max(1.0, min(h, w) / 20))
     k = min(2 * math.ceil(3 * s) + 1, (min(h, w) - 2) // 2 * 2 + 1)   # odd, and narrow enough for reflect padding
     return torchvision.transforms.functional.gaussian_blur(x, [k, k], [s, s])
 
+# %% ../nbs/09_gradcam.ipynb #f219d353
 class Occlusion(MapMaker):
-    "Occlusion maps: the fall of the target class's log-odds when a square of the image is replaced by the same square of a blurred copy, averaged over the squares covering each pixel."
+    "Occlusion maps: the mean fall of the target's log-odds when a square is replaced by a blurred copy's square."
     name, needs_layer = 'Occlusion', False   # made at the input: a layer, if given, is ignored
 
-    def __init__(self, model: nn.Module, target_layer=None, patch: float = 1 / 6, stride: float = 1 / 12, blur: float = 1 / 12,
-                 batch_size: int = 128):
-        if not (0 < stride <= patch <= 1): raise ValueError(f"Occlusion needs 0 < stride <= patch <= 1 (shares of the side), not patch={patch}, stride={stride}.")
-        if batch_size < 1: raise ValueError(f"Occlusion's batch_size is the images per forward pass: at least 1, not {batch_size}.")
+    def __init__(self, model: nn.Module, target_layer=None, patch: float = 1 / 6, stride: float = 1 / 12,
+                 blur: float = 1 / 12, batch_size: int = 128):
+        if not (0 < stride <= patch <= 1):
+            raise ValueError(f"Occlusion needs 0 < stride <= patch <= 1 (shares of the side), "
+                             f"not patch={patch}, stride={stride}.")
+        if batch_size < 1:
+            raise ValueError(f"Occlusion's batch_size is the images per forward pass: at least 1, not {batch_size}.")
         self.model, self.patch, self.stride, self.blur, self.batch_size = model, patch, stride, blur, batch_size
 
     def starts(self, side: int) -> list:
@@ -198,7 +207,8 @@ class Occlusion(MapMaker):
         "(P, 1, h, w) float masks, 1 inside each square."
         kh, kw = max(1, round(h * self.patch)), max(1, round(w * self.patch))
         m = torch.zeros(len(self.starts(h)) * len(self.starts(w)), 1, h, w, device=device)
-        for i, (r, c) in enumerate((r, c) for r in self.starts(h) for c in self.starts(w)): m[i, :, r:r + kh, c:c + kw] = 1
+        for i, (r, c) in enumerate((r, c) for r in self.starts(h) for c in self.starts(w)):
+            m[i, :, r:r + kh, c:c + kw] = 1
         return m
 
     def cells(self, h: int, w: int | None = None) -> tuple:
@@ -222,35 +232,39 @@ class Occlusion(MapMaker):
             logits = self.model(x).float()
             t = _as_targets(targets, logits)
             base, fill, maps = self.log_odds(logits, t), blurred(x, max(1.0, min(h, w) * self.blur)), []
-            for i in range(n):                                                # N x P forward passes, batch_size at a time
-                lo = torch.cat([self.log_odds(self.model(x[i:i + 1] * (1 - mc) + fill[i:i + 1] * mc), t[i].expand(len(mc)))
-                                for mc in m.split(self.batch_size)])               # one square blurred in each image
+            # N x P forward passes, batch_size at a time
+            for i in range(n):
+                # one square blurred in each image
+                lo = torch.cat([self.log_odds(self.model(x[i:i + 1] * (1 - mc) + fill[i:i + 1] * mc),
+                                              t[i].expand(len(mc))) for mc in m.split(self.batch_size)])
                 maps.append(((base[i] - lo) @ flat / flat.sum(0)).view(h, w))
         self.logits, self.targets = logits.detach(), t
         return minmax_scale(F.relu(torch.stack(maps))) if maps else x.new_zeros(0, h, w).float()
 
-
-
 # %% ../nbs/09_gradcam.ipynb #7876db24
 def explained_class(logits, pos: int | None = None, threshold: float | None = None, p=None) -> torch.Tensor:
-    "The class each map explains (N,): the class decided at `threshold` on p(`pos`) (`p`, or the softmax of `logits`); the arg-max without one."
+    "The class each map explains (N,): decided at `threshold` on p(`pos`) (`p` or the softmax); else the arg-max."
     logits = torch.as_tensor(logits).detach().double()
     if threshold is None: return logits.argmax(1)
     if pos is None: raise ValueError("explained_class: a threshold needs `pos`, the index of the positive class.")
-    p = logits.softmax(1)[:, pos] if p is None else torch.as_tensor(p, dtype=torch.float64).reshape(-1).to(logits.device)
+    if p is None: p = logits.softmax(1)[:, pos]
+    else: p = torch.as_tensor(p, dtype=torch.float64).reshape(-1).to(logits.device)
     others = logits.clone()
     others[:, pos] = -torch.inf                    # the likeliest class that is not the positive one
     return torch.where(p >= threshold, torch.full_like(others[:, 0], pos).long(), others.argmax(1))
 
 # %% ../nbs/09_gradcam.ipynb #469d0903
 def cam_layers(model: nn.Module) -> dict:
-    "Candidate layers {name: module}: each later stage's last block (ResNet `layer2..4`, CNN `block1..3`, Lite `stage3..6`, `head`)."
-    if isinstance(model, torchvision.models.ResNet): return {f'layer{i}': getattr(model, f'layer{i}')[-1] for i in (2, 3, 4)}
+    "Candidate layers {name: module}: ResNet `layer2..4`, CNN `block1..3`, Lite `stage3..6` and `head`."
+    if isinstance(model, torchvision.models.ResNet):
+        return {f'layer{i}': getattr(model, f'layer{i}')[-1] for i in (2, 3, 4)}
     if isinstance(model, MelanomaCNN): return dict(model.features.named_children())
-    if isinstance(model, EfficientNetLite): return {**{f'stage{i}': model.stages[i - 1][-1] for i in (3, 4, 5, 6)}, 'head': model.head}
+    if isinstance(model, EfficientNetLite):
+        return {**{f'stage{i}': model.stages[i - 1][-1] for i in (3, 4, 5, 6)}, 'head': model.head}
     raise TypeError(f"cam_layers does not know {type(model).__name__}: build the model with create_model, or pass "
                     f"the layers yourself as {{name: module}}.")
 
+# %% ../nbs/09_gradcam.ipynb #68328399
 def feature_size(model: nn.Module, layer: nn.Module, size: int, in_chans: int = 3) -> tuple:
     "(h, w) of `layer`'s output for one `size`-pixel image: the grid of cells its maps are made of."
     out = []
@@ -259,20 +273,25 @@ def feature_size(model: nn.Module, layer: nn.Module, size: int, in_chans: int = 
         with torch.no_grad(), inference_state(model):
             model(torch.zeros(1, in_chans, size, size, device=next(model.parameters(), torch.empty(0)).device))
     finally: h.remove()
-    if len(out) != 1: raise ValueError(f"The layer {type(layer).__name__} ran {len(out)} times in a forward pass of the model; pass one of its modules that runs once.")
+    if len(out) != 1:
+        raise ValueError(f"The layer {type(layer).__name__} ran {len(out)} times in a forward pass of the model; "
+                         f"pass one of its modules that runs once.")
     return out[0]
 
 # %% ../nbs/09_gradcam.ipynb #d9a0e897
 METHODS = {'gradcam': GradCAM, 'gradcam++': GradCAMPlusPlus, 'occlusion': Occlusion}
 METHOD_NAMES = {k: m.name for k, m in METHODS.items()}    # as figures and the app write them
 _R3 = {'layer': 'layer3', 'method': 'gradcam++'}   # the full-width ResNets: not measured, the middle stage as a guess
+_LITES = ('efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2')
 GRADCAM_DEFAULTS = {   # for checkpoints without a stored map setting
-    'resnet18w32': {'layer': 'layer2', 'method': 'occlusion'},   # measured for the cpu preset (see "Choosing the layer")
+    # measured for the cpu preset (see "Choosing the layer")
+    'resnet18w32': {'layer': 'layer2', 'method': 'occlusion'},
     'resnet18': _R3, 'resnet34': _R3, 'resnet50': _R3,
     'cnn': {'layer': 'block3', 'method': 'gradcam'},
     # EfficientNet-Lite: a guess until choose_gradcam measures it (fit stores the choice of the cpu preset's run)
-    **{a: {'layer': 'stage5', 'method': 'gradcam++'} for a in ('efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2')}}
+    **{a: {'layer': 'stage5', 'method': 'gradcam++'} for a in _LITES}}
 
+# %% ../nbs/09_gradcam.ipynb #f73ea90a
 def gradcam_setting(meta: dict | None = None, model: nn.Module | None = None) -> dict:
     "The map setting {'layer', 'method'}: the checkpoint's `gradcam` entry, else `GRADCAM_DEFAULTS` for its arch."
     meta = meta or {}
@@ -280,14 +299,17 @@ def gradcam_setting(meta: dict | None = None, model: nn.Module | None = None) ->
     if s is None:
         arch = meta.get('arch') or ('cnn' if isinstance(model, MelanomaCNN) else 'resnet18')
         s = GRADCAM_DEFAULTS.get(arch, {'layer': None, 'method': 'gradcam'})
+    # (a list or dict as the method is refused, not hashed)
     if not (isinstance(s, dict) and isinstance(s.get('layer'), (str, type(None))) and isinstance(s.get('method'), str)
-            and s['method'] in METHODS):                   # (a list or dict as the method is refused, not hashed)
+            and s['method'] in METHODS):
         raise ValueError(f"The checkpoint's Grad-CAM setting {s!r} is not {{'layer': NAME, 'method': one of "
                          f"{', '.join(METHODS)}}}: store a new one with store_gradcam_choice.")
     return {'layer': s['layer'], 'method': s['method']}
 
+# %% ../nbs/09_gradcam.ipynb #19eabca4
 def make_cam(model: nn.Module, meta: dict | None = None, layer=None, method=None) -> GradCAM:
-    "The map maker of `gradcam_setting(meta, model)`; `layer` (a name or a module) and `method` (a key of `METHODS` or a class) replace its parts. Occlusion has no layer: the setting's layer is the one Grad-CAM would use."
+    "The map maker of `gradcam_setting(meta, model)`; `layer` (a name or module), `method` (a name or class) override."
+    # Occlusion has no layer: the setting's layer is the one Grad-CAM would use.
     s = gradcam_setting(meta, model)
     method, layer = method or s['method'], s['layer'] if layer is None else layer
     cls = METHODS.get(method) if isinstance(method, str) else method
@@ -295,8 +317,8 @@ def make_cam(model: nn.Module, meta: dict | None = None, layer=None, method=None
     if isinstance(layer, str):                     # a name is checked even for occlusion: a switch to Grad-CAM uses it
         layers = cam_layers(model)
         if layer not in layers:
-            raise ValueError(f"Grad-CAM layer {layer!r} is not one of {', '.join(layers)} for a {type(model).__name__}: "
-                             f"choose one of those (choose_gradcam measures them).")
+            raise ValueError(f"Grad-CAM layer {layer!r} is not one of {', '.join(layers)} for a "
+                             f"{type(model).__name__}: choose one of those (choose_gradcam measures them).")
         layer = layers[layer]
     if not getattr(cls, 'needs_layer', True): return cls(model)                  # made at the input: no layer
     return cls(model, layer)                                                     # None: the class's default, cam_layer
@@ -307,22 +329,27 @@ def normalised(images, mean, std, device=None) -> torch.Tensor:
     x = torch.as_tensor(np.ascontiguousarray(images)).permute(0, 3, 1, 2).to(device)
     return BatchTransform(mean, std).to(device)(x)
 
+# %% ../nbs/09_gradcam.ipynb #ed79ae7d
 def _decision_rule(meta) -> tuple:
     "(positive index, threshold, temperature) of a `Predictor`, or of a metadata dict that may hold only some of them."
     if isinstance(meta, Predictor): return meta.pos, meta.threshold_single, meta.temperature
     get = meta.get
     return positive_index(get('classes'), get('positive')), float(get('threshold')), float(get('temperature', 1.0))
 
+# %% ../nbs/09_gradcam.ipynb #c9d5eb49
 def decided(model, x: torch.Tensor, meta=None, batch_size: int = 64) -> torch.Tensor:
-    "The class chosen for each image of `x`: at `meta`'s (a `Predictor`'s or a dict's) threshold and temperature; else arg-max."
-    with torch.no_grad(), inference_state(model): logits = torch.cat([model(c) for c in x.split(batch_size)]).double()
+    "The class chosen for each image of `x` at `meta`'s (a `Predictor`'s or a dict's) threshold; else the arg-max."
+    with torch.no_grad(), inference_state(model):
+        logits = torch.cat([model(c) for c in x.split(batch_size)]).double()
     if meta is None: return explained_class(logits)
     pos, t, temp = _decision_rule(meta)
     return explained_class(logits, pos, t, (logits / temp).softmax(1)[:, pos])
 
+# %% ../nbs/09_gradcam.ipynb #b1737e4a
 def batched_maps(cam: GradCAM, x: torch.Tensor, targets, batch_size: int = 64) -> torch.Tensor:
     "The maps of `cam` for `x` with one target per image, `batch_size` images per pass."
-    t = torch.as_tensor(targets).long().reshape(-1).expand(len(x)) if torch.as_tensor(targets).numel() == 1 else torch.as_tensor(targets).long()
+    t = torch.as_tensor(targets).long()
+    if t.numel() == 1: t = t.reshape(-1).expand(len(x))
     return torch.cat([cam(c, tc) for c, tc in zip(x.split(batch_size), t.split(batch_size))])
 
 # %% ../nbs/09_gradcam.ipynb #4a3efcf9
@@ -330,11 +357,13 @@ def to_images(x: torch.Tensor, mean, std) -> np.ndarray:
     "Normalised images (N, C, H, W) back to uint8 (N, H, W, C) with the `mean` and `std` that normalised them."
     return (denormalize(x.detach().float(), mean, std) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
+# %% ../nbs/09_gradcam.ipynb #7b2b008a
 def heatmap(cam, cmap: str = 'jet') -> np.ndarray:
     "A map (H, W) in [0, 1] coloured with the matplotlib colour map `cmap`: uint8 (H, W, 3)."
     cam = np.clip(np.asarray(cam.detach().cpu() if torch.is_tensor(cam) else cam, dtype=np.float32), 0, 1)
     return (matplotlib.colormaps[cmap](cam)[..., :3] * 255).round().astype(np.uint8)
 
+# %% ../nbs/09_gradcam.ipynb #fb4f4911
 def overlay(image: np.ndarray, # uint8 (H, W), (H, W, 1) or (H, W, 3)
             cam,                # map (h, w) in [0, 1]; resized bilinearly to the image if its size differs
             alpha: float = 0.4, # weight of the heatmap
@@ -343,7 +372,8 @@ def overlay(image: np.ndarray, # uint8 (H, W), (H, W, 1) or (H, W, 3)
     "The heatmap of `cam` blended over `image`: (1 - alpha) * image + alpha * heatmap."
     if not 0 <= alpha <= 1: raise ValueError(f"alpha={alpha} must be between 0 (image only) and 1 (heatmap only).")
     image = np.asarray(image)
-    if image.dtype != np.uint8: raise TypeError(f"overlay expects a uint8 image; got {image.dtype} (use to_images for normalised tensors).")
+    if image.dtype != np.uint8:
+        raise TypeError(f"overlay expects a uint8 image; got {image.dtype} (use to_images for normalised tensors).")
     if image.ndim == 2: image = image[..., None]
     if image.shape[-1] == 1: image = np.repeat(image, 3, axis=-1)
     cam = np.asarray(cam.detach().cpu() if torch.is_tensor(cam) else cam, dtype=np.float32)
@@ -360,6 +390,7 @@ def upscale(image: np.ndarray, min_size: int = 256) -> np.ndarray:
     return cv2.resize(image, (round(w * k), round(h * k)), interpolation=cv2.INTER_LINEAR).reshape(
         round(h * k), round(w * k), *image.shape[2:])
 
+# %% ../nbs/09_gradcam.ipynb #f75b9fc5
 def text_band(text, width: int, ref: int | None = None) -> np.ndarray:
     "`text` (a string or lines) in white on a dark uint8 RGB band `width` px wide, sized for an image of side `ref`."
     lines = [text] if isinstance(text, str) else list(text)
@@ -373,6 +404,7 @@ def text_band(text, width: int, ref: int | None = None) -> np.ndarray:
                     (255, 255, 255), max(1, round(2 * scale)), cv2.LINE_AA)
     return band
 
+# %% ../nbs/09_gradcam.ipynb #17bc7bc7
 def annotate(image: np.ndarray, text) -> np.ndarray:
     "A copy of the uint8 RGB `image` with `text` (a string or a list of lines) in white on a darkened band at the top."
     out = np.ascontiguousarray(image).copy()
@@ -383,42 +415,52 @@ def annotate(image: np.ndarray, text) -> np.ndarray:
     out[:len(band)] = np.maximum(dark, band)                  # the text in white over the darkened image
     return out
 
-
 # %% ../nbs/09_gradcam.ipynb #f373de57
 def overlay_text(p: float, threshold: float, classes=('benign', 'malignant'), positive: str = 'malignant') -> list:
     "The lines an overlay carries: `p(positive) = 0.xx` and the decision at `threshold` (positive when p >= threshold)."
-    neg, pos = decision_names(classes, positive_index(classes, positive))   # 'not <positive>' with more than two classes
+    # 'not <positive>' with more than two classes
+    neg, pos = decision_names(classes, positive_index(classes, positive))
     decided = pos if p >= threshold else neg
     return [f"p({positive}) = {p:.2f}", f"{decided} (threshold {threshold:.2f})"]
 
-def draw_overlay(image: np.ndarray, cam, text=None, min_size: int = 256, alpha: float = 0.4, cmap: str = 'jet') -> np.ndarray:
+# %% ../nbs/09_gradcam.ipynb #744deba8
+def draw_overlay(image: np.ndarray, cam, text=None, min_size: int = 256, alpha: float = 0.4,
+                 cmap: str = 'jet') -> np.ndarray:
     "`overlay(image, cam)` at least `min_size` px on its shorter side, with `text` (a string or lines) written on it."
     out = overlay(upscale(np.asarray(image), min_size), cam, alpha, cmap)
     return annotate(out, text) if text else out
 
+# %% ../nbs/09_gradcam.ipynb #5e38d742
 def colour_scale(height: int, cmap: str = 'jet', width: int = 16) -> np.ndarray:
-    "A vertical colour scale of Grad-CAM maps (uint8 RGB on white), labelled 1 (most weight) at the top and 0 at the bottom."
+    "A vertical colour scale (uint8 RGB on white) of the maps, labelled 1 (most weight) at the top and 0 at the bottom."
     bar = heatmap(np.repeat(np.linspace(1, 0, height, dtype=np.float32)[:, None], width, 1), cmap)
     font, scale = cv2.FONT_HERSHEY_SIMPLEX, max(0.35, height / 700)
     labels = [('1 most', 0.06), ('0.5', 0.52), ('0 least', 0.98)]
     lw = max(cv2.getTextSize(l, font, scale, 1)[0][0] for l, _ in labels) + 8
-    out = np.full((height, width + lw, 3), 255, np.uint8); out[:, :width] = bar
+    out = np.full((height, width + lw, 3), 255, np.uint8)
+    out[:, :width] = bar
     for l, y in labels:
-        cv2.putText(out, l, (width + 4, round(y * height + 5 * scale * (1 if y < .5 else -1 if y > .5 else 0) + 4 * scale)),
+        sign = 1 if y < .5 else -1 if y > .5 else 0                   # the top and bottom labels kept inside
+        cv2.putText(out, l, (width + 4, round(y * height + 5 * scale * sign + 4 * scale)),
                     font, scale, (0, 0, 0), 1, cv2.LINE_AA)
     return out
 
+# %% ../nbs/09_gradcam.ipynb #df897ad1
 def gradcam_panel(image: np.ndarray, cam, text=None, min_size: int = 256, alpha: float = 0.4, cmap: str = 'jet',
                   method: str = 'Grad-CAM') -> np.ndarray:
-    "The image and its map's overlay (`method` names the map) side by side, a colour scale, and `text` in a band above: never over the lesion."
+    "The image and its overlay side by side, a colour scale, and `text` in a band above: never over the lesion."
     img = upscale(np.asarray(image), min_size)
     img = img[..., None] if img.ndim == 2 else img
     ov = overlay(img, cam, alpha, cmap)
-    h = ov.shape[0]; gap = np.full((h, max(4, h // 40), 3), 255, np.uint8)
-    row = np.concatenate([np.repeat(img, 3, -1) if img.shape[-1] == 1 else img, gap, ov, gap, colour_scale(h, cmap)], 1)
-    lines = ([text] if isinstance(text, str) else list(text or [])) + [f"left: the image; right: {method}, red = most weight"]
+    h = ov.shape[0]
+    gap = np.full((h, max(4, h // 40), 3), 255, np.uint8)
+    rgb = np.repeat(img, 3, -1) if img.shape[-1] == 1 else img
+    row = np.concatenate([rgb, gap, ov, gap, colour_scale(h, cmap)], 1)
+    lines = [text] if isinstance(text, str) else list(text or [])
+    lines += [f"left: the image; right: {method}, red = most weight"]
     return np.concatenate([text_band(lines, row.shape[1], h), row], 0)
 
+# %% ../nbs/09_gradcam.ipynb #e9ffe118
 def save_overlay(image: np.ndarray, cam, path, alpha: float = 0.4, cmap: str = 'jet', text=None,
                  min_size: int = 256, method: str = 'Grad-CAM') -> Path:
     "Write `gradcam_panel(image, cam, text, min_size, alpha, cmap, method)` to the PNG `path` whole or not at all."
@@ -427,7 +469,6 @@ def save_overlay(image: np.ndarray, cam, path, alpha: float = 0.4, cmap: str = '
     panel = gradcam_panel(image, cam, text, min_size, alpha, cmap, method)
     return atomic_write(path, lambda f: plt.imsave(f, panel, format='png'))   # whole or not at all
 
-
 # %% ../nbs/09_gradcam.ipynb #87c2c039
 def show_gradcam(images,                     # uint8 (N, H, W, C) (see `to_images`)
                  cams,                       # maps (N, H, W) in [0, 1]
@@ -435,9 +476,9 @@ def show_gradcam(images,                     # uint8 (N, H, W, C) (see `to_image
                  probs=None,                 # p(positive class) (N,), or None
                  classes=('benign', 'malignant'),
                  alpha: float = 0.4, cmap: str = 'jet', size: float = 1.5, method: str = 'Grad-CAM',
-                 positive: str | None = None,    # the positive class (the checkpoint's `positive`); None: `positive_index`'s rule
+                 positive: str | None = None,    # the checkpoint's `positive`; None: `positive_index`'s rule
                  explained=None):            # the class each map explains (N,), or None
-    "A figure of image / heatmap / overlay rows, one column per image, titled with true class, p(malignant) and the class each map explains."
+    "Image / heatmap / overlay rows, a column per image, titled with the true class, p(positive) and the map's class."
     images, n = np.asarray(images), len(images)
     cams = cams.detach().cpu().numpy() if torch.is_tensor(cams) else np.asarray(cams)
     pos = positive_index(classes, positive)
@@ -456,10 +497,11 @@ def show_gradcam(images,                     # uint8 (N, H, W, C) (see `to_image
     fig.tight_layout()
     return fig
 
+# %% ../nbs/09_gradcam.ipynb #70ee8ee0
 def explain(model, x, mean, std, labels=None, classes=('benign', 'malignant'), targets=None,
             method=None, target_layer=None, alpha: float = 0.4, cmap: str = 'jet', size: float = 1.5, positive=None,
             meta: dict | None = None):
-    "Maps for the normalised batch `x` drawn by `show_gradcam`, by default of the class the model chose with `meta`'s map setting: -> (figure, maps, p(positive))."
+    "Maps of the normalised batch `x` (default: of the class chosen) drawn by `show_gradcam`: (figure, maps, p)."
     pos = positive_index(classes, positive)
     with make_cam(model, meta, target_layer, method) as cam:
         if targets is None: targets = decided(model, x, meta)     # at meta's threshold; the arg-max without meta
@@ -474,11 +516,13 @@ class Maps(NamedTuple):
     "`Predictor.maps`: p(positive) (float64), the class each map explains, the maps (N, H, W) in [0, 1], the method."
     p: np.ndarray; target: np.ndarray; maps: np.ndarray; method: str
 
+# %% ../nbs/09_gradcam.ipynb #615e0da6
 @patch
 def maps(self: Predictor, images, tta=False, threshold: float | None = None, batch_size: int = 64, layer=None,
          method=None) -> Maps:
-    "Maps of the decided class for uint8 `images` (N, H, W, C), the checkpoint's map setting unless `layer`/`method` are given."
-    x = normalised(images, self.mean, self.std, self.device).contiguous()   # the layout `proba` runs: the same p, bit for bit
+    "Maps of the decided class for uint8 `images` (N, H, W, C): the checkpoint's setting unless `layer`/`method`."
+    # the layout `proba` runs: the same p, bit for bit
+    x = normalised(images, self.mean, self.std, self.device).contiguous()
     t = self.threshold(tta) if threshold is None else threshold
     p_tta = self.proba(images, tta=True, batch_size=batch_size) if tta else None
     ps, ts, ms = [], [], []
@@ -503,31 +547,34 @@ def deletion_order(cams: torch.Tensor, seed: int = 0) -> torch.Tensor:
     vals = cams.reshape(n, p).gather(1, shuffle)
     return shuffle.gather(1, vals.argsort(dim=1, descending=True, stable=True))
 
+# %% ../nbs/09_gradcam.ipynb #ca131f06
 def random_order(n: int, p: int, seed: int = 0, device=None) -> torch.Tensor:
     "A seeded random order of `p` pixels for each of `n` images (N, P)."
     g = torch.Generator().manual_seed(seed)
     return torch.stack([torch.randperm(p, generator=g) for _ in range(n)]).to(device)
 
+# %% ../nbs/09_gradcam.ipynb #8bff8d96
 def mean_fill(images, mean, std) -> tuple:
-    "The per-channel mean colour of the uint8 `images` (N, H, W, C), normalised with `mean` and `std`: a neutral `fill`."
+    "The per-channel mean colour of uint8 `images` (N, H, W, C), normalised with `mean` and `std`: a neutral `fill`."
     mu = np.asarray(images, dtype=np.float64).reshape(-1, np.asarray(images).shape[-1]).mean(0) / 255
     return tuple(float(v) for v in (mu - np.asarray(mean)) / np.asarray(std))
-
 
 # %% ../nbs/09_gradcam.ipynb #9b3d6150
 @torch.no_grad()
 def perturbation_curve(model, start: torch.Tensor, end, order: torch.Tensor, targets, steps: int = 20,
                        batch_size: int = 64) -> torch.Tensor:
-    "p(target) (N, steps + 1) as the pixels of `start` (N, C, H, W) are replaced in `order` by those of `end` (N images, one, or a colour)."
+    "p(target) (N, steps + 1) as the pixels of `start` are replaced in `order` by those of `end` (N, one, or a colour)."
     n, _, h, w = start.shape
     p = h * w
     counts = torch.linspace(0, p, steps + 1, device=start.device).round().long()       # pixels replaced at each step
-    rank = torch.empty_like(order).scatter_(1, order, torch.arange(p, device=order.device).expand(n, p)).to(start.device)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(p, device=order.device).expand(n, p))
+    rank = rank.to(start.device)
     end = torch.as_tensor(end, dtype=start.dtype, device=start.device)
     end = end.reshape(1, -1, 1, 1) if end.dim() < 4 else end
     targets = torch.as_tensor(targets).long().reshape(-1).cpu()
     if targets.numel() == 1: targets = targets.expand(n)
-    if targets.numel() != n: raise ValueError(f"Got {targets.numel()} target classes for {n} images: pass one per image or one int for all.")
+    if targets.numel() != n:
+        raise ValueError(f"Got {targets.numel()} target classes for {n} images: pass one per image or one int for all.")
     out, k = torch.empty(n, steps + 1), max(1, batch_size // (steps + 1))            # the curves of k images per pass
     with inference_state(model):
         for i in range(0, n, k):
@@ -539,11 +586,13 @@ def perturbation_curve(model, start: torch.Tensor, end, order: torch.Tensor, tar
             out[i:j] = probs[torch.arange(j - i), :, targets[i:j].to(probs.device)].cpu()
     return out
 
+# %% ../nbs/09_gradcam.ipynb #06c4ca91
 def deletion_curve(model, x: torch.Tensor, order: torch.Tensor, targets, steps: int = 20, fill=0.0,
                    batch_size: int = 64) -> torch.Tensor:
     "p(target) (N, steps + 1) as the pixels of each image are set to `fill` (a number or one per channel) in `order`."
     return perturbation_curve(model, x, fill, order, targets, steps, batch_size)
 
+# %% ../nbs/09_gradcam.ipynb #9a909c02
 def insertion_curve(model, x: torch.Tensor, order: torch.Tensor, targets, steps: int = 20, base=None,
                     batch_size: int = 64) -> torch.Tensor:
     "p(target) (N, steps + 1) as the pixels of each image are put back in `order` into `base` (default: `blurred(x)`)."
@@ -551,13 +600,14 @@ def insertion_curve(model, x: torch.Tensor, order: torch.Tensor, targets, steps:
 
 # %% ../nbs/09_gradcam.ipynb #f73741a6
 def auc_ratio(guided, random, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple:
-    "(mean `guided` area / mean `random` area, low, high): the ratio with a percentile bootstrap interval over the images."
+    "(mean `guided` area / mean `random` area, low, high): the ratio and its percentile bootstrap interval over images."
     g, r = (np.asarray(torch.as_tensor(v).detach().cpu(), dtype=np.float64) for v in (guided, random))
     idx = np.random.default_rng(seed).integers(0, len(g), (n_boot, len(g)))
     with np.errstate(divide='ignore', invalid='ignore'): boots = g[idx].mean(1) / r[idx].mean(1)
     lo, hi = np.nanquantile(boots, [alpha / 2, 1 - alpha / 2])
     return float(g.mean() / r.mean()), float(lo), float(hi)
 
+# %% ../nbs/09_gradcam.ipynb #fe1c2844
 class Curves(NamedTuple):
     "Deletion or insertion curves and their areas: guided by the map, and in a random order."
     fractions: torch.Tensor   # (steps + 1,) fraction of the pixels removed (deletion) or put back (insertion)
@@ -571,9 +621,11 @@ class Curves(NamedTuple):
 
 Deletion = Curves   # its first name
 
+# %% ../nbs/09_gradcam.ipynb #8bda0ef0
 def _curves(curve, model, x, cams, targets, steps, seed, batch_size, **kw) -> Curves:
     if cams.shape[0] != x.shape[0] or cams.shape[-2:] != x.shape[-2:]:
-        raise ValueError(f"The maps {tuple(cams.shape)} must be one per image at the images' size {tuple(x.shape[-2:])}.")
+        raise ValueError(f"The maps {tuple(cams.shape)} must be one per image at the images' size "
+                         f"{tuple(x.shape[-2:])}.")
     if targets is None:
         with torch.no_grad(), inference_state(model): targets = model(x).argmax(1)
     n, p = x.shape[0], x.shape[-2] * x.shape[-1]
@@ -582,25 +634,28 @@ def _curves(curve, model, x, cams, targets, steps, seed, batch_size, **kw) -> Cu
     rand = curve(model, x, random_order(n, p, seed, x.device), targets, steps, batch_size=batch_size, **kw)
     return Curves(fr, guided, rand, torch.trapezoid(guided, fr, dim=1), torch.trapezoid(rand, fr, dim=1))
 
+# %% ../nbs/09_gradcam.ipynb #54a87c1f
 def deletion_score(model, x: torch.Tensor, cams: torch.Tensor, targets=None, steps: int = 20, seed: int = 0,
                    fill=0.0, batch_size: int = 64) -> Curves:
     "Deletion test of the maps `cams` (N, H, W) for the normalised images `x`; targets default to the predicted class."
     return _curves(deletion_curve, model, x, cams, targets, steps, seed, batch_size, fill=fill)
 
+# %% ../nbs/09_gradcam.ipynb #26fffedd
 def insertion_score(model, x: torch.Tensor, cams: torch.Tensor, targets=None, steps: int = 20, seed: int = 0,
                     base=None, batch_size: int = 64) -> Curves:
-    "Insertion test of the maps `cams`: pixels of `x` put back into `base` (default `blurred(x)`), most highlighted first."
+    "Insertion test of the maps `cams`: pixels of `x` put back into `base` (default `blurred(x)`), brightest first."
     return _curves(insertion_curve, model, x, cams, targets, steps, seed, batch_size, base=base)
 
 # %% ../nbs/09_gradcam.ipynb #31db5c42
 def plot_deletion(results: dict, ax=None, xlabel: str = 'fraction of pixels removed'):
-    "Mean deletion (or insertion) curves (guided and random) of each `Curves` in `results` {name: Deletion}, AUCs in the legend."
+    "Mean deletion (or insertion) curves, guided and random, of each `Curves` in `results` {name: Curves}."
     if ax is None: _, ax = plt.subplots(figsize=(5, 3.5))
     drawn = []
     for (name, r), colour in zip(results.items(), plt.rcParams['axes.prop_cycle'].by_key()['color']):
         ax.plot(r.fractions, r.guided.mean(0), color=colour, label=f"{name}-guided (AUC {r.auc_guided.mean():.3f})")
         if any(torch.equal(r.random, d) for d in drawn): continue   # the same random order and targets: drawn once
-        ax.plot(r.fractions, r.random.mean(0), color=colour, ls='--', label=f"random order (AUC {r.auc_random.mean():.3f})")
+        ax.plot(r.fractions, r.random.mean(0), color=colour, ls='--',
+                label=f"random order (AUC {r.auc_random.mean():.3f})")
         drawn.append(r.random)
     ax.set_xlabel(xlabel); ax.set_ylabel('mean p(explained class)')
     ax.set_ylim(0, 1); ax.legend(fontsize=8); ax.grid(alpha=.3)
@@ -614,15 +669,28 @@ class GradCAMChoice(NamedTuple):
 
 # %% ../nbs/09_gradcam.ipynb #5419e1c3
 def faithfulness_row(del_guided, del_random, ins_guided, ins_random, n_boot: int = 1000, seed: int = 0) -> dict:
-    "Deletion and insertion area ratios (map / random) with bootstrap CIs, and the score log(insertion) - log(deletion)."
+    "Deletion and insertion area ratios (map / random) with bootstrap CIs, and the score log(ins.) - log(del.)."
     d, i = auc_ratio(del_guided, del_random, n_boot, seed), auc_ratio(ins_guided, ins_random, n_boot, seed)
     return {'deletion': d[0], 'deletion_ci': list(d[1:]), 'insertion': i[0], 'insertion_ci': list(i[1:]),
             'score': math.log(i[0]) - math.log(d[0])}
 
+# %% ../nbs/09_gradcam.ipynb #20127e2d
+def choice_table(table: list) -> str:
+    "The rows of `GradCAMChoice.table` as a text table, best score first."
+    lines = [f"{'layer':8s} {'method':10s} {'cells':>6s}  {'deletion (95% CI)':>22s}  "
+             f"{'insertion (95% CI)':>22s}  score"]
+    for r in sorted(table, key=lambda r: -r['score']):
+        ci = lambda k: f"{r[k]:.3f} [{r[k + '_ci'][0]:.3f}, {r[k + '_ci'][1]:.3f}]"
+        lines.append(f"{r['layer'] or '(input)':8s} {METHOD_NAMES.get(r['method'], r['method']):10s} "
+                     f"{'%dx%d' % tuple(r['cells']):>6s}  {ci('deletion'):>22s}  {ci('insertion'):>22s}  "
+                     f"{r['score']:+.3f}")
+    return '\n'.join(lines)
+
+# %% ../nbs/09_gradcam.ipynb #869ad916
 def choose_gradcam(model, images, mean, std, meta: dict | None = None, layers: dict | None = None,
-                   methods=('gradcam', 'gradcam++', 'occlusion'), steps: int = 10, seed: int = 0, n_boot: int = 1000,
-                   batch_size: int = 64, progress: bool = True) -> GradCAMChoice:
-    "Score each candidate layer (`cam_layers`) x method (occlusion: once, at the input) by deletion and insertion against a random order on the uint8 `images` (validation, never test); choose the best."
+                   methods=('gradcam', 'gradcam++', 'occlusion'), steps: int = 10, seed: int = 0,
+                   n_boot: int = 1000, batch_size: int = 64, progress: bool = True) -> GradCAMChoice:
+    "Score each layer x method (occlusion: once) by deletion and insertion on uint8 validation `images`; pick the best."
     dev = next(model.parameters(), torch.empty(0)).device
     x = normalised(images, mean, std, dev)
     targets, layers = decided(model, x, meta, batch_size), cam_layers(model) if layers is None else layers
@@ -631,25 +699,21 @@ def choose_gradcam(model, images, mean, std, meta: dict | None = None, layers: d
     def areas(order): return (area(deletion_curve(model, x, order, targets, steps, fill, batch_size)),
                               area(insertion_curve(model, x, order, targets, steps, base, batch_size)))
     rand = areas(random_order(len(x), x.shape[-2] * x.shape[-1], seed, dev))
-    rows, cands = [], [(l, m) for m in methods for l in (layers if getattr(METHODS[m], 'needs_layer', True) else [None])]
+    needs = lambda m: getattr(METHODS[m], 'needs_layer', True)
+    rows, cands = [], [(l, m) for m in methods for l in (layers if needs(m) else [None])]
     for name, m in tqdm(cands, desc='map candidates', disable=not progress, leave=False):
-        with METHODS[m](model, None if name is None else layers[name]) as cam: maps = batched_maps(cam, x, targets, batch_size)
+        with METHODS[m](model, None if name is None else layers[name]) as cam:
+            maps = batched_maps(cam, x, targets, batch_size)
         (dg, ig) = areas(deletion_order(maps, seed))
-        cells = cam.cells(*x.shape[-2:]) if name is None else feature_size(model, layers[name], x.shape[-1], x.shape[1])
-        rows.append({'layer': name, 'method': m, 'cells': cells, **faithfulness_row(dg, rand[0], ig, rand[1], n_boot, seed)})
+        if name is None: cells = cam.cells(*x.shape[-2:])
+        else: cells = feature_size(model, layers[name], x.shape[-1], x.shape[1])
+        rows.append({'layer': name, 'method': m, 'cells': cells,
+                     **faithfulness_row(dg, rand[0], ig, rand[1], n_boot, seed)})
     best = max(rows, key=lambda r: r['score'])
     layered = [r for r in rows if r['layer'] is not None]                # the layer Grad-CAM uses if a user picks it
-    layer = best['layer'] if best['layer'] is not None else max(layered, key=lambda r: r['score'])['layer'] if layered else None
+    if best['layer'] is not None: layer = best['layer']
+    else: layer = max(layered, key=lambda r: r['score'])['layer'] if layered else None
     return GradCAMChoice(rows, {'layer': layer, 'method': best['method']})
-
-def choice_table(table: list) -> str:
-    "The rows of `GradCAMChoice.table` as a text table, best score first."
-    lines = [f"{'layer':8s} {'method':10s} {'cells':>6s}  {'deletion (95% CI)':>22s}  {'insertion (95% CI)':>22s}  score"]
-    for r in sorted(table, key=lambda r: -r['score']):
-        ci = lambda k: f"{r[k]:.3f} [{r[k + '_ci'][0]:.3f}, {r[k + '_ci'][1]:.3f}]"
-        lines.append(f"{r['layer'] or '(input)':8s} {METHOD_NAMES.get(r['method'], r['method']):10s} {'%dx%d' % tuple(r['cells']):>6s}  "
-                     f"{ci('deletion'):>22s}  {ci('insertion'):>22s}  {r['score']:+.3f}")
-    return '\n'.join(lines)
 
 # %% ../nbs/09_gradcam.ipynb #bbfff58a
 def store_gradcam_choice(path, choice: dict) -> Path:
@@ -664,9 +728,10 @@ def store_gradcam_choice(path, choice: dict) -> Path:
 
 # %% ../nbs/09_gradcam.ipynb #a907a6bf
 def lesion_mask(image: np.ndarray, sigma: float | None = None, min_area: float = 0.005) -> np.ndarray:
-    "A rough lesion mask (H, W) of a uint8 image: Otsu on the blurred gray image, the largest dark component off the border (all False if none)."
+    "A rough lesion mask (H, W) of a uint8 image: the largest dark component off the border (all False if none)."
     img = np.asarray(image)
-    if img.ndim == 3: img = img[..., 0] if img.shape[-1] == 1 else cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY)
+    if img.ndim == 3:
+        img = img[..., 0] if img.shape[-1] == 1 else cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY)
     h, w = img.shape
     g = cv2.GaussianBlur(img, (0, 0), sigma or max(1.0, min(h, w) / 50))
     def parts(dark):   # component labels, which touch the border, their areas
@@ -682,6 +747,7 @@ def lesion_mask(image: np.ndarray, sigma: float | None = None, min_area: float =
     inner = ~edge & (area >= min_area * h * w) & (np.arange(len(area)) > 0)
     return lab == int(np.argmax(np.where(inner, area, -1))) if inner.any() else np.zeros((h, w), bool)
 
+# %% ../nbs/09_gradcam.ipynb #ce6bec89
 def map_peaks(cams) -> np.ndarray:
     "(N, 2): the row and column of each map's maximum."
     c = np.asarray(cams.detach().cpu() if torch.is_tensor(cams) else cams)
@@ -695,8 +761,9 @@ def share_ci(hits, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> tu
     boots = h[np.random.default_rng(seed).integers(0, len(h), (n_boot, len(h)))].mean(1)
     return (float(h.mean()), *(float(v) for v in np.quantile(boots, [alpha / 2, 1 - alpha / 2])))
 
+# %% ../nbs/09_gradcam.ipynb #666c7c17
 def peak_on_lesion(cams, images, n_boot: int = 1000, seed: int = 0) -> dict:
-    "How often each map's peak lies in its image's `lesion_mask`, against the image centre, over the images with a mask."
+    "How often each map's peak lies in its image's `lesion_mask`, against the centre, over the images with a mask."
     images = np.asarray(images)
     masks = np.stack([lesion_mask(im) for im in images]) if len(images) else np.zeros((0, 1, 1), bool)
     has, (h, w) = masks.any((1, 2)), masks.shape[1:]
@@ -708,9 +775,10 @@ def peak_on_lesion(cams, images, n_boot: int = 1000, seed: int = 0) -> dict:
     return {'n': len(images), 'n_mask': int(has.sum()), 'map': m[0], 'map_ci': list(m[1:]),
             'centre': c_[0], 'centre_ci': list(c_[1:])}
 
+# %% ../nbs/09_gradcam.ipynb #092a7cd5
 def lesion_check(model, images, labels, mean, std, meta: dict, layer=None, method=None, batch_size: int = 64,
                  n_boot: int = 1000) -> dict:
-    "`peak_on_lesion` of the positive class's maps (`meta`'s setting) on the images of that class that the model calls it."
+    "`peak_on_lesion` of the positive class's maps on the images of that class that the model calls it."
     dev = next(model.parameters(), torch.empty(0)).device
     x, pos = normalised(images, mean, std, dev), _decision_rule(meta)[0]
     ok = np.flatnonzero((np.asarray(labels) == pos) & (decided(model, x, meta, batch_size).cpu().numpy() == pos))

