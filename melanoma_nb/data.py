@@ -27,8 +27,8 @@ except ImportError: fcntl = None
 __all__ = ['KAGGLE_DATASET', 'KAGGLE_INPUT', 'IMAGE_EXTS', 'LAYOUT_HELP', 'CACHE_TAG', 'UNPACK_RATIO', 'UNPACK_MIN', 'MAX_PIXELS',
            'MAX_FILE_BYTES', 'LINE_EVERY', 'CACHE_VERSION', 'DataError', 'ImageReadError', 'sample_root', 'cache_home',
            'find_dataset_root', 'unpack_limit', 'safe_extract', 'download_data', 'hosted_notebook', 'locate_data',
-           'ImageIndex', 'scan', 'image_size', 'decode_into', 'read_image', 'progress_bar', 'ImageCache', 'build_cache',
-           'prepare']
+           'ImageIndex', 'scan', 'image_size', 'decode_into', 'read_image', 'progress_bar', 'ImageCache',
+           'cache_dir_for', 'build_cache', 'prepare']
 
 # %% ../nbs/00_data.ipynb #112e895b
 class DataError(Exception):
@@ -790,7 +790,8 @@ def _fingerprint(index: ImageIndex) -> list:
     return out
 
 # %% ../nbs/00_data.ipynb #d249ec88
-def _cache_dir(index: ImageIndex, size: int, channels: int, cache_dir) -> Path:
+def cache_dir_for(index: ImageIndex, size: int, channels: int, cache_dir) -> Path:
+    "The cache folder of `index` at `size`/`channels` under `cache_dir` (default `cache_home()`), keyed on its root."
     base = Path(cache_dir).expanduser() if cache_dir else cache_home()
     key = hashlib.sha1(f"{Path(index.root).resolve()}|{size}|{channels}|{CACHE_VERSION}".encode()).hexdigest()[:12]
     return base/f"{Path(index.root).resolve().name}-{size}px-{channels}ch-{key}"
@@ -931,7 +932,7 @@ def _tag_cache(base: Path):
 def build_cache(index: ImageIndex, size: int = 224, channels: int = 3, cache_dir=None, workers=None,
                 progress=True, source='') -> ImageCache:
     "Decode every image of `index` once into a memory-mapped uint8 cache; reuse it when the files are unchanged."
-    d = _cache_dir(index, size, channels, cache_dir)
+    d = cache_dir_for(index, size, channels, cache_dir)
     meta = dict(version=CACHE_VERSION, root=str(index.root), size=size, channels=channels, classes=index.classes,
                 layout=index.layout, scan_skipped=index.skipped, files=_fingerprint(index))
     meta = json.loads(json.dumps(meta))   # the form it takes in the manifest (tuples become lists)

@@ -21,7 +21,7 @@ from .dataset import BatchTransform, ring_mask
 from .cnn import model_in_chans
 from fastcore.basics import patch
 
-from .metrics import (_check, confusion, metrics, bootstrap_ci, choose_threshold, calibration_bins, ece,
+from .metrics import (check_scores, confusion, metrics, bootstrap_ci, choose_threshold, calibration_bins, ece,
                                  positive_index, decision_names)
 from .checkpoint import CheckpointError, load_checkpoint, meta_problem
 from .training import Recipe, validation_split, data_fingerprint
@@ -232,7 +232,7 @@ def _finish(fig, fname=None):
 def plot_confusion(y_true, p, threshold: float = 0.5, classes=('benign', 'malignant'), fname=None, ax=None):
     "The confusion matrix at `threshold`: counts and the fraction of each true class."
     import matplotlib.pyplot as plt
-    y, p = _check(y_true, p)
+    y, p = check_scores(y_true, p)
     cm = confusion(y, (p >= threshold).astype(int))
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(3.8, 3.4))
     frac = cm / np.maximum(cm.sum(1, keepdims=True), 1)
@@ -249,7 +249,7 @@ def plot_confusion(y_true, p, threshold: float = 0.5, classes=('benign', 'malign
 def plot_curves(y_true, p, threshold: float = 0.5, fname=None):
     "ROC and precision-recall curves, with the operating point at `threshold` marked."
     import matplotlib.pyplot as plt
-    y, p = _check(y_true, p)
+    y, p = check_scores(y_true, p)
     m = metrics(y, p, threshold)
     fpr, tpr, _ = skm.roc_curve(y, p)
     prec, rec, _ = skm.precision_recall_curve(y, p)
@@ -277,7 +277,7 @@ def plot_predictions(images, y_true, p, classes=('benign', 'malignant'), thresho
     "A grid of uint8 images with true class and p(malignant); the frame says whether the call at `threshold` was right."
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
-    y, p = _check(y_true, p)
+    y, p = check_scores(y_true, p)
     idx = np.arange(min(n, len(y))) if idx is None else np.asarray(idx)[:n]
     nrows = max(1, math.ceil(len(idx) / ncols))
     fig, axs = plt.subplots(nrows, ncols, figsize=(1.7 * ncols, 2.0 * nrows + 0.9), squeeze=False)
@@ -303,7 +303,7 @@ def plot_predictions(images, y_true, p, classes=('benign', 'malignant'), thresho
 # %% ../nbs/08_evaluation.ipynb #539eab76
 def confident_errors(y_true, p, threshold: float = 0.5, k: int = 8) -> np.ndarray:
     "Indices of the `k` wrong decisions made with the most confidence (p for false positives, 1-p for false negatives)."
-    y, p = _check(y_true, p)
+    y, p = check_scores(y_true, p)
     pred = (p >= threshold).astype(int)
     wrong = np.flatnonzero(pred != y)
     conf = np.where(pred[wrong] == 1, p[wrong], 1 - p[wrong])

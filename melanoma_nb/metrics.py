@@ -17,9 +17,9 @@ from sklearn import metrics as skm
 from .data import DataError
 
 # %% auto #0
-__all__ = ['POSITIVE_NAMES', 'TEMPERATURE_PRIOR_SD', 'ClassError', 'positive_index', 'decision_names', 'confusion', 'metrics',
-           'auc_rows', 'bootstrap_ci', 'ThresholdChoice', 'choose_threshold', 'positive_proba', 'binary_metrics', 'nll',
-           'fit_temperature', 'calibration_bins', 'ece', 'metrics_table']
+__all__ = ['POSITIVE_NAMES', 'TEMPERATURE_PRIOR_SD', 'ClassError', 'positive_index', 'decision_names', 'confusion',
+           'check_scores', 'metrics', 'auc_rows', 'bootstrap_ci', 'ThresholdChoice', 'choose_threshold',
+           'positive_proba', 'binary_metrics', 'nll', 'fit_temperature', 'calibration_bins', 'ece', 'metrics_table']
 
 # %% ../nbs/05_metrics.ipynb #1b6ccc22
 class ClassError(DataError):
@@ -61,7 +61,8 @@ def confusion(y_true, y_pred) -> np.ndarray:
     return skm.confusion_matrix(np.asarray(y_true), np.asarray(y_pred), labels=[0, 1])
 
 # %% ../nbs/05_metrics.ipynb #83323f99
-def _check(y, p):
+def check_scores(y, p):
+    "`(y, p)` checked (1-D, one length, labels 0/1, p in [0, 1]) as int64 and float64 arrays; `ValueError` otherwise."
     y, p = np.asarray(y), np.asarray(p, dtype=np.float64)
     if y.shape != p.shape or y.ndim != 1:
         raise ValueError(f"y_true and p must be 1-D and the same length: {y.shape} vs {p.shape}")
@@ -73,7 +74,7 @@ def _check(y, p):
 # %% ../nbs/05_metrics.ipynb #d0665d83
 def metrics(y_true, p, threshold: float = 0.5) -> dict:
     "Accuracy, sensitivity, specificity, precision, F1, ROC-AUC, PR-AUC, the confusion matrix, n and the threshold."
-    y, p = _check(y_true, p)
+    y, p = check_scores(y_true, p)
     pred = (p >= threshold).astype(np.int64)
     cm = confusion(y, pred)
     both = len(np.unique(y)) == 2
@@ -105,7 +106,7 @@ def auc_rows(y: np.ndarray, p: np.ndarray) -> np.ndarray:
 def bootstrap_ci(y, p, threshold: float = 0.5, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05,
                  stratified: bool = True, chunk: int = 250) -> dict:
     "Percentile bootstrap intervals {metric: [low, high]} for accuracy, sensitivity, specificity and ROC-AUC."
-    y, p = _check(y, p)
+    y, p = check_scores(y, p)
     rng = np.random.default_rng(seed)
     pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
     if stratified and (len(pos) == 0 or len(neg) == 0): stratified = False   # one class only: nothing to stratify
@@ -144,7 +145,7 @@ def choose_threshold(y_val, p_val, target_sensitivity: float = 0.95) -> Threshol
     "The highest threshold whose *validation* sensitivity is >= `target_sensitivity`, half-way to the next lower score."
     if not 0 < target_sensitivity <= 1:
         raise ValueError(f"target_sensitivity must be in (0, 1], not {target_sensitivity}")
-    y, p = _check(y_val, p_val)
+    y, p = check_scores(y_val, p_val)
     if not (y == 1).any() or not (y == 0).any():
         raise ValueError("choose_threshold needs validation data with both classes")
     fpr, tpr, thr = skm.roc_curve(y, p, drop_intermediate=False)
@@ -200,7 +201,7 @@ def fit_temperature(logits, y, lo: float = 0.05, hi: float = 20.0, iters: int = 
 # %% ../nbs/05_metrics.ipynb #388f1b5c
 def calibration_bins(y, p, bins: int = 10) -> dict:
     "Per equal-width bin of p: its count, mean p and share of positives (`y == 1`); bins without images are NaN."
-    y, p = _check(y, p)
+    y, p = check_scores(y, p)
     k = np.minimum((p * bins).astype(int), bins - 1)
     n = np.bincount(k, minlength=bins).astype(float)
     with np.errstate(invalid='ignore', divide='ignore'):

@@ -11,8 +11,8 @@ from dataclasses import dataclass, asdict, fields, replace
 
 # %% auto #0
 __all__ = ['LITE_ARCHS', 'ARCHS', 'SCRATCH_ONLY', 'SIZE_RANGE', 'SCHEDULES', 'BALANCES', 'SCALINGS', 'PRECISIONS', 'MAX_BUDGET',
-           'PRESETS', 'PRESET_HELP', 'PHASH_RADIUS', 'MATCH_MIN', 'TrainingError', 'RecipeError', 'Recipe',
-           'describe_recipe']
+           'RUNTIME_FIELDS', 'PRESETS', 'PRESET_HELP', 'PHASH_RADIUS', 'MATCH_MIN', 'TrainingError', 'RecipeError',
+           'Recipe', 'describe_recipe']
 
 # %% ../nbs/00_settings.ipynb #c85fabda
 class TrainingError(Exception):
@@ -146,7 +146,7 @@ def _check_run(r: Recipe):
     if r.precision not in PRECISIONS: bad(f"precision must be one of {', '.join(PRECISIONS)}, not {r.precision!r}")
 
 # %% ../nbs/00_settings.ipynb #49d11f7f
-_RUNTIME_FIELDS = ('workers',)   # fields that do not change what is computed: a resumed run may change them
+RUNTIME_FIELDS = ('workers',)   # fields that do not change what is computed: a resumed run may change them
 
 # %% ../nbs/00_settings.ipynb #930671cb
 PRESETS = {

@@ -18,7 +18,7 @@ from torch import nn
 from fastcore.basics import patch
 from tqdm.auto import tqdm
 
-from .data import DataError, cache_home, progress_bar, decode_into, _cache_dir
+from .data import DataError, cache_home, progress_bar, decode_into, cache_dir_for
 from .audit import copy_groups
 from .dataset import (norm_stats, train_val_split, CachedImages, make_loader, DeviceBatches,
                                  BatchTransform, class_weights)
@@ -28,7 +28,7 @@ from .metrics import positive_index, binary_metrics, choose_threshold, fit_tempe
 from .checkpoint import (CheckpointError, OutputError, atomic_write, write_json, save_checkpoint,
                                     read_checkpoint, cpu_state, _plain, _unwrap, _torch_load, RESUME_FORMAT,
                                     RESUME_VERSION)
-from .settings import TrainingError, RecipeError, Recipe, PRESETS, _RUNTIME_FIELDS
+from .settings import TrainingError, RecipeError, Recipe, PRESETS, RUNTIME_FIELDS
 _all_ = ['TrainingError', 'RecipeError', 'Recipe', 'PRESETS']   # still importable from here, as before
 
 # %% auto #0
@@ -314,7 +314,7 @@ def resume_recipe(out_dir) -> Recipe:
 # %% ../nbs/07_training.ipynb #ce1d8719
 def _recipe_diff(saved: Recipe, now: Recipe) -> list:
     return [f"{f.name}={getattr(saved, f.name)!r} (saved) vs {getattr(now, f.name)!r} (now)"
-            for f in fields(Recipe) if f.name not in _RUNTIME_FIELDS and getattr(saved, f.name) != getattr(now, f.name)]
+            for f in fields(Recipe) if f.name not in RUNTIME_FIELDS and getattr(saved, f.name) != getattr(now, f.name)]
 
 # %% ../nbs/07_training.ipynb #1aa3e50e
 EVENTS = ('before_fit', 'before_epoch', 'before_step', 'after_loss', 'after_step', 'after_train', 'after_validate',
@@ -900,7 +900,7 @@ def quick_estimate(recipe, index, cache_dir=None, started: float | None = None, 
         for p in some:
             with contextlib.suppress(DataError): decode_into(p, out, recipe.size, recipe.channels)
         per_image = (time.perf_counter() - t) / len(some)
-    cached = (_cache_dir(index, recipe.size, recipe.channels, cache_dir)/'manifest.json').exists()
+    cached = (cache_dir_for(index, recipe.size, recipe.channels, cache_dir)/'manifest.json').exists()
     decode_s = 0.0 if cached else per_image * len(index) / cores
     audit_s = 4 * per_image * n_train / cores if recipe.group_split else 0.0   # the copy audit: every image read
     t_step = _time_steps_on_random(recipe, pick_device(device))

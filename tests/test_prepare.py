@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from melanoma_nb.data import DataError, ImageReadError, _cache_dir, build_cache, read_image, safe_extract, scan
+from melanoma_nb.data import DataError, ImageReadError, cache_dir_for, build_cache, read_image, safe_extract, scan
 from conftest import assert_user_error, script_cmd
 
 T = 60           # seconds any one command may take here: far above a normal run, far below "hung"
@@ -263,7 +263,7 @@ def _read_until(p: subprocess.Popen, needle: str, timeout: float) -> str:
 def test_second_prepare_waits_for_the_lock(tmp_path, sample, cli_env):
     import fcntl
     d, cache = _folder(tmp_path, sample), tmp_path/'cache'
-    lockdir = _cache_dir(scan(d), 32, 3, cache); lockdir.mkdir(parents=True)
+    lockdir = cache_dir_for(scan(d), 32, 3, cache); lockdir.mkdir(parents=True)
     fd = os.open(lockdir/'lock', os.O_RDWR | os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX)   # "another process" builds
     p = subprocess.Popen(script_cmd('melanoma-prepare') + [str(d), '--size', '32', '--cache', str(cache), '--no-progress'],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env)
