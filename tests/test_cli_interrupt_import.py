@@ -24,7 +24,10 @@ def test_ctrl_c_during_the_import_is_one_line(name, tmp_path, cli_env):
     mark = tmp_path/'importing'
     env = {**cli_env, 'IMPORT_MARK': str(mark),
            'PYTHONPATH': os.pathsep.join([str(tmp_path), *filter(None, [cli_env.get('PYTHONPATH')])])}
-    p = subprocess.Popen([str(script), '--help'], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as a terminal user has it: a shell's background job (`tools/test.sh &`) starts with SIGINT ignored, and
+    # a Python started so never raises KeyboardInterrupt
+    p = subprocess.Popen([str(script), '--help'], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     t0 = time.monotonic()
     while not mark.exists() and p.poll() is None and time.monotonic() - t0 < 60: time.sleep(0.05)
     assert mark.exists(), p.communicate()
