@@ -907,7 +907,8 @@ def quick_estimate(recipe, index, cache_dir=None, started: float | None = None, 
     epoch_s = EPOCH_ALLOWANCE * t_step * (n_tr + (n_train - n_tr)) / recipe.batch_size   # validation: as much
     setup_s = (15 if recipe.precision == 'auto' else 5) * t_step                          # timing for the plan
     spent = time.monotonic() - (started if started is not None else time.monotonic())
-    est = {'decode_s': round(decode_s, 1), 'audit_s': round(audit_s, 1), 'epoch_s': round(epoch_s, 1),
+    r1 = lambda s: max(round(s, 1), 0.1) if s > 0 else 0.0       # work still to do never reads as 0.0 s
+    est = {'decode_s': r1(decode_s), 'audit_s': r1(audit_s), 'epoch_s': r1(epoch_s),
            'spent_s': round(spent, 1), 'n_train': n_tr}
     before = spent + decode_s + audit_s + setup_s                  # what the plan finds spent; it then needs one epoch
     if (before + 0.85 * epoch_s) / BUDGET_AIM > 60 * recipe.budget:   # (85 %: bf16 can make epochs faster)
