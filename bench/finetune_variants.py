@@ -39,6 +39,7 @@ VARIANTS = {
     'ring0.5': dict(ring=0.5),
     'size128': dict(size=128),
     'size160': dict(size=160),
+    'lite1': dict(arch='efficientnet_lite1'),         # the next width/depth of the family, same size
     'bn_frozen': {},                                  # + every BatchNorm held in eval mode (ImageNet's statistics)
 }
 HOLD_BN = {'bn_frozen'}                               # variants whose whole-network phase keeps BatchNorm frozen
@@ -73,7 +74,7 @@ def main():
     if bad:
         print(f"finetune_variants: unknown variant(s) {', '.join(bad)}: use {', '.join(VARIANTS)}", file=sys.stderr)
         sys.exit(2)
-    print(f"On {cpu_name()}: EfficientNet-Lite0 from ImageNet, {a.epochs} epochs, fp32, seed 0's validation split")
+    print(f"On {cpu_name()}: EfficientNet-Lite from ImageNet (Lite0 unless named), {a.epochs} epochs, fp32, seed 0's validation split")
     print(f"{'variant':10s} {'size':>4s} {'val acc':>7s} {'AUC':>6s} {'AUC no corners':>14s} {'sens no corners':>15s} "
           f"{'epochs':>6s} {'min':>5s}", flush=True)
     caches = {}
