@@ -380,6 +380,14 @@ def _preflight(args):
     if args.out and not args.resume and int(os.environ.get('RANK', 0)) == 0:
         check_run_dir(Path(args.out).expanduser(), args.overwrite)
 
+# %% ../nbs/11_cli.ipynb #a9878afd
+def _resume_data(args, out: Path):
+    "--data, else under --resume the folder the run in `out` was trained on (kept in its last.pt) while it exists."
+    if args.data is not None or not args.resume: return args.data
+    from melanoma_nb.training import load_resume_state
+    root = load_resume_state(out).get('root')               # (no last.pt: fit says so, with what to do)
+    return root if root and Path(root).is_dir() else None
+
 # %% ../nbs/11_cli.ipynb #8f53aaa5
 def _train(args, cbs=(), started: float | None = None) -> int:
     "The work of `melanoma-train` with parsed `args`; `started`: when the command started (a --budget covers it all)."
@@ -394,6 +402,7 @@ def _train(args, cbs=(), started: float | None = None) -> int:
         if info.world > 1:                          # rank 0 chose the folder; everyone uses it
             box = [str(out) if out is not None else None]; dist.broadcast_object_list(box, src=0); out = Path(box[0])
         if info.main: _lock_run(out, args)
+        args.data = _resume_data(args, out)           # --resume: the run's own data unless --data is given
         recipe = recipe_from_args(args, base=resume_recipe(out) if args.resume else None)
         progress = not args.no_progress             # a terminal: bars; a log: a line every 10 s
         kw = dict(cache_dir=args.cache, max_unpacked=args.max_unpacked)
@@ -404,8 +413,9 @@ def _train(args, cbs=(), started: float | None = None) -> int:
             cache = build_cache(index, recipe.size, recipe.channels, args.cache, progress=progress, source=source)
         if info.world > 1: dist.barrier()           # rank 0 built the cache; the others reuse it
         if not info.main: cache = prepare(args.data, recipe.size, recipe.channels, progress=False, verbose=False, **kw)
-        if info.main and cache.skipped:
-            print(f"({len(cache.skipped)} file(s) skipped; melanoma-prepare lists them with reasons)")
+        if info.main and cache.skipped:              # each skipped file named on stderr, as --help says, and counted
+            for q, why in cache.skipped: print(f"skipped {q}: {why}", file=sys.stderr)
+            print(f"({len(cache.skipped)} file(s) skipped, listed on stderr with the reason)")
         if info.main and not (args.resume or args.out):  # a new ./runs/<date-time>: point ./runs/latest at it
             check_output_dir(out); _point_latest(out)
         res = fit(recipe, cache, out_dir=out, device=args.device, resume=args.resume, progress=progress, verbose=True,
@@ -479,13 +489,41 @@ def _eval_data(args):
                         f"copy training images); this is a single folder.")
     return root, source, index
 
+# %% ../nbs/11_cli.ipynb #a8c1d95d
+def _is_evaluation(folder: Path) -> bool:
+    "Whether `folder/metrics.json` was written by melanoma-evaluate (its keys 'rings' and 'without_dark_corners')."
+    try: d = json.loads((folder/'metrics.json').read_text(encoding='utf-8'))
+    except (OSError, ValueError): return False
+    return isinstance(d, dict) and {'rings', 'without_dark_corners'} <= d.keys()
+
+# %% ../nbs/11_cli.ipynb #593259c2
+def _writable_folder(out: Path, flag: str, given: Path | None = None):
+    """Refuse now an output folder that is a file or cannot be written (its nearest existing parent); it is not made.
+    `given`: the file the user named, when `out` is its folder (--json FILE)."""
+    shown, arg = (given, 'FILE') if given else (out, 'DIR')
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"{flag} {out} is a file, not a folder; give a folder ({flag} DIR)." if given is None else
+                       f"{flag} {given}: {out} is a file, so no file can be made in it; give another path ({flag} FILE).")
+    q = out
+    while not q.exists() and q != q.parent: q = q.parent
+    if q.exists() and not q.is_dir():
+        raise CLIError(f"{flag} {shown}: {q} is a file, so no folder can be made there; give another path ({flag} {arg}).")
+    if q.exists() and not os.access(q, os.W_OK | os.X_OK):
+        raise CLIError(f"{flag} {shown}: {q} cannot be written to; give a path you can write to ({flag} {arg}).")
+
 # %% ../nbs/11_cli.ipynb #120749fd
 def _eval_out(args) -> Path:
-    "The output folder: --out, else eval/ beside the model; never a training run's (its metrics.json, curves.png)."
+    """The output folder: --out, else eval/ beside the model; never a training run's (its metrics.json, curves.png),
+    never one holding files of the output's names that an earlier evaluation did not write; checked to be writable."""
     out = Path(args.out).expanduser() if args.out else Path(args.model).expanduser().parent/'eval'
     if any((out/f).exists() for f in ('model.pt', 'history.csv', 'last.pt')):
         raise CLIError(f"--out {out} holds a training run (model.pt or history.csv): its metrics.json and curves.png "
                        f"would be replaced. Leave --out out (eval/ beside the model) or choose another folder.")
+    theirs = [f for f in EVAL_FILES if (out/f).exists()]
+    if theirs and not _is_evaluation(out):
+        raise CLIError(f"--out {out} holds files that melanoma-evaluate did not write ({', '.join(theirs)}); nothing "
+                       f"was changed. Choose another folder (--out NEW_DIR), or move those files away.")
+    _writable_folder(out, '--out')
     return out
 
 # %% ../nbs/11_cli.ipynb #92696589
@@ -614,6 +652,9 @@ def _expand(paths):
                 dirs[:] = [x for x in dirs if not x.startswith('.')]
                 bad += [(Path(d)/n, 'hidden file: skipped') for n in names if n.startswith('.') and image(n)]
                 found += [Path(d)/n for n in names if image(n) and not n.startswith('.')]
+                bad += [(Path(d)/n, f"not an image file (extension '{Path(n).suffix}')")    # said, as scan says it
+                        for n in sorted(names) if not image(n) and not n.startswith('.')]
+            if not found and os.access(q, os.R_OK): bad.append((q, 'a folder with no image file in it'))
             files += sorted(found)
         elif os.path.lexists(q): files.append(q)     # read_image refuses what is not a regular file, with the reason
         else: bad.append((q, 'no such file or folder'))
@@ -784,12 +825,28 @@ def _audit_artefacts(index, source: str, progress: bool):
     for w in rep.warnings(): print(f"melanoma-audit: warning: {w}", file=sys.stderr)
     return rep
 
+# %% ../nbs/11_cli.ipynb #0aca1942
+def _audit_json(path) -> Path | None:
+    "The --json file, checked now: a file there must be an earlier audit's ('mode', 'pairs', 'settings'); writable."
+    if path is None: return None
+    f = Path(path).expanduser()
+    if f.is_dir(): raise CLIError(f"--json {f} is a folder; give a file name (--json FILE).")
+    if f.is_file():                             # (a pipe or a device: write_json refuses it, never reads it)
+        try: d = json.loads(f.read_text(encoding='utf-8')) if f.stat().st_size < 2**26 else None
+        except (OSError, ValueError): d = None
+        if not (isinstance(d, dict) and {'mode', 'pairs', 'settings'} <= d.keys()):
+            raise CLIError(f"--json {f} exists and melanoma-audit did not write it; nothing was changed. Give a new "
+                           f"file name (--json NEW_FILE), or move that file away.")
+    _writable_folder(f.parent, '--json', given=f)
+    return f
+
 # %% ../nbs/11_cli.ipynb #03474e9a
 def _audit(args) -> int:
     "The work of `melanoma-audit` with parsed `args`: the leakage pairs and a summary, then the artefacts."
     from melanoma_nb.data import DataError, locate_data, scan
     root, source = locate_data(args.data, verbose=False)
     index = scan(root)
+    f = _audit_json(args.json)                      # refused now, not after the work
     from melanoma_nb.audit import audit_leakage
     progress = not args.no_progress and sys.stderr.isatty()
     leaks = audit_leakage(index, radius=args.radius, min_corr=args.min_corr, dihedral=not args.no_dihedral,
@@ -797,8 +854,7 @@ def _audit(args) -> int:
     for l in leaks: print(f"{l.kind:24s} {l.distance:.4f}  {l.test}  <-  {l.train}")
     print(leaks.summary())
     art = None if args.no_artefacts else _audit_artefacts(index, source, progress)
-    if args.json:
-        f = Path(args.json).expanduser()
+    if f:
         try: f.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e: raise DataError(f"{f}: cannot write ({e.strerror}).") from None
         from melanoma_nb.checkpoint import write_json

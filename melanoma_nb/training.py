@@ -578,7 +578,8 @@ class Checkpoints(Callback):
                 'epoch': t.epoch_i + 1, 'model': cpu_state(t.net), 'optimizer': t.opt.state_dict(), 'scheduler': t.sched.state_dict(),
                 'scaler': t.scaler.state_dict(), 'rng': _rng_state(), 'history': _plain(t.history), 'best': _plain(b),
                 'best_state': state, 'bad_epochs': bad, 'data': t.data_sig, 'world': t.info.world,
-                'plan': _plain(asdict(t.plan)), 'spent_s': time.monotonic() - t.started}
+                'plan': _plain(asdict(t.plan)), 'spent_s': time.monotonic() - t.started,
+                'root': str(Path(t.cache.root).resolve()) if getattr(t.cache, 'root', '') else None}  # --resume's data
     def after_fit(self, t):
         if t.out is None or not t.info.main: return
         write_json(t.out/'metrics.json', t.metrics)
@@ -934,12 +935,13 @@ def restore(self: Trainer):
     if diffs: raise RecipeError(f"{out/'last.pt'} was started with other settings: {'; '.join(diffs)}. Resume "
                                 f"with the same settings, or start a new run in another folder.")
     if st['data'] != self.data_sig:
-        d = st['data']
+        d, root = st['data'], st.get('root')
+        where = f" (--data {root})" if root else ''      # the folder it was trained on (older states lack it)
         raise TrainingError(f"{out/'last.pt'} was trained on other data ({d.get('n_train')} train / "
                             f"{d.get('n_val')} validation images of {d.get('classes')}, fingerprint "
                             f"{d.get('data')}; now {len(self.tr)} / {len(self.va)} of {self.classes}, fingerprint "
-                            f"{self.data_sig['data']}). Resume with the same data, or start a new run in another "
-                            f"folder.")
+                            f"{self.data_sig['data']}). Resume with the same data{where}, "
+                            f"or start a new run in another folder.")
     if st['world'] != info.world:
         self.say(f"Note: the run was started with {st['world']} process(es) and goes on with {info.world}; the "
                  f"global batch is the same, the per-process random streams differ.")

@@ -105,14 +105,15 @@ def test_out_held_by_another_evaluate_refused(run, run_script, tmp_path):
     "Issue 34: an --out folder whose lock another melanoma-evaluate holds: refused in one line, its files untouched."
     import fcntl
     model, d = run
-    out = tmp_path/'ev'; out.mkdir(); (out/'metrics.json').write_text('{"old": 1}'); (out/'predictions.csv').write_text('old')
+    old = '{"without_dark_corners": null, "rings": {}, "old": 1}'                # an earlier evaluation's files
+    out = tmp_path/'ev'; out.mkdir(); (out/'metrics.json').write_text(old); (out/'predictions.csv').write_text('old')
     fd = os.open(out/'.evaluate.lock', os.O_RDWR | os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX)   # a live evaluate holds it
     try: r = _eval(run_script, model, d/'data', '--out', out)
     finally: os.close(fd)
     assert_user_error(r, 'melanoma-evaluate', f'another melanoma-evaluate is writing to {out} now; nothing was changed',
                       '--out DIR')
     assert sorted(p.name for p in out.iterdir()) == ['.evaluate.lock', 'metrics.json', 'predictions.csv']
-    assert (out/'metrics.json').read_text() == '{"old": 1}' and (out/'predictions.csv').read_text() == 'old'
+    assert (out/'metrics.json').read_text() == old and (out/'predictions.csv').read_text() == 'old'
     r = _eval(run_script, model, d/'data', '--out', out)                  # once it is free: runs, and leaves no lock file
     assert r.returncode == 0, r.stderr[-2000:]
-    assert not (out/'.evaluate.lock').exists() and (out/'metrics.json').read_text() != '{"old": 1}'
+    assert not (out/'.evaluate.lock').exists() and (out/'metrics.json').read_text() != old
