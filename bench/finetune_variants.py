@@ -3,14 +3,14 @@ data set's train/ and judged on its validation split only (test/ is never read):
 chosen (07_training, "Choosing the pretrained recipe").
 
 Run: PYTHONPATH=. OMP_WAIT_POLICY=PASSIVE python bench/finetune_variants.py --data DATA --out /tmp/finetune \
-        [--epochs 3] [--variants base,one_rate,unit,bn_frozen,size128]
+        [--epochs 3] [--seed 0] [--variants base,one_rate,unit,bn_frozen,size128]
 
-Every variant starts from `BASE` (EfficientNet-Lite0, ImageNet weights, RGB 96 px, batch 32, lr 1e-3, the head alone in
-the first epoch, then rates from 0.1 lr at the stem to lr at the head, a ring on every training image, fp32) with the
-changes of `VARIANTS`, and keeps seed 0's validation split, so all rows compare on the same images. Each row: the kept
-epoch's validation accuracy and ROC-AUC, then the AUC and the sensitivity (at the run's own threshold) on the
-validation images WITHOUT dark corners (the audit's detector), which a model cannot get right by reading the
-dermoscope's ring; the epochs and the minutes each took on this machine.
+Every variant starts from `BASE` (EfficientNet-Lite0, ImageNet weights, RGB 96 px, batch 32, lr 1e-3, the head alone
+in the first epoch, then rates from 0.1 lr at the stem to lr at the head, a ring on every training image, fp32) with
+the changes of `VARIANTS`, and keeps one seed's validation split (--seed, 0 by default), so all rows of a run compare
+on the same images. Each row: the kept epoch's validation accuracy and ROC-AUC, then the AUC and the sensitivity (at
+the run's own threshold) on the validation images WITHOUT dark corners (the audit's detector), which a model cannot
+get right by reading the dermoscope's ring; the epochs and the minutes each took on this machine.
 """
 import argparse, sys, time
 from dataclasses import replace
@@ -67,6 +67,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--data', required=True); ap.add_argument('--out', type=Path, required=True)
     ap.add_argument('--epochs', type=int, default=3)
+    ap.add_argument('--seed', type=int, default=0, help="the run's seed, which also draws the validation split")
     ap.add_argument('--variants', default='base,one_rate,unit,size128')
     a = ap.parse_args()
     names = a.variants.split(',')
@@ -74,12 +75,13 @@ def main():
     if bad:
         print(f"finetune_variants: unknown variant(s) {', '.join(bad)}: use {', '.join(VARIANTS)}", file=sys.stderr)
         sys.exit(2)
-    print(f"On {cpu_name()}: EfficientNet-Lite from ImageNet (Lite0 unless named), {a.epochs} epochs, fp32, seed 0's validation split")
+    print(f"On {cpu_name()}: EfficientNet-Lite from ImageNet (Lite0 unless named), {a.epochs} epochs, fp32, "
+          f"seed {a.seed}'s validation split")
     print(f"{'variant':10s} {'size':>4s} {'val acc':>7s} {'AUC':>6s} {'AUC no corners':>14s} {'sens no corners':>15s} "
           f"{'epochs':>6s} {'min':>5s}", flush=True)
     caches = {}
     for v in names:
-        r = replace(BASE, epochs=a.epochs, **VARIANTS[v])
+        r = replace(BASE, epochs=a.epochs, seed=a.seed, **VARIANTS[v])
         if r.size not in caches: caches[r.size] = prepare(a.data, size=r.size, channels=3, progress=False, verbose=False)
         cache = caches[r.size]
         _, va, _ = T.validation_split(cache, r)
