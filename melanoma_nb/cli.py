@@ -382,11 +382,10 @@ def _preflight(args):
         check_run_dir(Path(args.out).expanduser(), args.overwrite)
 
 # %% ../nbs/11_cli.ipynb #a9878afd
-def _resume_data(args, out: Path):
-    "--data, else under --resume the folder the run in `out` was trained on (kept in its last.pt) while it exists."
-    if args.data is not None or not args.resume: return args.data
-    from melanoma_nb.training import load_resume_state
-    root = load_resume_state(out).get('root')               # (no last.pt: fit says so, with what to do)
+def _resume_data(args, state: dict | None):
+    "--data, else the folder the resumed run (`state`: its last.pt, read once) was trained on, while it exists."
+    if args.data is not None or state is None: return args.data
+    root = state.get('root')                                  # (older resume states lack it)
     return root if root and Path(root).is_dir() else None
 
 # %% ../nbs/11_cli.ipynb #8f53aaa5
@@ -396,15 +395,16 @@ def _train(args, cbs=(), started: float | None = None) -> int:
     _preflight(args)
     import torch.distributed as dist
     from melanoma_nb.data import prepare, locate_data, scan, build_cache
-    from melanoma_nb.training import fit, init_distributed, resume_recipe, check_output_dir, quick_estimate
+    from melanoma_nb.training import fit, init_distributed, load_resume_state, check_output_dir, quick_estimate
     info, dev, created = init_distributed(args.device)
     try:
         out = run_dir(args) if info.main else None
         if info.world > 1:                          # rank 0 chose the folder; everyone uses it
             box = [str(out) if out is not None else None]; dist.broadcast_object_list(box, src=0); out = Path(box[0])
         if info.main: _lock_run(out, args)
-        args.data = _resume_data(args, out)           # --resume: the run's own data unless --data is given
-        recipe = recipe_from_args(args, base=resume_recipe(out) if args.resume else None)
+        st = load_resume_state(out) if args.resume else None   # last.pt, read once: its data folder and recipe
+        args.data = _resume_data(args, st)            # --resume: the run's own data unless --data is given
+        recipe = recipe_from_args(args, base=Recipe.from_dict(st['recipe']) if st else None)
         progress = not args.no_progress             # a terminal: bars; a log: a line every 10 s
         kw = dict(cache_dir=args.cache, max_unpacked=args.max_unpacked)
         if info.main:                               # a budget that cannot fit is refused before the cache is built
